@@ -1,0 +1,132 @@
+// Package cli holds the command lines of sluice's tools. The binary picks
+// a tool by the name it was invoked as (a link named mailq runs mailq) or
+// by its first argument (sluice mailq ...). Each tool is a Command in the
+// table that commands() returns; its help text lives beside it.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"sluice/internal/config"
+	"sluice/internal/spool"
+)
+
+// Env is what a tool runs with: its name, arguments and standard streams.
+// Tools never touch os.Args, os.Stdout or os.Exit directly, so tests run
+// them in-process.
+type Env struct {
+	Name   string // the name the tool was invoked as, for messages
+	Args   []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+}
+
+// Command is one tool.
+type Command struct {
+	Name    string
+	Summary string
+	Run     func(env *Env) int // returns the exit status
+}
+
+// commands lists every tool; Main dispatches through it. Add a tool here.
+func commands() []*Command {
+	return []*Command{
+		// {Name: "mailq", Summary: "...", Run: runMailq},
+	}
+}
+
+func lookup(name string) *Command {
+	for _, c := range commands() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Main runs the tool named by argv[0], or by argv[1] when argv[0] is
+// "sluice", and returns the exit status.
+func Main(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	name := filepath.Base(argv[0])
+	args := argv[1:]
+	if lookup(name) == nil {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			usage(stderr)
+			if len(args) == 0 {
+				return 2
+			}
+			return 0
+		}
+		name, args = args[0], args[1:]
+	}
+	cmd := lookup(name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n", name)
+		usage(stderr)
+		return 2
+	}
+	return cmd.Run(&Env{Name: name, Args: args, Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: sluice COMMAND [ARGS...]   (or run a link named COMMAND)")
+	fmt.Fprintln(w, "commands:")
+	cmds := commands()
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
+	}
+}
+
+// Fatalf prints "NAME: fatal: ..." as Postfix's tools do and returns the
+// exit status to use.
+func (e *Env) Fatalf(status int, format string, args ...any) int {
+	fmt.Fprintf(e.Stderr, "%s: fatal: %s\n", e.Name, fmt.Sprintf(format, args...))
+	return status
+}
+
+// Warnf prints "NAME: warning: ...".
+func (e *Env) Warnf(format string, args ...any) {
+	fmt.Fprintf(e.Stderr, "%s: warning: %s\n", e.Name, fmt.Sprintf(format, args...))
+}
+
+// LoadConfig loads the configuration named by -c (or MAIL_CONFIG, or the
+// default directory).
+func (e *Env) LoadConfig(dirFlag string) (*config.Config, error) {
+	dir := dirFlag
+	if dir == "" && e.Getenv != nil {
+		dir = e.Getenv("MAIL_CONFIG")
+	}
+	if dir == "" {
+		dir = config.DefaultDir
+	}
+	return config.Load(dir)
+}
+
+// OpenSpool returns the spool a configuration names.
+func OpenSpool(c *config.Config) (*spool.Spool, error) {
+	s := spool.New(c.Get("queue_directory"))
+	s.SetHashQueues(c.Get("hash_queue_names"))
+	depth, err := c.Int("hash_queue_depth")
+	if err != nil {
+		return nil, err
+	}
+	s.HashDepth = int(depth)
+	s.LongIDs = c.Bool("enable_long_queue_ids")
+	if s.Root == "" {
+		return nil, fmt.Errorf("queue_directory is empty")
+	}
+	return s, nil
+}
+
+// splitList splits on commas and white space.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+}

@@ -1,0 +1,61 @@
+package config
+
+// Param is one configuration parameter: its name, default and meaning.
+// Postfix's name and default where Postfix has the parameter.
+type Param struct {
+	Name    string
+	Default string
+	Unit    byte // default unit of a bare number for time parameters
+	Doc     string
+}
+
+// Params is every parameter sluice knows, documented beside its default.
+// `sluice postconf -d` prints them.
+var Params = []Param{
+	{Name: "queue_directory", Default: "/var/spool/sluice", Doc: "the spool: a Postfix-format queue directory (Postfix's default, /var/spool/postfix, applies when the configuration directory holds a master.cf)"},
+	{Name: "hash_queue_names", Default: "deferred, defer", Doc: "queues whose files are spread over hash subdirectories"},
+	{Name: "hash_queue_depth", Default: "1", Doc: "levels of hash subdirectories"},
+	{Name: "enable_long_queue_ids", Default: "no", Doc: "name new queue files with long, non-repeating IDs; also picks mailq's column layout"},
+	{Name: "duplicate_filter_limit", Default: "1000", Doc: "recipients remembered per message when listing, to suppress duplicates"},
+	{Name: "mail_owner", Default: "postfix", Doc: "the owner of the queue"},
+	{Name: "myhostname", Default: "localhost", Doc: "this host's fully qualified name"},
+	{Name: "mydomain", Default: "localdomain", Doc: "this host's domain"},
+	{Name: "myorigin", Default: "$myhostname", Doc: "domain appended to unqualified sender addresses"},
+	{Name: "mynetworks", Default: "127.0.0.0/8 [::1]/128", Doc: "clients allowed to relay"},
+	{Name: "relayhost", Default: "", Doc: "send all mail through this host ([host]:port skips the MX lookup)"},
+	{Name: "inet_interfaces", Default: "all", Doc: "interfaces to listen on"},
+	{Name: "smtpd_listen", Default: "127.0.0.1:2525", Doc: "SMTP listen addresses (a list)"},
+	{Name: "message_size_limit", Default: "10240000", Doc: "largest message accepted, in bytes"},
+	{Name: "maximal_queue_lifetime", Default: "5d", Unit: 'd', Doc: "how long mail is retried before it bounces"},
+	{Name: "bounce_queue_lifetime", Default: "5d", Unit: 'd', Doc: "the same for mail from the null sender"},
+	{Name: "minimal_backoff_time", Default: "300s", Doc: "shortest time between attempts"},
+	{Name: "maximal_backoff_time", Default: "4000s", Doc: "longest time between attempts"},
+	{Name: "queue_run_delay", Default: "300s", Doc: "how often the deferred queue is scanned"},
+	{Name: "delay_warning_time", Default: "0h", Unit: 'h', Doc: "send a delay warning after this long; 0 means never"},
+	{Name: "default_destination_concurrency_limit", Default: "20", Doc: "parallel deliveries per destination"},
+	{Name: "default_destination_recipient_limit", Default: "50", Doc: "recipients per delivery"},
+	{Name: "smtp_connect_timeout", Default: "30s", Doc: "timeout for a TCP connection to a peer"},
+	{Name: "smtp_tls_security_level", Default: "", Doc: "none, may or encrypt"},
+	{Name: "authorized_mailq_users", Default: "static:anyone", Doc: "who may list the queue"},
+	{Name: "authorized_flush_users", Default: "static:anyone", Doc: "who may flush the queue"},
+	{Name: "fast_flush_domains", Default: "$relay_domains", Doc: "destinations postqueue -s may flush"},
+	{Name: "relay_domains", Default: "", Doc: "destinations this host relays to"},
+	{Name: "daemon_directory", Default: "/usr/lib/postfix/sbin", Doc: "where Postfix's daemons live (used with a Postfix spool)"},
+	{Name: "command_directory", Default: "/usr/sbin", Doc: "where Postfix's commands live (used with a Postfix spool)"},
+	{Name: "maillog_file", Default: "", Doc: "the mail log file"},
+}
+
+// postfixOverrides are defaults that differ when the configuration
+// directory is Postfix's own.
+var postfixOverrides = map[string]string{
+	"queue_directory": "/var/spool/postfix",
+	"smtpd_listen":    "",
+}
+
+var paramIndex = func() map[string]*Param {
+	m := make(map[string]*Param, len(Params))
+	for i := range Params {
+		m[Params[i].Name] = &Params[i]
+	}
+	return m
+}()

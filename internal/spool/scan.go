@@ -1,0 +1,130 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+// Entry is a name found in a queue directory: a candidate queue file.
+type Entry struct {
+	Queue string // queue name, e.g. "deferred"
+	ID    string // file name
+	Rel   string // path relative to the spool root, e.g. deferred/5/54AB4BA048
+}
+
+// List returns the entries of queue in raw directory order, descending
+// into hash subdirectories in their own directory order, as Postfix's
+// scanners do (showq lists in this order, so mailq output matches
+// Postfix's only if we keep it). Names that are not valid queue IDs are
+// skipped. A queue directory that does not exist lists as empty; files
+// that vanish during the walk are not errors.
+func (s *Spool) List(queue string) ([]Entry, error) {
+	var out []Entry
+	err := s.walk(queue, queue, 0, &out)
+	return out, err
+}
+
+func (s *Spool) walk(queue, rel string, depth int, out *[]Entry) error {
+	d, err := os.Open(filepath.Join(s.Root, rel))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || (depth > 0 && errors.Is(err, syscallENOTDIR)) {
+			return nil
+		}
+		return fmt.Errorf("spool: scan %s: %w", rel, err)
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			p := rel + "/" + n
+			if len(n) == 1 && depth < 16 {
+				// A hash subdirectory (single character) or a very
+				// short file name; Postfix's scanner descends into
+				// one-character names.
+				fi, err := os.Lstat(filepath.Join(s.Root, p))
+				if err == nil && fi.IsDir() {
+					if err := s.walk(queue, p, depth+1, out); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if ValidID(n) {
+				*out = append(*out, Entry{Queue: queue, ID: n, Rel: p})
+			}
+		}
+		if errors.Is(err, io.EOF) || len(names) == 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("spool: scan %s: %w", rel, err)
+		}
+	}
+}
+
+// ForEach runs work on every entry with up to workers goroutines (0 means
+// one per CPU) and passes the results to emit in entry order, so output
+// keeps directory order while reading is parallel. emit runs on the
+// calling goroutine. Work that returns ok=false is not emitted. If emit
+// returns an error, ForEach stops and returns it.
+func ForEach[T any](entries []Entry, workers int, work func(Entry) (T, bool), emit func(Entry, T) error) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if workers == 1 || len(entries) < 64 {
+		for _, e := range entries {
+			if v, ok := work(e); ok {
+				if err := emit(e, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	type slot struct {
+		v  T
+		ok bool
+	}
+	const batch = 512
+	results := make([]slot, batch)
+	for start := 0; start < len(entries); start += batch {
+		end := min(start+batch, len(entries))
+		var wg sync.WaitGroup
+		var next int64 = int64(start)
+		var mu sync.Mutex
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					mu.Lock()
+					i := next
+					next++
+					mu.Unlock()
+					if i >= int64(end) {
+						return
+					}
+					v, ok := work(entries[i])
+					results[i-int64(start)] = slot{v, ok}
+				}
+			}()
+		}
+		wg.Wait()
+		for i := start; i < end; i++ {
+			r := &results[i-start]
+			if r.ok {
+				if err := emit(entries[i], r.v); err != nil {
+					return err
+				}
+			}
+			*r = slot{}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadPostfixQueueFile(t *testing.T) {
+	b, err := os.ReadFile("testdata/queuefile-54AB4BA048.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ReadEnvelope(NewBytesReader(b), ReadOptions{SkipContent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Size.MessageLen != 302 || e.Size.DataOffset != 261 || e.Size.RcptCount != 1 {
+		t.Errorf("size record = %+v", e.Size)
+	}
+	if e.Arrival.Unix() != 1795964910 || e.Arrival.Nanosecond() != 322038000 {
+		t.Errorf("arrival = %v", e.Arrival)
+	}
+	if e.Sender != "alice@facts.test" || e.FullName != "root" || e.CreateTime != 1795964910 {
+		t.Errorf("sender %q fullname %q create %d", e.Sender, e.FullName, e.CreateTime)
+	}
+	if len(e.Recipients) != 1 || e.Recipients[0].Address != "bob@example.com" || e.Recipients[0].Offset != 242 ||
+		e.Recipients[0].Orig != "bob@example.com" || e.Recipients[0].DSNOrig != "rfc822;bob@example.com" {
+		t.Errorf("recipients = %+v", e.Recipients)
+	}
+	if e.ExtractOffset != 563 || e.ContentOffset != 261 {
+		t.Errorf("content at %d, extracted at %d", e.ContentOffset, e.ExtractOffset)
+	}
+}
+
+func TestQueueIDs(t *testing.T) {
+	info, err := ParseID("4jcrGj5fZ5z5jwm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Long || info.Sec != 1795965117 || info.Usec != 796541 || info.Inode != 761980 {
+		t.Errorf("long ID = %+v", info)
+	}
+	if got := LongID(time.Unix(1795965117, 796541000), 761980); got != "4jcrGj5fZ5z5jwm" {
+		t.Errorf("LongID = %s", got)
+	}
+	info, err = ParseID("54AB4BA048")
+	if err != nil || info.Long || info.Usec != 346804 || info.Inode != 761928 {
+		t.Errorf("short ID = %+v, %v", info, err)
+	}
+	if got := ShortID(time.Unix(0, 346804000), 761928); got != "54AB4BA048" {
+		t.Errorf("ShortID = %s", got)
+	}
+	s := New("/q")
+	if got := s.RelPath(Deferred, "54AB4BA048"); got != "deferred/5/54AB4BA048" {
+		t.Errorf("short hash path = %s", got)
+	}
+	if got := s.RelPath(Deferred, "4jcrGj5fZ5z5jwm"); got != "deferred/C/4jcrGj5fZ5z5jwm" {
+		t.Errorf("long hash path = %s", got)
+	}
+	s.HashDepth = 2
+	if got := s.RelPath(Defer, "54AB4BA048"); got != "defer/5/4/54AB4BA048" {
+		t.Errorf("depth 2 = %s", got)
+	}
+	if got := s.RelPath(Incoming, "54AB4BA048"); got != "incoming/54AB4BA048" {
+		t.Errorf("unhashed = %s", got)
+	}
+	for _, bad := range []string{"", "bad/id", "E3307BA071#", "../x"} {
+		if _, err := ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) accepted", bad)
+		}
+	}
+}
+
+func TestWriteReadRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir)
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1795964910, 322038000)
+	f, err := s.NewFile(Incoming, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(f.Path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("embryonic mode = %v", fi.Mode())
+	}
+	err = f.WriteEnvelope(&NewEnvelope{
+		Arrival: now, Sender: "alice@facts.test", FullName: "root",
+		Attrs:      []Attr{{"rewrite_context", "local"}},
+		Recipients: []NewRecipient{{Address: "bob@example.com", Orig: "bob@example.com", DSNOrig: "rfc822;bob@example.com"}, {Address: "carol@example.org"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 4100)
+	for _, l := range []string{"Subject: hi", "", "Hello.", long} {
+		f.WriteLine([]byte(l))
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(f.Path)
+	if err != nil || !IsReady(fi.Mode()) {
+		t.Fatalf("committed file: %v %v", fi, err)
+	}
+	e, _, err := ReadFile(f.Path, ReadOptions{SkipContent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Sender != "alice@facts.test" || len(e.Recipients) != 2 || e.Size.RcptCount != 2 {
+		t.Fatalf("read back %+v", e)
+	}
+	wantLen := int64(RecordSize(11) + RecordSize(0) + RecordSize(6) + 2*RecordSize(2048) + RecordSize(4))
+	if e.Size.MessageLen != wantLen || e.ExtractOffset != e.Size.DataOffset+wantLen {
+		t.Errorf("size %+v extract %d, want len %d", e.Size, e.ExtractOffset, wantLen)
+	}
+	if err := MarkDone(f.Path, e.Recipients[0].Offset, true); err != nil {
+		t.Fatal(err)
+	}
+	e, _, _ = ReadFile(f.Path, ReadOptions{})
+	if !e.Recipients[0].Done || e.Recipients[1].Done {
+		t.Errorf("after MarkDone: %+v", e.Recipients)
+	}
+	if err := s.Move(f.ID, Incoming, Deferred); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := s.Locate(f.ID); err != nil || q != Deferred {
+		t.Errorf("Locate = %s, %v", q, err)
+	}
+	ents, err := s.List(Deferred)
+	if err != nil || len(ents) != 1 || ents[0].Rel != s.RelPath(Deferred, f.ID) {
+		t.Errorf("List = %+v, %v", ents, err)
+	}
+}
+
+func TestDeferLogRoundTrip(t *testing.T) {
+	raw, err := os.ReadFile("../../../shared/reference/postfix-samples/defer-log-99240BA05B.raw")
+	if err != nil {
+		t.Skip("reference sample not present")
+	}
+	ents, err := ParseLog(bytes.NewReader(raw))
+	if err != nil || len(ents) != 3 {
+		t.Fatalf("ParseLog: %d entries, %v", len(ents), err)
+	}
+	if ents[1].Recipient != "3x@sub.example.com" || ents[1].Offset != 626 || ents[1].Status != "4.4.1" ||
+		ents[1].Reason != "connect to 127.0.0.1[127.0.0.1]:9: Connection refused" {
+		t.Errorf("entry = %+v", ents[1])
+	}
+	var b []byte
+	for i := range ents {
+		b = ents[i].AppendTo(b)
+	}
+	if !bytes.Equal(b, raw) {
+		t.Errorf("re-rendered log differs:\n%q\n%q", b, raw)
+	}
+	dir := t.TempDir()
+	s := New(dir)
+	if err := s.AppendLog(Defer, "54AB4BA048", ents...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "defer/5/54AB4BA048"))
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Errorf("AppendLog wrote %q, %v", got, err)
+	}
+}
+
+func TestCorruptFiles(t *testing.T) {
+	b, _ := os.ReadFile("testdata/queuefile-54AB4BA048.bin")
+	for n := 0; n < len(b); n++ {
+		_, err := ReadEnvelope(NewBytesReader(b[:n]), ReadOptions{})
+		if err == nil {
+			t.Fatalf("truncated at %d: no error", n)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated at %d: %v does not wrap ErrCorrupt", n, err)
+		}
+	}
+}

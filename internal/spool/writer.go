@@ -1,0 +1,265 @@
+package spool
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// LineLengthLimit is where content lines are split into L records
+// (Postfix's line_length_limit).
+const LineLengthLimit = 2048
+
+// NewRecipient is a recipient to write into a new queue file.
+type NewRecipient struct {
+	Address string
+	Orig    string // original recipient (O), written when not empty
+	DSNOrig string // dsn_orig_rcpt, e.g. "rfc822;bob@example.com"
+	Notify  int    // DSN NOTIFY flags
+}
+
+// Envelope data for a new queue file, written in cleanup's order.
+type NewEnvelope struct {
+	Arrival    time.Time
+	CreateTime time.Time // defaults to Arrival
+	Attrs      []Attr    // before the sender (rewrite_context, log_*, client_*, ...)
+	FullName   string
+	Sender     string
+	WarnTime   time.Time // delay warning time; zero for none
+	Recipients []NewRecipient
+	SMTPUTF8   int64
+	DSNEnvID   string
+	DSNRet     int
+	QmgrFlags  int64
+}
+
+// File is a queue file being written. Create one with Spool.Create*,
+// write content lines, then Commit; Abort removes it. Until Commit the
+// file has mode 0600, so every reader skips it.
+type File struct {
+	ID      string
+	Queue   string
+	Path    string
+	sp      *Spool
+	f       *os.File
+	w       *bufio.Writer
+	off     int64
+	size    SizeRecord
+	inBody  bool
+	scratch []byte
+	done    bool
+}
+
+// hook points for tests that make each step fail.
+type fileOps interface {
+	OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error)
+	Link(oldname, newname string) error
+	Remove(name string) error
+}
+
+type osOps struct{}
+
+func (osOps) OpenFile(n string, f int, p fs.FileMode) (*os.File, error) { return os.OpenFile(n, f, p) }
+func (osOps) Link(o, n string) error                                    { return os.Link(o, n) }
+func (osOps) Remove(n string) error                                     { return os.Remove(n) }
+
+// NewFile creates an embryonic queue file in queue and names it by its
+// queue ID. The caller writes the envelope and content and then commits.
+func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
+	return s.newFile(osOps{}, queue, now)
+}
+
+func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error) {
+	dir := filepath.Join(s.Root, queue)
+	tmp := filepath.Join(dir, fmt.Sprintf("%d.%d.%d", now.UnixMicro(), os.Getpid(), s.tmpSeq.Add(1)))
+	f, err := ops.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, ModeEmbryonic)
+	if err != nil {
+		return nil, fmt.Errorf("spool: create queue file in %s: %w", queue, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		ops.Remove(tmp)
+		return nil, fmt.Errorf("spool: stat new queue file: %w", err)
+	}
+	// The ID comes from the time of naming and the inode, as Postfix's
+	// does; the inode is unique among live files, so the name is free
+	// unless something outside sluice made it. Link refuses to replace.
+	var id string
+	for try := 0; ; try++ {
+		t := now.Add(time.Duration(try) * time.Microsecond)
+		if s.LongIDs {
+			id = LongID(t, inode(fi))
+		} else {
+			id = ShortID(t, inode(fi))
+		}
+		err = ops.Link(tmp, s.Path(queue, id))
+		if err == nil || !errors.Is(err, fs.ErrExist) || try > 10 {
+			break
+		}
+	}
+	ops.Remove(tmp)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: name new queue file: %w", err)
+	}
+	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (q *File) put(typ byte, data string) {
+	q.scratch = AppendRecordString(q.scratch[:0], typ, data)
+	q.w.Write(q.scratch)
+	q.off += int64(len(q.scratch))
+}
+
+// WriteEnvelope writes the envelope records and the content marker.
+func (q *File) WriteEnvelope(e *NewEnvelope) error {
+	q.size.RcptCount = int64(len(e.Recipients))
+	q.size.SMTPUTF8 = e.SMTPUTF8
+	q.size.QmgrFlags = e.QmgrFlags
+	q.put(RecSize, SizeRecord{}.Format())
+	q.put(RecTime, fmt.Sprintf("%d %d", e.Arrival.Unix(), e.Arrival.Nanosecond()/1000))
+	ct := e.CreateTime
+	if ct.IsZero() {
+		ct = e.Arrival
+	}
+	q.put(RecAttr, "create_time="+strconv.FormatInt(ct.Unix(), 10))
+	for _, a := range e.Attrs {
+		q.put(RecAttr, a.Name+"="+a.Value)
+	}
+	if e.FullName != "" {
+		q.put(RecFullName, e.FullName)
+	}
+	q.put(RecSender, e.Sender)
+	if e.DSNEnvID != "" {
+		q.put(RecDSNEnvID, e.DSNEnvID)
+	}
+	if e.DSNRet != 0 {
+		q.put(RecDSNRet, strconv.Itoa(e.DSNRet))
+	}
+	if !e.WarnTime.IsZero() {
+		q.put(RecWarn, fmt.Sprintf("%15d", e.WarnTime.Unix()))
+	}
+	for _, r := range e.Recipients {
+		if r.DSNOrig != "" {
+			q.put(RecAttr, "dsn_orig_rcpt="+r.DSNOrig)
+		}
+		if r.Notify != 0 {
+			q.put(RecDSNNotify, strconv.Itoa(r.Notify))
+		}
+		if r.Orig != "" {
+			q.put(RecOrigRcpt, r.Orig)
+		}
+		q.put(RecRcpt, r.Address)
+	}
+	q.put(RecMesg, "")
+	q.size.DataOffset = q.off
+	q.inBody = true
+	return nil
+}
+
+// WriteLine writes one content line, without its line terminator,
+// splitting it into L records at LineLengthLimit.
+func (q *File) WriteLine(line []byte) {
+	for len(line) > LineLengthLimit {
+		q.scratch = AppendRecord(q.scratch[:0], RecCont, line[:LineLengthLimit])
+		q.w.Write(q.scratch)
+		q.off += int64(len(q.scratch))
+		line = line[LineLengthLimit:]
+	}
+	q.scratch = AppendRecord(q.scratch[:0], RecNorm, line)
+	q.w.Write(q.scratch)
+	q.off += int64(len(q.scratch))
+}
+
+// ContentLen returns the bytes of content written so far, as counted in
+// the size record (record framing included, newlines not).
+func (q *File) ContentLen() int64 { return q.off - q.size.DataOffset }
+
+// Commit ends the content, writes the extracted segment (extracted
+// recipients, e.g. from sendmail -t, may be given), patches the size
+// record, makes the file ready (mode 0700), and syncs the file and its
+// directory. Only after Commit returns nil may the message be
+// acknowledged.
+func (q *File) Commit(extracted ...NewRecipient) error {
+	return q.commit(extracted, true)
+}
+
+// CommitNoDirSync is Commit without the directory sync, for callers that
+// commit several files and then sync the directory once (group commit).
+// The caller must call Spool.SyncQueueDir before acknowledging any of
+// them.
+func (q *File) CommitNoDirSync(extracted ...NewRecipient) error {
+	return q.commit(extracted, false)
+}
+
+func (q *File) commit(extracted []NewRecipient, syncDir bool) error {
+	if q.done {
+		return errors.New("spool: queue file already committed or aborted")
+	}
+	q.size.MessageLen = q.off - q.size.DataOffset
+	q.size.ContentLen = q.size.MessageLen
+	q.put(RecXtra, "")
+	for _, r := range extracted {
+		if r.Orig != "" {
+			q.put(RecOrigRcpt, r.Orig)
+		}
+		q.put(RecRcpt, r.Address)
+	}
+	q.size.RcptCount += int64(len(extracted))
+	q.put(RecEnd, "")
+	if err := q.w.Flush(); err != nil {
+		return q.fail(err)
+	}
+	hdr := AppendRecordString(nil, RecSize, q.size.Format())
+	if _, err := q.f.WriteAt(hdr, 0); err != nil {
+		return q.fail(err)
+	}
+	if err := q.f.Chmod(ModeReady); err != nil {
+		return q.fail(err)
+	}
+	if !q.sp.NoSync {
+		if err := q.f.Sync(); err != nil {
+			return q.fail(err)
+		}
+	}
+	err := q.f.Close()
+	q.f = nil
+	if err != nil {
+		return q.fail(err)
+	}
+	if syncDir {
+		if err := q.sp.syncDir(filepath.Dir(q.Path)); err != nil {
+			return q.fail(err)
+		}
+	}
+	q.done = true
+	return nil
+}
+
+// SyncQueueDir syncs a queue directory.
+func (s *Spool) SyncQueueDir(queue string) error {
+	return s.syncDir(filepath.Join(s.Root, queue))
+}
+
+func (q *File) fail(err error) error {
+	q.Abort()
+	return fmt.Errorf("spool: write queue file %s: %w", q.ID, err)
+}
+
+// Abort removes an uncommitted queue file.
+func (q *File) Abort() {
+	if q.done {
+		return
+	}
+	q.done = true
+	if q.f != nil {
+		q.f.Close()
+	}
+	os.Remove(q.Path)
+}
