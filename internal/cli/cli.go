@@ -39,6 +39,7 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		// {Name: "mailq", Summary: "...", Run: runMailq},
+		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
 	}
 }
 
