@@ -70,8 +70,14 @@ func (s *Spool) SetHashQueues(value string) {
 	}
 }
 
-// Hashed reports whether queue uses hash subdirectories.
-func (s *Spool) Hashed(queue string) bool { return s.HashDepth > 0 && s.HashQueues[queue] }
+// Hashed reports whether queue uses hash subdirectories. sluice's own
+// history/ is hashed like defer/.
+func (s *Spool) Hashed(queue string) bool {
+	if queue == History {
+		queue = Defer
+	}
+	return s.HashDepth > 0 && s.HashQueues[queue]
+}
 
 // Dir returns the directory, relative to the root, where id lives in queue.
 func (s *Spool) Dir(queue, id string) string {
@@ -100,7 +106,7 @@ func (s *Spool) RelPath(queue, id string) string { return s.Dir(queue, id) + "/"
 func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Root, s.RelPath(queue, id)) }
 
 // AllDirs are the directories a sluice spool has.
-var AllDirs = []string{Maildrop, Incoming, Active, Deferred, Hold, Corrupt, Defer, Bounce, Trace, Flush, Saved, "pid", "private", "public"}
+var AllDirs = []string{Maildrop, Incoming, Active, Deferred, Hold, Corrupt, Defer, Bounce, Trace, Flush, Saved, History, "pid", "private", "public"}
 
 // Create makes the queue directories that are missing.
 func (s *Spool) Create() error {
@@ -167,7 +173,7 @@ func (s *Spool) SetTimes(queue, id string, t time.Time) error {
 // first as postsuper does, so a crash never leaves a log without a file
 // being mistaken for state of a new message with the same ID.
 func (s *Spool) Remove(queue, id string) error {
-	for _, l := range []string{Bounce, Defer, Trace} {
+	for _, l := range []string{Bounce, Defer, Trace, History} {
 		if err := os.Remove(s.Path(l, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool: remove %s log of %s: %w", l, id, err)
 		}
