@@ -142,7 +142,7 @@ func (s *Spool) Move(id, from, to string) error {
 	err := os.Rename(src, dst)
 	if errors.Is(err, fs.ErrNotExist) && s.Hashed(to) {
 		if _, serr := os.Lstat(src); serr == nil {
-			if merr := os.MkdirAll(filepath.Dir(dst), 0o700); merr != nil {
+			if merr := s.MakeHashDir(to, id); merr != nil {
 				return fmt.Errorf("spool: move %s to %s: %w", id, to, merr)
 			}
 			err = os.Rename(src, dst)
@@ -156,6 +156,38 @@ func (s *Spool) Move(id, from, to string) error {
 	}
 	if filepath.Dir(src) != filepath.Dir(dst) {
 		return s.syncDir(filepath.Dir(src))
+	}
+	return nil
+}
+
+// MakeHashDir creates the hash directories of id in queue. When we run
+// as root in a spool owned by someone else (Postfix's mail_owner), the new
+// directories get the queue directory's owner, so Postfix's daemons can
+// still rename files in and out of them.
+func (s *Spool) MakeHashDir(queue, id string) error {
+	if !s.Hashed(queue) {
+		return nil
+	}
+	top := filepath.Join(s.Root, queue)
+	dir := filepath.Join(s.Root, s.Dir(queue, id))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("spool: create %s: %w", dir, err)
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(top)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	for d := dir; d != top && strings.HasPrefix(d, top+"/"); d = filepath.Dir(d) {
+		if err := os.Lchown(d, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("spool: chown %s: %w", d, err)
+		}
 	}
 	return nil
 }
