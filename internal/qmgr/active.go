@@ -1,0 +1,283 @@
+package qmgr
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"sluice/internal/spool"
+)
+
+// message is a queue file in active/ and what the manager knows of it.
+type message struct {
+	id        string
+	path      string
+	env       *spool.Envelope
+	arrival   time.Time // T record: the delay in log lines counts from here
+	activeAt  time.Time
+	forced    bool             // g+x: forced expiry
+	expireLog []spool.LogEntry // defer log of a force-expired message, read before it was deleted
+
+	jobs     int  // deliveries queued or running
+	sent     int  // recipients marked done this round
+	deferred int  // recipients deferred this round
+	bounced  int  // recipients bounced this round
+	aborted  bool // a delivery was cut short by shutdown: leave the file in active/
+}
+
+// take moves a batch of files into active/ and schedules them. from
+// names the queue of each entry. Renames come first and the directories
+// are synced once for the whole batch.
+func (m *Manager) take(entries []spool.Entry) {
+	type moved struct {
+		e       spool.Entry
+		forced  bool
+		unthrot bool
+		oldLog  []spool.LogEntry
+	}
+	var got []moved
+	dirs := map[string]bool{}
+	for _, e := range entries {
+		if len(m.active) >= m.cfg.ActiveLimit {
+			m.blocked = true
+			break
+		}
+		if _, busy := m.active[e.ID]; busy {
+			continue
+		}
+		src := filepath.Join(m.sp.Root, e.Rel)
+		fi, err := os.Lstat(src)
+		if err != nil || !spool.IsReady(fi.Mode()) {
+			continue // gone (postsuper, a flush) or still being written
+		}
+		dst := m.sp.Path(spool.Active, e.ID)
+		if err := os.Rename(src, dst); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				m.log.Warn("qmgr", "%s: move to active: %v", e.ID, err)
+			}
+			continue
+		}
+		dirs[filepath.Dir(src)] = true
+		mv := moved{e: e, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
+		if mv.forced {
+			// A force-expired message is returned with the reasons of
+			// its last attempt, so read them before the log goes.
+			mv.oldLog, _ = m.sp.ReadLog(spool.Defer, e.ID)
+		}
+		if err := m.sp.RemoveLog(spool.Defer, e.ID); err != nil {
+			m.log.Warn("qmgr", "%s: %v", e.ID, err)
+		}
+		if mv.unthrot {
+			if err := clearModeBits(dst, spool.ModeUnthrottle); err != nil {
+				m.log.Warn("qmgr", "%s: %v", e.ID, err)
+			}
+		}
+		got = append(got, mv)
+	}
+	if len(got) == 0 {
+		return
+	}
+	if !m.sp.NoSync {
+		dirs[filepath.Join(m.sp.Root, spool.Active)] = true
+		for d := range dirs {
+			if err := syncDir(d); err != nil {
+				m.log.Warn("qmgr", "%v", err)
+			}
+		}
+	}
+	for _, mv := range got {
+		m.activate(mv.e.ID, mv.forced, mv.unthrot, mv.oldLog)
+	}
+}
+
+// activate reads a file that is now in active/ and queues its deliveries.
+func (m *Manager) activate(id string, forced, unthrottle bool, oldLog []spool.LogEntry) {
+	path := m.sp.Path(spool.Active, id)
+	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
+	if err == nil {
+		err = checkEnvelope(env)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if errors.Is(err, spool.ErrCorrupt) {
+			m.saveCorrupt(id, err)
+			return
+		}
+		// An I/O error: leave the file in active/; it goes back to
+		// incoming/ at the next start.
+		m.log.Warn("qmgr", "%s: read queue file: %v", id, err)
+		return
+	}
+	now := m.clk.Now()
+	msg := &message{id: id, path: path, env: env, arrival: env.Arrival, activeAt: now, forced: forced, expireLog: oldLog}
+	size := env.Size.ContentLen
+	if size == 0 {
+		size = env.Size.MessageLen
+	}
+	m.log.Log("qmgr", "%s: from=<%s>, size=%d, nrcpt=%d (queue active)", id, env.Sender, size, env.Size.RcptCount)
+	m.active[id] = msg
+	m.stats.active.Store(int64(len(m.active)))
+
+	pending := env.Pending()
+	if forced || len(pending) == 0 {
+		// Nothing to try: a force-expired message is not delivered
+		// again; a message whose recipients are all done only needs
+		// its bounce log flushed and the file removed.
+		if forced {
+			msg.deferred = len(pending)
+		}
+		m.startFinish(msg)
+		return
+	}
+	sortRecipients(pending, m.nexthop)
+	for start := 0; start < len(pending); {
+		hop := m.nexthop(pending[start].Address)
+		end := start + 1
+		for end < len(pending) && end-start < m.cfg.RecipientLimit && m.nexthop(pending[end].Address) == hop {
+			end++
+		}
+		d := m.destination(hop)
+		if unthrottle {
+			d.revive()
+		}
+		d.enqueue(&job{msg: msg, dest: d, rcpts: pending[start:end]})
+		msg.jobs++
+		if len(d.queue) == 1 {
+			m.waiting = append(m.waiting, d)
+		}
+		start = end
+	}
+}
+
+// checkEnvelope rejects files that lack what every queue file written
+// by cleanup has.
+func checkEnvelope(env *spool.Envelope) error {
+	switch {
+	case !env.HasSize:
+		return errors.Join(spool.ErrCorrupt, errors.New("no size record"))
+	case !env.HasSender:
+		return errors.Join(spool.ErrCorrupt, errors.New("no sender record"))
+	case !env.HasArrival:
+		return errors.Join(spool.ErrCorrupt, errors.New("no arrival time record"))
+	case env.ContentOffset < 0:
+		return errors.Join(spool.ErrCorrupt, errors.New("no message content"))
+	}
+	return nil
+}
+
+// saveCorrupt moves an unreadable file from active/ to corrupt/.
+func (m *Manager) saveCorrupt(id string, why error) {
+	m.log.Warn("qmgr", "%s: %v", id, why)
+	m.log.Warn("qmgr", "saving corrupt file \"%s\" from queue \"%s\" to queue \"%s\"", id, spool.Active, spool.Corrupt)
+	if err := m.sp.Move(id, spool.Active, spool.Corrupt); err != nil {
+		m.log.Warn("qmgr", "%s: %v", id, err)
+	}
+}
+
+// nexthop is where a recipient's mail goes: the relayhost, or the
+// domain of the address (lower-cased).
+func (m *Manager) nexthop(addr string) string {
+	if m.cfg.RelayHost != "" {
+		return m.cfg.RelayHost
+	}
+	return strings.ToLower(domainOf(addr))
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
+
+// sortRecipients orders recipients as Postfix's qmgr does (reference
+// §4.4): by next hop, then domain (case-insensitively; addresses without
+// '@' last), then the whole address.
+func sortRecipients(r []spool.Recipient, hop func(string) string) {
+	sort.SliceStable(r, func(i, j int) bool {
+		a, b := r[i].Address, r[j].Address
+		if ha, hb := hop(a), hop(b); ha != hb {
+			return ha < hb
+		}
+		ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+		if (ia < 0) != (ib < 0) {
+			return ib < 0
+		}
+		if ia >= 0 {
+			if c := compareFold(a[ia+1:], b[ib+1:]); c != 0 {
+				return c < 0
+			}
+		}
+		return a < b
+	})
+}
+
+// compareFold compares ASCII case-insensitively, as strcasecmp.
+func compareFold(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := lower(a[i]), lower(b[i])
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// messageGone forgets a message that has left active/.
+func (m *Manager) messageGone(msg *message) {
+	m.wg.Done()
+	delete(m.active, msg.id)
+	m.stats.active.Store(int64(len(m.active)))
+	if m.blocked && len(m.active) < m.cfg.ActiveLimit {
+		m.blocked = false
+		m.scanIncoming()
+		m.scanDeferred(false)
+	}
+}
+
+func setModeBits(path string, bits fs.FileMode) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.Chmod(path, fi.Mode().Perm()|bits)
+}
+
+func clearModeBits(path string, bits fs.FileMode) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.Chmod(path, fi.Mode().Perm()&^bits)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

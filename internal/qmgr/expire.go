@@ -1,0 +1,186 @@
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+
+	"sluice/internal/bounce"
+	"sluice/internal/spool"
+)
+
+// startFinish decides, on its own goroutine, what becomes of a message
+// whose deliveries have all ended; the loop learns through m.finished
+// that it has left active/.
+func (m *Manager) startFinish(msg *message) {
+	m.wg.Add(1)
+	go func() {
+		m.finish(msg)
+		m.finished <- msg
+	}()
+}
+
+// notifyTimeout bounds the submission of one notice.
+const notifyTimeout = 30 * time.Second
+
+// finish runs after the last delivery of a message's round. The queue
+// file, re-read now, is the truth about which recipients are pending.
+func (m *Manager) finish(msg *message) {
+	if msg.aborted {
+		return // shutdown: the file stays in active/, back to incoming/ at start
+	}
+	id := msg.id
+	env, _, err := spool.ReadFile(msg.path, spool.ReadOptions{SkipContent: true})
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("qmgr", "%s: read queue file: %v", id, err)
+		}
+		return
+	}
+	now := m.clk.Now()
+	pending := env.Pending()
+	bounced, err := m.sp.ReadLog(spool.Bounce, id)
+	if err != nil {
+		m.log.Warn("qmgr", "%s: read bounce log: %v", id, err)
+	}
+
+	if len(pending) > 0 && m.expired(now, msg) {
+		status := "expired"
+		if msg.forced {
+			status = "force-expired"
+		}
+		m.log.Log("qmgr", "%s: from=<%s>, status=%s, returned to sender", id, env.Sender, status)
+		entries := append(bounced, m.expiryEntries(msg, pending)...)
+		if !m.notify(bounce.Failure, id, env, entries) {
+			m.deferMessage(msg, env, now)
+			return
+		}
+		m.remove(id)
+		return
+	}
+	if len(bounced) > 0 {
+		if !m.notify(bounce.Failure, id, env, bounced) {
+			m.deferMessage(msg, env, now)
+			return
+		}
+		if err := m.sp.RemoveLog(spool.Bounce, id); err != nil {
+			m.log.Warn("qmgr", "%s: %v", id, err)
+		}
+	}
+	if len(pending) == 0 {
+		m.remove(id)
+		return
+	}
+	if env.WarnTime > 0 && now.Unix() >= env.WarnTime-1 {
+		entries, _ := m.sp.ReadLog(spool.Defer, id)
+		if m.notify(bounce.Delay, id, env, delayed(entries)) || env.Sender == "" {
+			if err := spool.UpdateWarnTime(msg.path, env.WarnOffset, -1); err != nil {
+				m.log.Warn("qmgr", "%s: %v", id, err)
+			}
+		}
+	}
+	m.deferMessage(msg, env, now)
+}
+
+// expiryEntries are the reasons an expired message is returned with:
+// each pending recipient's latest defer log entry, as a failure.
+func (m *Manager) expiryEntries(msg *message, pending []spool.Recipient) []spool.LogEntry {
+	logged, _ := m.sp.ReadLog(spool.Defer, msg.id)
+	if len(logged) == 0 {
+		logged = msg.expireLog
+	}
+	last := map[int64]spool.LogEntry{}
+	for _, e := range logged {
+		last[e.Offset] = e
+	}
+	out := make([]spool.LogEntry, 0, len(pending))
+	for _, r := range pending {
+		e, ok := last[r.Offset]
+		if !ok {
+			e = spool.LogEntry{
+				Recipient: r.Address, OrigRcpt: r.Orig, Offset: r.Offset, DSNOrigRcpt: r.DSNOrig,
+				NotifyFlags: r.Notify, Status: "4.7.0", Reason: "message is administratively expired",
+			}
+		}
+		e.Action = "failed"
+		out = append(out, e)
+	}
+	return out
+}
+
+func delayed(entries []spool.LogEntry) []spool.LogEntry {
+	for i := range entries {
+		entries[i].Action = "delayed"
+	}
+	return entries
+}
+
+// notify sends a notice about id to its sender. It reports whether the
+// message may go on as if the notice was sent: true when it was, or when
+// the sender is <> (no notice is ever sent to it).
+func (m *Manager) notify(kind bounce.Kind, id string, env *spool.Envelope, entries []spool.LogEntry) bool {
+	if env.Sender == "" {
+		if kind == bounce.Failure {
+			m.log.Log("qmgr", "%s: undeliverable mail from the null sender: no notification sent", id)
+		}
+		return true
+	}
+	if m.cfg.Notifier == nil {
+		m.log.Warn("qmgr", "%s: no bounce service: notification to <%s> not sent", id, env.Sender)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	_, err := m.cfg.Notifier.Send(ctx, &bounce.Report{
+		Kind: kind, QueueID: id, Path: m.sp.Path(spool.Active, id), Envelope: env, Entries: entries,
+	})
+	if err != nil {
+		m.log.Warn("qmgr", "%s: %v", id, err)
+		return false
+	}
+	return true
+}
+
+// deferMessage sets the time of the next attempt and moves the file to
+// deferred/.
+func (m *Manager) deferMessage(msg *message, env *spool.Envelope, now time.Time) {
+	id := msg.id
+	if m.cfg.SyncBeforeDefer {
+		// The D marks of this round must survive a system crash before
+		// the file waits for hours in deferred/.
+		if f, err := os.OpenFile(msg.path, os.O_RDWR, 0); err == nil {
+			if err := f.Sync(); err != nil {
+				m.log.Warn("qmgr", "%s: sync: %v", id, err)
+			}
+			f.Close()
+		}
+	}
+	next := now.Add(m.backoff(now, env.CreateTime))
+	if err := m.sp.SetTimes(spool.Active, id, next); err != nil {
+		m.log.Warn("qmgr", "%s: %v", id, err)
+	}
+	if err := m.sp.Move(id, spool.Active, spool.Deferred); err != nil {
+		m.log.Warn("qmgr", "%s: %v", id, err)
+	}
+}
+
+// remove deletes a message that is finished, its logs first. The
+// directory is not synced: should a system crash undo the unlink, the
+// file comes back with its recipients marked done, or is delivered once
+// more — never lost.
+func (m *Manager) remove(id string) {
+	for _, l := range []string{spool.Bounce, spool.Defer, spool.Trace, spool.History} {
+		if err := os.Remove(m.sp.Path(l, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("qmgr", "%s: remove %s log: %v", id, l, err)
+		}
+	}
+	if err := os.Remove(m.sp.Path(spool.Active, id)); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("qmgr", "%s: remove: %v", id, err)
+		}
+		return
+	}
+	m.log.Log("qmgr", "%s: removed", id)
+}

@@ -1,0 +1,310 @@
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/bounce"
+	"sluice/internal/clock"
+	"sluice/internal/maillog"
+	"sluice/internal/spool"
+)
+
+// Notifier sends delivery status notifications (bounce.Bouncer does).
+type Notifier interface {
+	Send(ctx context.Context, r *bounce.Report) (queueID string, err error)
+}
+
+// Config is what a Manager runs with. Zero durations and limits take
+// Postfix's defaults.
+type Config struct {
+	Spool     *spool.Spool
+	Clock     clock.Clock // clock.Real() when nil
+	Deliverer Deliverer
+	Notifier  Notifier // nil: no DSNs are sent (they are logged as lost)
+	Log       *maillog.Logger
+
+	RelayHost string // relayhost: when set, the next hop of every recipient
+
+	ConcurrencyLimit   int // default_destination_concurrency_limit (20)
+	InitialConcurrency int // initial_destination_concurrency (5)
+	RecipientLimit     int // default_destination_recipient_limit (50)
+	ProcessLimit       int // deliveries at once, all destinations (default_process_limit, 100)
+	ActiveLimit        int // qmgr_message_active_limit (20000)
+
+	QueueRunDelay     time.Duration // queue_run_delay (300s)
+	MinBackoff        time.Duration // minimal_backoff_time (300s)
+	MaxBackoff        time.Duration // maximal_backoff_time (4000s)
+	MaxLifetime       time.Duration // maximal_queue_lifetime (5d); negative means 0
+	BounceLifetime    time.Duration // bounce_queue_lifetime (5d); negative means 0
+	ShutdownGrace     time.Duration // how long Run waits for deliveries after ctx ends (5s)
+	SyncBeforeDefer   bool          // fsync a file before it goes to deferred/ (set by New unless NoSyncBeforeDefer)
+	NoSyncBeforeDefer bool
+}
+
+func (c *Config) defaults() {
+	if c.Clock == nil {
+		c.Clock = clock.Real()
+	}
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&c.ConcurrencyLimit, 20)
+	def(&c.InitialConcurrency, 5)
+	def(&c.RecipientLimit, 50)
+	def(&c.ProcessLimit, 100)
+	def(&c.ActiveLimit, 20000)
+	if c.InitialConcurrency > c.ConcurrencyLimit {
+		c.InitialConcurrency = c.ConcurrencyLimit
+	}
+	dur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		} else if *p < 0 {
+			*p = 0
+		}
+	}
+	dur(&c.QueueRunDelay, 300*time.Second)
+	dur(&c.MinBackoff, 300*time.Second)
+	dur(&c.MaxBackoff, 4000*time.Second)
+	dur(&c.MaxLifetime, 5*24*time.Hour)
+	dur(&c.BounceLifetime, 5*24*time.Hour)
+	dur(&c.ShutdownGrace, 5*time.Second)
+	if c.QueueRunDelay <= 0 {
+		c.QueueRunDelay = time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	c.SyncBeforeDefer = !c.NoSyncBeforeDefer && !c.Spool.NoSync
+}
+
+// Manager is the queue manager. Create it with New and run it with Run;
+// the trigger methods may be called from any goroutine.
+type Manager struct {
+	cfg Config
+	sp  *spool.Spool
+	clk clock.Clock
+	log *maillog.Logger
+
+	// Triggers from other goroutines. wake is a one-slot channel, so any
+	// number of triggers before the loop looks collapse into one.
+	wake      chan struct{}
+	trigMu    sync.Mutex
+	notified  []string // IDs cleanup put in incoming/
+	scanIn    bool
+	scanDefer bool
+	flushAll  bool
+
+	done     chan *job     // deliveries that ended
+	finished chan *message // messages whose last delivery ended and which left active/
+
+	running atomic.Bool
+	stats   struct {
+		active, deliveries atomic.Int64
+	}
+
+	// Owned by the loop goroutine.
+	active   map[string]*message
+	dests    map[string]*destination
+	waiting  []*destination // destinations with queued deliveries
+	inFlight int
+	events   eventHeap
+	timer    clock.Timer
+	timerAt  time.Time
+	jobCtx   context.Context
+	wg       sync.WaitGroup // deliveries and finishers
+	blocked  bool           // the active limit stopped a scan; rescan when room is made
+}
+
+// New returns a Manager; it does nothing until Run.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Spool == nil {
+		return nil, errors.New("qmgr: no spool")
+	}
+	if cfg.Deliverer == nil {
+		return nil, errors.New("qmgr: no deliverer")
+	}
+	cfg.defaults()
+	return &Manager{
+		cfg:      cfg,
+		sp:       cfg.Spool,
+		clk:      cfg.Clock,
+		log:      cfg.Log,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan *job, 256),
+		finished: make(chan *message, 256),
+		active:   map[string]*message{},
+		dests:    map[string]*destination{},
+	}, nil
+}
+
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Notify tells the manager that cleanup has put message id in incoming/.
+// It is cleanup's Notify hook: cheaper than a scan, same effect.
+func (m *Manager) Notify(id string) {
+	m.trigMu.Lock()
+	m.notified = append(m.notified, id)
+	m.trigMu.Unlock()
+	m.poke()
+}
+
+// Wake asks for a scan of incoming/ (Postfix's I trigger).
+func (m *Manager) Wake() {
+	m.trigMu.Lock()
+	m.scanIn = true
+	m.trigMu.Unlock()
+	m.poke()
+}
+
+// FlushAll is postqueue -f: forget dead destinations and take every
+// message in deferred/ (whatever its mtime) and incoming/ now.
+func (m *Manager) FlushAll() {
+	m.trigMu.Lock()
+	m.flushAll, m.scanIn, m.scanDefer = true, true, true
+	m.trigMu.Unlock()
+	m.poke()
+}
+
+// FlushID is postqueue -i ID: deliver that message now, under the same
+// ID. As Postfix's flush service does, it sets the file's time to now,
+// sets the unthrottle bit (so its destinations are tried even if they are
+// dead) and moves it from deferred/ to incoming/. A message already in
+// incoming/ or active/ is left alone; one in hold/ stays on hold. It
+// returns an error wrapping fs.ErrNotExist when id is in none of those.
+func (m *Manager) FlushID(id string) error {
+	q, err := m.sp.Locate(id, spool.Deferred, spool.Incoming, spool.Active, spool.Hold)
+	if err != nil {
+		return fmt.Errorf("qmgr: flush %s: %w", id, err)
+	}
+	now := m.clk.Now()
+	switch q {
+	case spool.Deferred:
+		path := m.sp.Path(q, id)
+		if err := m.sp.SetTimes(q, id, now); err != nil {
+			return fmt.Errorf("qmgr: flush %s: %w", id, err)
+		}
+		if err := setModeBits(path, spool.ModeUnthrottle); err != nil {
+			return fmt.Errorf("qmgr: flush %s: %w", id, err)
+		}
+		if err := m.sp.Move(id, spool.Deferred, spool.Incoming); err != nil {
+			return fmt.Errorf("qmgr: flush %s: %w", id, err)
+		}
+		m.Notify(id)
+	case spool.Incoming:
+		if err := m.sp.SetTimes(q, id, now); err != nil {
+			return fmt.Errorf("qmgr: flush %s: %w", id, err)
+		}
+		m.Notify(id)
+	}
+	return nil
+}
+
+// Stats are counts for monitoring and tests.
+type Stats struct {
+	Active     int // messages in the active queue
+	Deliveries int // deliveries running now
+}
+
+// Stats returns the current counts.
+func (m *Manager) Stats() Stats {
+	return Stats{Active: int(m.stats.active.Load()), Deliveries: int(m.stats.deliveries.Load())}
+}
+
+// Run runs the manager until ctx ends: it first moves active/ back to
+// incoming/, then scans incoming/ and deferred/, then serves triggers and
+// timers. When ctx ends it starts no new delivery, gives running ones
+// ShutdownGrace to end, then cancels them; messages not finished stay in
+// active/ and return to incoming/ at the next start. Run returns nil after
+// a clean stop.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("qmgr: already running")
+	}
+	defer m.running.Store(false)
+	if err := m.recoverActive(); err != nil {
+		return err
+	}
+	jobCtx, cancelJobs := context.WithCancel(context.Background())
+	defer cancelJobs()
+	m.jobCtx = jobCtx
+	m.timer = m.clk.NewTimer(time.Hour)
+	m.timer.Stop()
+	m.scheduleScan(m.clk.Now().Add(m.cfg.QueueRunDelay))
+	m.scanIncoming()
+	m.scanDeferred(false)
+	m.dispatch()
+	for {
+		m.armTimer()
+		select {
+		case <-ctx.Done():
+			return m.shutdown(cancelJobs)
+		case <-m.wake:
+			m.triggers()
+		case <-m.timer.C():
+			m.timerAt = time.Time{}
+			m.runEvents()
+		case j := <-m.done:
+			m.jobDone(j)
+		case msg := <-m.finished:
+			m.messageGone(msg)
+		}
+		m.dispatch()
+	}
+}
+
+// triggers handles what Notify, Wake and the Flush calls asked for.
+func (m *Manager) triggers() {
+	m.trigMu.Lock()
+	ids := m.notified
+	m.notified = nil
+	scanIn, scanDefer, flush := m.scanIn, m.scanDefer, m.flushAll
+	m.scanIn, m.scanDefer, m.flushAll = false, false, false
+	m.trigMu.Unlock()
+	if flush {
+		for _, d := range m.dests {
+			d.revive()
+		}
+	}
+	if scanIn {
+		m.scanIncoming()
+	} else if len(ids) > 0 {
+		m.takeIncoming(ids)
+	}
+	if scanDefer {
+		m.scanDeferred(flush)
+	}
+}
+
+// shutdown waits for running deliveries, then cancels those that are
+// still running after the grace time, and waits for them to end.
+func (m *Manager) shutdown(cancel context.CancelFunc) error {
+	grace := time.NewTimer(m.cfg.ShutdownGrace)
+	defer grace.Stop()
+	allDone := make(chan struct{})
+	go func() { m.wg.Wait(); close(allDone) }()
+	for {
+		select {
+		case <-allDone:
+			return nil
+		case <-grace.C:
+			cancel()
+		case j := <-m.done:
+			m.jobEnded(j)
+		case msg := <-m.finished:
+			m.messageGone(msg)
+		}
+	}
+}
