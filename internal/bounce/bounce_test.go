@@ -163,7 +163,10 @@ func TestSendRefusesNullSenderAndLogs(t *testing.T) {
 	var log bytes.Buffer
 	var gotRcpt string
 	b := New(Config{MyHostname: "mx.sluice.test", Log: maillog.New(&log, "mx", "postfix", func() time.Time { return now }),
-		Submit: func(ctx context.Context, rcpt string, text []byte) (string, error) { gotRcpt = rcpt; return "NEWID1", nil }})
+		Submit: func(ctx context.Context, rcpt string, text []byte) (string, error) {
+			gotRcpt = rcpt
+			return "NEWID1", nil
+		}})
 	id, err := b.Send(context.Background(), &Report{Kind: Failure, QueueID: "ABC123", Path: path, Envelope: env, Entries: []spool.LogEntry{failedEntry}})
 	if err != nil || id != "NEWID1" || gotRcpt != "alice@src.example" {
 		t.Fatalf("Send = %q, %v (to %q)", id, err, gotRcpt)

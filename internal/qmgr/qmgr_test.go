@@ -338,7 +338,7 @@ func TestDeferRetrySameIDAndPartial(t *testing.T) {
 	if c := calls[2]; c.id != id || fmt.Sprint(c.rcpts) != "[slow@b.example]" {
 		t.Errorf("retry = %+v: same ID, and only the pending recipient", c)
 	}
-	if !h.logHas(id + ": to=<slow@b.example>, relay=, delay=300") && !h.logHas(id+": to=<slow@b.example>, relay=none, delay=300, delays=300/0/0/0, dsn=2.0.0, status=sent") {
+	if !h.logHas(id+": to=<slow@b.example>, relay=, delay=300") && !h.logHas(id+": to=<slow@b.example>, relay=none, delay=300, delays=300/0/0/0, dsn=2.0.0, status=sent") {
 		t.Errorf("retry log line missing:\n%s", h.logbuf.String())
 	}
 }
