@@ -27,6 +27,10 @@ type message struct {
 	deferred int  // recipients deferred this round
 	bounced  int  // recipients bounced this round
 	aborted  bool // a delivery was cut short by shutdown: leave the file in active/
+
+	acquired  bool            // an action holds it: do not finish, wait for release
+	finishing bool            // its finisher runs
+	waiters   []chan struct{} // Acquire calls waiting for its deliveries to end
 }
 
 // take moves a batch of files into active/ and schedules them. from
@@ -46,7 +50,7 @@ func (m *Manager) take(entries []spool.Entry) {
 			m.blocked = true
 			break
 		}
-		if _, busy := m.active[e.ID]; busy {
+		if _, busy := m.active[e.ID]; busy || m.held[e.ID] > 0 {
 			continue
 		}
 		src := filepath.Join(m.sp.Root, e.Rel)
@@ -248,6 +252,10 @@ func lower(c byte) byte {
 // messageGone forgets a message that has left active/.
 func (m *Manager) messageGone(msg *message) {
 	m.wg.Done()
+	for _, w := range msg.waiters {
+		close(w)
+	}
+	msg.waiters = nil
 	delete(m.active, msg.id)
 	m.stats.active.Store(int64(len(m.active)))
 	if m.blocked && len(m.active) < m.cfg.ActiveLimit {

@@ -236,6 +236,13 @@ func (m *Manager) jobEnded(j *job) {
 	msg.bounced += j.bounced
 	msg.jobs--
 	if msg.jobs == 0 {
+		if msg.acquired {
+			for _, w := range msg.waiters {
+				close(w)
+			}
+			msg.waiters = nil
+			return
+		}
 		m.startFinish(msg)
 	}
 }

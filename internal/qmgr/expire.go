@@ -15,6 +15,7 @@ import (
 // whose deliveries have all ended; the loop learns through m.finished
 // that it has left active/.
 func (m *Manager) startFinish(msg *message) {
+	msg.finishing = true
 	m.wg.Add(1)
 	go func() {
 		m.finish(msg)

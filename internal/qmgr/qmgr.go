@@ -102,6 +102,8 @@ type Manager struct {
 	scanDefer bool
 	flushAll  bool
 
+	ctl      chan func()   // work for the loop from other goroutines (Acquire)
+	stopped  chan struct{} // closed when Run returns
 	done     chan *job     // deliveries that ended
 	finished chan *message // messages whose last delivery ended and which left active/
 
@@ -121,6 +123,7 @@ type Manager struct {
 	jobCtx   context.Context
 	wg       sync.WaitGroup // deliveries and finishers
 	blocked  bool           // the active limit stopped a scan; rescan when room is made
+	held     map[string]int // IDs acquired by actions: not taken while held
 }
 
 // New returns a Manager; it does nothing until Run.
@@ -138,6 +141,8 @@ func New(cfg Config) (*Manager, error) {
 		clk:      cfg.Clock,
 		log:      cfg.Log,
 		wake:     make(chan struct{}, 1),
+		ctl:      make(chan func()),
+		stopped:  make(chan struct{}),
 		done:     make(chan *job, 256),
 		finished: make(chan *message, 256),
 		active:   map[string]*message{},
@@ -233,6 +238,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("qmgr: already running")
 	}
+	defer close(m.stopped)
 	defer m.running.Store(false)
 	if err := m.recoverActive(); err != nil {
 		return err
@@ -260,6 +266,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.jobDone(j)
 		case msg := <-m.finished:
 			m.messageGone(msg)
+		case f := <-m.ctl:
+			f()
 		}
 		m.dispatch()
 	}
@@ -305,6 +313,8 @@ func (m *Manager) shutdown(cancel context.CancelFunc) error {
 			m.jobEnded(j)
 		case msg := <-m.finished:
 			m.messageGone(msg)
+		case f := <-m.ctl:
+			f()
 		}
 	}
 }

@@ -165,6 +165,9 @@ func (h *harness) start() {
 	h.done = make(chan error, 1)
 	go func() { h.done <- h.m.Run(ctx) }()
 	h.t.Cleanup(h.stop)
+	for !h.m.running.Load() {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (h *harness) stop() {
@@ -648,4 +651,64 @@ func TestShutdownLeavesInFlightInActive(t *testing.T) {
 	if log, _ := h.sp.ReadLog(spool.Defer, id); len(log) != 0 {
 		t.Errorf("aborted delivery left defer entries %+v", log)
 	}
+}
+
+func TestAcquireWaitsForDeliveryInFlight(t *testing.T) {
+	h := newHarness(t, nil)
+	h.del.block = make(chan struct{})
+	h.start()
+	id := h.queue(spool.Incoming, "s@src.example", "x@a.example")
+	h.m.Notify(id)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && h.m.Stats().Deliveries == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		release, err := h.m.Acquire(context.Background(), id)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- release
+	}()
+	select {
+	case <-got:
+		t.Fatal("Acquire returned while a delivery was in flight")
+	case <-time.After(30 * time.Millisecond):
+	}
+	close(h.del.block)
+	release := <-got
+	// The delivery ended but the message was not finished: it waits in
+	// active/ for the action.
+	if !h.in(spool.Active, id) {
+		t.Fatal("acquired message left active/")
+	}
+	if err := h.sp.Move(id, spool.Active, spool.Hold); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	h.settle("release", func() bool { return h.in(spool.Hold, id) })
+}
+
+func TestAcquireKeepsSchedulerOff(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	// The ID is known before the file is there, so that Run's first scan
+	// cannot take it before Acquire.
+	id := h.queue(spool.Hold, "s@src.example", "x@a.example")
+	release, err := h.m.Acquire(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sp.Move(id, spool.Hold, spool.Incoming); err != nil {
+		t.Fatal(err)
+	}
+	h.m.Notify(id)
+	h.m.Wake()
+	time.Sleep(30 * time.Millisecond)
+	if n := len(h.del.callList()); n != 0 || !h.in(spool.Incoming, id) {
+		t.Fatalf("held message was taken (%d deliveries)", n)
+	}
+	release()
+	h.settle("delivery after release", func() bool { return h.gone(id) })
 }
