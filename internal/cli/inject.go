@@ -131,6 +131,7 @@ func parseInject(args []string, now time.Time) (*injectRequest, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	var rawReasons []string
 	req := &injectRequest{arrival: now, status: "4.0.0", count: 1, rcptReason: map[string]string{}, done: map[string]bool{}}
 	for _, o := range opts {
 		switch o.Name {
@@ -158,11 +159,7 @@ func parseInject(args []string, now time.Time) (*injectRequest, bool, error) {
 		case 'r':
 			req.reason = o.Arg
 		case 'R':
-			rcpt, reason, ok := cutRecipientReason(o.Arg)
-			if !ok {
-				return nil, false, fmt.Errorf("-R wants recipient=reason, not %q", o.Arg)
-			}
-			req.rcptReason[rcpt] = reason
+			rawReasons = append(rawReasons, o.Arg)
 		case 's':
 			if !validDeferStatus(o.Arg) {
 				return nil, false, fmt.Errorf("-s wants a DSN status 4.X.Y, not %q", o.Arg)
@@ -192,10 +189,12 @@ func parseInject(args []string, now time.Time) (*injectRequest, bool, error) {
 		}
 		listed[r] = true
 	}
-	for r := range req.rcptReason {
-		if !listed[r] {
-			return nil, false, fmt.Errorf("-R names %q, which is not a recipient", r)
+	for _, arg := range rawReasons {
+		rcpt, reason, ok := cutRecipientReason(arg, req.recipients)
+		if !ok {
+			return nil, false, fmt.Errorf("-R wants recipient=reason with one of the recipients, not %q", arg)
 		}
+		req.rcptReason[rcpt] = reason
 	}
 	for r := range req.done {
 		if !listed[r] {
@@ -250,22 +249,20 @@ func parseArrival(s string, now time.Time) (time.Time, error) {
 	return time.Unix(sec, nsec), nil
 }
 
-// cutRecipientReason splits "rcpt=reason" at the first '=' after the
-// address's '@', so VERP-style local parts with '=' stay whole.
-func cutRecipientReason(s string) (rcpt, reason string, ok bool) {
-	from := strings.LastIndexByte(s, '@')
-	if from < 0 {
-		from = 0
+// cutRecipientReason splits "rcpt=reason" where rcpt is one of the
+// recipients: addresses may hold '=' (VERP) and reasons '@' and '=', so
+// the recipient list, not a separator rule, decides. The longest match
+// wins.
+func cutRecipientReason(arg string, recipients []string) (rcpt, reason string, ok bool) {
+	for _, r := range recipients {
+		if len(r) > len(rcpt) && strings.HasPrefix(arg, r+"=") {
+			rcpt, ok = r, true
+		}
 	}
-	i := strings.IndexByte(s[from:], '=')
-	if i < 0 {
+	if !ok || len(arg) == len(rcpt)+1 {
 		return "", "", false
 	}
-	i += from
-	if i == 0 || i == len(s)-1 {
-		return "", "", false
-	}
-	return s[:i], s[i+1:], true
+	return rcpt, arg[len(rcpt)+1:], true
 }
 
 func validDeferStatus(s string) bool {
