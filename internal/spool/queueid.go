@@ -2,6 +2,7 @@ package spool
 
 import (
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -149,4 +150,13 @@ func hashKey(id string) string {
 		return fmt.Sprintf("%05X", info.Usec)
 	}
 	return id
+}
+
+// ShortIDFor returns the short ID the file fi named id should have: the
+// same microseconds part, with fi's inode, as postsuper -s renames it.
+func ShortIDFor(id string, fi fs.FileInfo) string {
+	if len(id) < 5 {
+		return id
+	}
+	return fmt.Sprintf("%s%X", id[:5], inode(fi))
 }

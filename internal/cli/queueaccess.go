@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"sluice/internal/config"
+	"sluice/internal/control"
+	"sluice/internal/manage"
+	"sluice/internal/spool"
+)
+
+// actor changes the queue: directly on the files, or through the running
+// daemon's control socket.
+type actor interface {
+	Act(ctx context.Context, op manage.Op, id string, queues []string) (manage.Outcome, error)
+}
+
+// openQueue returns the way to act on the queue: through the daemon when
+// one runs on this spool, else on the files directly.
+func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
+	if c, err := dialControl(cfg, sp); err == nil {
+		return c, func() { c.Close() }, nil
+	} else if !errors.Is(err, errNoDaemon) {
+		return nil, nil, err
+	}
+	q := &manage.Queue{Spool: sp, Warn: env.Warnf}
+	return q, func() {}, nil
+}
+
+// postfixLive reports whether a Postfix master process runs on the
+// configuration's spool (its pid/master.pid names a live process).
+func postfixLive(cfg *config.Config) bool {
+	if !cfg.IsPostfix() {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.Get("queue_directory"), "pid", "master.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
+}
+
+// postfixPassthrough runs Postfix's own tool with our arguments when a
+// Postfix master runs on the spool: Postfix's tools own its locking and
+// signalling. handled is false when Postfix is not running there.
+func postfixPassthrough(env *Env, cfg *config.Config, tool string) (code int, handled bool) {
+	if !postfixLive(cfg) {
+		return 0, false
+	}
+	dir := cfg.Get("command_directory")
+	if dir == "" {
+		dir = "/usr/sbin"
+	}
+	cmd := exec.Command(filepath.Join(dir, tool), env.Args...)
+	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+cfg.Dir)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = env.Stdin, env.Stdout, env.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), true
+		}
+		return env.Fatalf(1, "run Postfix's %s: %v", tool, err), true
+	}
+	return 0, true
+}
+
+var errNoDaemon = control.ErrNoDaemon
+
+// dialControl connects to the sluice daemon running on the spool, if any.
+// A Postfix spool never has one.
+func dialControl(cfg *config.Config, sp *spool.Spool) (*control.Client, error) {
+	if cfg.IsPostfix() {
+		return nil, errNoDaemon
+	}
+	return control.Dial(sp.Root)
+}
