@@ -1,0 +1,453 @@
+// Package cleanup turns an envelope and a message into a complete queue
+// file in incoming/ (or hold/), as Postfix's cleanup daemon does for
+// smtpd, pickup and the bounce daemon. It knows nothing of where mail came
+// from beyond what the caller says in the Message.
+//
+// What it does to a message (reference §1.4, §2; checked against Postfix
+// 3.7.11's queue files):
+//
+//   - Envelope: T (arrival), A create_time, the attributes of the origin
+//     (rewrite_context, and for SMTP the log_* and client_* attributes),
+//     F (full name), S (sender), W when delay_warning_time is set, and per
+//     recipient A dsn_orig_rcpt, n (NOTIFY), O (the address as given) and
+//     R (the address qualified with myorigin when it has no domain).
+//   - Content: a Received: header first; then the message's headers, less
+//     Bcc:, Resent-Bcc: and Content-Length: (message_drop_headers); then,
+//     when missing and the origin allows it, Message-Id:, Date: and From:,
+//     in that order, at the end of the header block; then the body. Lines
+//     end at LF; a CR before the LF is dropped; lines longer than 2048
+//     bytes are stored as L records and a final N.
+//   - Extracted segment: recipients taken from To:, Cc: and Bcc: when the
+//     message asks for it (sendmail -t), or given as extracted.
+//
+// # Durability
+//
+// Submit returns a queue ID only after the file is complete (mode 0700)
+// and both the file and its directory entry are fsynced, so a caller may
+// acknowledge the message (SMTP 250) the moment Submit returns. Concurrent
+// Submits share directory syncs (group commit): each file is synced on
+// its own, and one directory sync that starts after a file was committed
+// covers every file committed before it started. Any failure removes the
+// file and returns an error wrapping ErrQueueWrite (smtpd answers 451
+// 4.3.0), so nothing half written stays behind and nothing unacknowledged
+// is delivered.
+package cleanup
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"sluice/internal/maillog"
+	"sluice/internal/spool"
+)
+
+// ErrTooBig is returned when a message exceeds message_size_limit; smtpd
+// answers 552 5.3.4.
+var ErrTooBig = errors.New("message size exceeds fixed limit")
+
+// ErrQueueWrite wraps every failure to create, write or sync the queue
+// file; smtpd answers 451 4.3.0. Nothing of the message stays in the
+// queue when Submit returns it.
+var ErrQueueWrite = errors.New("queue file write error")
+
+// ErrNoRecipients is returned for a message with no recipients, neither
+// given nor extracted.
+var ErrNoRecipients = errors.New("no recipients specified")
+
+// Config is what cleanup needs from the configuration and the process.
+type Config struct {
+	Spool            *spool.Spool
+	MyHostname       string        // myhostname: Received, Message-Id
+	MyOrigin         string        // myorigin: qualifies addresses without a domain
+	MessageSizeLimit int64         // message_size_limit; 0 means no limit
+	DelayWarningTime time.Duration // delay_warning_time; 0 means no W record
+	MailName         string        // mail_name, shown in Received: ("sluice" when empty)
+	Now              func() time.Time
+	Log              *maillog.Logger
+	// Notify is called with the queue ID of every message committed to
+	// incoming/, after the commit; the queue manager's "scan incoming".
+	Notify func(queueID string)
+}
+
+// Cleanup writes queue files. It is safe for concurrent use.
+type Cleanup struct {
+	cfg   Config
+	group *syncGroup
+}
+
+// New returns a Cleanup for cfg.
+func New(cfg Config) *Cleanup {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MailName == "" {
+		cfg.MailName = "sluice"
+	}
+	if cfg.MyOrigin == "" {
+		cfg.MyOrigin = cfg.MyHostname
+	}
+	return &Cleanup{cfg: cfg, group: newSyncGroup()}
+}
+
+// DSN NOTIFY flags as stored in queue files (RFC 3461 §4.1).
+const (
+	NotifyNever   = 1
+	NotifySuccess = 2
+	NotifyFailure = 4
+	NotifyDelay   = 8
+)
+
+// DSN RET values as stored in queue files (RFC 3461 §4.3).
+const (
+	RetFull = 1
+	RetHdrs = 2
+)
+
+// Recipient is one envelope recipient.
+type Recipient struct {
+	Address string // as given; qualified with myorigin when it has no domain
+	ORCPT   string // DSN original recipient, "rfc822;addr" (decoded), optional
+	Notify  int    // DSN NOTIFY flags, 0 when not given
+	// Extracted puts the recipient in the extracted segment, where
+	// Postfix keeps recipients taken from headers (sendmail -t).
+	Extracted bool
+}
+
+// ReceivedInfo says where a message came from, for the Received: header
+// and the origin attributes. Protocol empty means a local submission
+// (sendmail), identified by UID.
+type ReceivedInfo struct {
+	Protocol    string // SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP, ...; "" for local
+	Helo        string // the HELO/EHLO argument
+	ClientName  string // the client's verified name, "unknown" when none
+	ReverseName string // the client's PTR name, "unknown" when none
+	ClientAddr  string // IP address
+	ClientPort  string
+	ServerAddr  string
+	ServerPort  string
+	UID         int // local submissions: the submitter's user ID
+}
+
+// Message is one message to queue.
+type Message struct {
+	Sender     string // "" is the null sender
+	FullName   string // the sender's full name (sendmail -F), for From:
+	Recipients []Recipient
+	// ExtractRecipients takes recipients from the To:, Cc: and Bcc:
+	// headers too (sendmail -t); they go into the extracted segment.
+	ExtractRecipients bool
+	Attrs             []spool.Attr // more envelope attributes, after cleanup's own
+	Received          ReceivedInfo
+	EnvID             string // DSN ENVID (decoded)
+	Ret               int    // DSN RET: RetFull or RetHdrs, 0 when not given
+	SMTPUTF8          bool
+	Queue             string    // spool.Incoming (default) or spool.Hold
+	Arrival           time.Time // the T record; zero means now
+	// KeepHeaders stops cleanup from adding Message-Id:, Date: and From:
+	// when they are missing, for mail from remote clients (Postfix adds
+	// them only for clients in local_header_rewrite_clients).
+	KeepHeaders bool
+	// Started, when set, is called with the queue ID as soon as the queue
+	// file is named, before the content is read: smtpd logs "ID:
+	// client=..." and pickup "ID: uid=..." there, as Postfix does.
+	Started func(queueID string)
+}
+
+// Submit reads the message content from r (lines ending in LF or CRLF,
+// no SMTP dot-stuffing) and writes a queue file. It returns the queue ID
+// once the file and its directory are synced.
+func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, error) {
+	queue := m.Queue
+	if queue == "" {
+		queue = spool.Incoming
+	}
+	if queue != spool.Incoming && queue != spool.Hold {
+		return "", fmt.Errorf("cleanup: queue %q is not incoming or hold", queue)
+	}
+	if len(m.Recipients) == 0 && !m.ExtractRecipients {
+		return "", ErrNoRecipients
+	}
+	now := c.cfg.Now()
+	arrival := m.Arrival
+	if arrival.IsZero() {
+		arrival = now
+	}
+	f, err := c.cfg.Spool.NewFile(queue, now)
+	if err != nil {
+		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+	}
+	id, err := c.write(ctx, f, m, r, now, arrival)
+	if err != nil {
+		f.Abort()
+		return "", err
+	}
+	if err := c.group.sync(func() error { return c.cfg.Spool.SyncQueueDir(queue) }); err != nil {
+		// The file is complete but its name may not be durable; it was
+		// not acknowledged, so remove it rather than deliver it.
+		removeQuietly(c.cfg.Spool, queue, id)
+		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+	}
+	if queue == spool.Incoming && c.cfg.Notify != nil {
+		c.cfg.Notify(id)
+	}
+	return id, nil
+}
+
+func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (string, error) {
+	if m.Started != nil {
+		m.Started(f.ID)
+	}
+	env := &spool.NewEnvelope{
+		Arrival:    arrival,
+		CreateTime: now,
+		Attrs:      c.originAttrs(f.ID, m),
+		FullName:   m.FullName,
+		Sender:     c.qualify(m.Sender),
+		SMTPUTF8:   boolInt(m.SMTPUTF8),
+		DSNEnvID:   m.EnvID,
+		DSNRet:     m.Ret,
+	}
+	if c.cfg.DelayWarningTime > 0 {
+		env.WarnTime = arrival.Add(c.cfg.DelayWarningTime)
+	}
+	var extracted []spool.NewRecipient
+	notifyAll := 0
+	for _, rc := range m.Recipients {
+		nr := c.newRecipient(rc)
+		notifyAll |= rc.Notify
+		if rc.Extracted {
+			extracted = append(extracted, nr)
+		} else {
+			env.Recipients = append(env.Recipients, nr)
+		}
+	}
+	// C record field 4 carries the sender's NOTIFY flags in bits 1..4
+	// (reference §2.3): the union over the recipients, as Postfix stores.
+	env.QmgrFlags = int64(notifyAll) << 1
+	if err := f.WriteEnvelope(env); err != nil {
+		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+	}
+	firstRcpt := ""
+	if n := len(m.Recipients); n == 1 {
+		firstRcpt = c.qualify(m.Recipients[0].Address)
+	}
+	for _, line := range c.receivedHeader(f.ID, m, firstRcpt, arrival) {
+		f.WriteLine([]byte(line))
+	}
+	cw := &contentWriter{
+		c: c, f: f, m: m, id: f.ID, now: now, arrival: arrival,
+		limit: c.cfg.MessageSizeLimit, ctx: ctx,
+	}
+	if err := cw.copy(r); err != nil {
+		return "", err
+	}
+	for _, a := range cw.extracted {
+		extracted = append(extracted, c.newRecipient(Recipient{Address: a}))
+	}
+	if len(env.Recipients)+len(extracted) == 0 {
+		return "", ErrNoRecipients
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("cleanup: %w", err)
+	}
+	if err := f.CommitNoDirSync(extracted...); err != nil {
+		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+	}
+	return f.ID, nil
+}
+
+func (c *Cleanup) newRecipient(rc Recipient) spool.NewRecipient {
+	addr := c.qualify(rc.Address)
+	orcpt := rc.ORCPT
+	if orcpt == "" {
+		orcpt = "rfc822;" + addr
+	}
+	return spool.NewRecipient{Address: addr, Orig: rc.Address, DSNOrig: orcpt, Notify: rc.Notify}
+}
+
+// qualify appends @myorigin to an address without a domain, as Postfix's
+// trivial-rewrite does in the local rewriting context (append_at_myorigin).
+// The null sender stays empty.
+func (c *Cleanup) qualify(addr string) string {
+	if addr == "" || strings.ContainsRune(addr, '@') || c.cfg.MyOrigin == "" {
+		return addr
+	}
+	return addr + "@" + c.cfg.MyOrigin
+}
+
+// contentWriter copies message lines into the queue file, buffering one
+// header at a time so headers can be dropped, inspected and completed.
+type contentWriter struct {
+	c       *Cleanup
+	f       *spool.File
+	m       *Message
+	id      string
+	now     time.Time
+	arrival time.Time
+	limit   int64
+	ctx     context.Context
+
+	size      int64
+	inHeaders bool
+	header    []byte // the header being collected, with continuations joined by '\n'
+	seen      map[string]bool
+	messageID string
+	extracted []string
+}
+
+func (w *contentWriter) copy(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	w.inHeaders = true
+	w.seen = map[string]bool{}
+	var line []byte
+	lines := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		w.size += int64(len(chunk))
+		if w.limit > 0 && w.size > w.limit {
+			return ErrTooBig
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			line = append(line, chunk...)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("cleanup: read message: %w", err)
+		}
+		if len(line) > 0 {
+			line = append(line, chunk...)
+			chunk = line
+		}
+		if len(chunk) > 0 {
+			eol := len(chunk) > 0 && chunk[len(chunk)-1] == '\n'
+			if eol {
+				chunk = chunk[:len(chunk)-1]
+				if n := len(chunk); n > 0 && chunk[n-1] == '\r' {
+					chunk = chunk[:n-1]
+				}
+			}
+			w.line(chunk)
+		}
+		line = line[:0]
+		if err != nil { // io.EOF
+			break
+		}
+		if lines++; lines%1024 == 0 {
+			if err := w.ctx.Err(); err != nil {
+				return fmt.Errorf("cleanup: %w", err)
+			}
+		}
+	}
+	if w.inHeaders {
+		w.endHeaders()
+	}
+	return nil
+}
+
+// line handles one content line without its terminator.
+func (w *contentWriter) line(l []byte) {
+	if !w.inHeaders {
+		w.f.WriteLine(l)
+		return
+	}
+	if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') && len(w.header) > 0 {
+		w.header = append(w.header, '\n')
+		w.header = append(w.header, l...)
+		if len(w.header) > headerSizeLimit {
+			// A header this long ends header processing, as Postfix's
+			// header_size_limit does: the rest is body.
+			w.endHeaders()
+		}
+		return
+	}
+	if isHeaderStart(l) {
+		w.flushHeader()
+		w.header = append(w.header[:0], l...)
+		return
+	}
+	w.endHeaders()
+	if len(l) > 0 {
+		// The first body line is not the empty separator (a message
+		// without headers, or a malformed header): keep the header block
+		// and the body apart.
+		w.f.WriteLine(nil)
+	}
+	w.f.WriteLine(l)
+}
+
+// headerSizeLimit is Postfix's header_size_limit.
+const headerSizeLimit = 102400
+
+func (w *contentWriter) endHeaders() {
+	w.flushHeader()
+	w.inHeaders = false
+	for _, h := range w.c.missingHeaders(w.id, w.m, w.seen, w.now, w.arrival) {
+		if strings.HasPrefix(h, "Message-Id: ") {
+			w.messageID = strings.TrimPrefix(h, "Message-Id: ")
+		}
+		w.f.WriteLine([]byte(h))
+	}
+	mid := w.messageID
+	if mid == "" {
+		mid = "<>"
+	}
+	w.c.cfg.Log.Log("cleanup", "%s: message-id=%s", w.id, mid)
+}
+
+// flushHeader writes the collected header unless it is one to drop, and
+// notes what it is.
+func (w *contentWriter) flushHeader() {
+	if len(w.header) == 0 {
+		return
+	}
+	h := w.header
+	w.header = w.header[:0]
+	name := strings.ToLower(string(h[:indexColon(h)]))
+	name = strings.TrimRight(name, " \t")
+	w.seen[name] = true
+	value := strings.TrimSpace(unfold(string(h[indexColon(h)+1:])))
+	switch name {
+	case "message-id":
+		if w.messageID == "" {
+			w.messageID = value
+		}
+	}
+	if w.m.ExtractRecipients {
+		switch name {
+		case "to", "cc", "bcc":
+			w.extracted = append(w.extracted, ParseAddressList(value)...)
+		}
+	}
+	if dropHeaders[name] {
+		return
+	}
+	for len(h) > 0 {
+		i := indexByte(h, '\n')
+		if i < 0 {
+			w.f.WriteLine(h)
+			break
+		}
+		w.f.WriteLine(h[:i])
+		h = h[i+1:]
+	}
+}
+
+// dropHeaders are Postfix's message_drop_headers default.
+var dropHeaders = map[string]bool{"bcc": true, "resent-bcc": true, "content-length": true}
+
+func removeQuietly(s *spool.Spool, queue, id string) {
+	// Best effort: the caller already reports the failure that got here.
+	_ = s.Remove(queue, id)
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
