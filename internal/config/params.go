@@ -42,7 +42,12 @@ var Params = []Param{
 	{Name: "relay_domains", Default: "", Doc: "destinations this host relays to"},
 	{Name: "daemon_directory", Default: "/usr/lib/postfix/sbin", Doc: "where Postfix's daemons live (used with a Postfix spool)"},
 	{Name: "command_directory", Default: "/usr/sbin", Doc: "where Postfix's commands live (used with a Postfix spool)"},
-	{Name: "maillog_file", Default: "", Doc: "the mail log file"},
+	{Name: "maillog_file", Default: "/var/log/sluice/mail.log", Doc: "the mail log file, written by sluice serve (which also copies it to standard error); empty: standard error only"},
+	// Queue manager and bounces (sluice serve).
+	{Name: "initial_destination_concurrency", Default: "5", Doc: "deliveries at once to a destination at first; grows with successes to default_destination_concurrency_limit"},
+	{Name: "default_process_limit", Default: "100", Doc: "deliveries at once, all destinations together"},
+	{Name: "qmgr_message_active_limit", Default: "20000", Doc: "messages in the active queue at once"},
+	{Name: "bounce_size_limit", Default: "50000", Doc: "larger originals are returned in a bounce as headers only"},
 }
 
 // postfixOverrides are defaults that differ when the configuration
@@ -50,6 +55,7 @@ var Params = []Param{
 var postfixOverrides = map[string]string{
 	"queue_directory": "/var/spool/postfix",
 	"smtpd_listen":    "",
+	"maillog_file":    "",
 }
 
 var paramIndex = func() map[string]*Param {
