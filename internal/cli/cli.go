@@ -39,7 +39,6 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		// {Name: "mailq", Summary: "...", Run: runMailq},
-		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape},
 		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
 		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
 	}
