@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -317,4 +318,31 @@ func (m *Manager) shutdown(cancel context.CancelFunc) error {
 			f()
 		}
 	}
+}
+
+// FlushSite is postqueue -s SITE: every deferred message with a pending
+// recipient whose next hop is site is made due now (as FlushID). It
+// returns how many were flushed.
+func (m *Manager) FlushSite(site string) (int, error) {
+	entries, err := m.sp.List(spool.Deferred)
+	if err != nil {
+		return 0, fmt.Errorf("qmgr: flush %s: %w", site, err)
+	}
+	site = strings.ToLower(strings.TrimSuffix(site, "."))
+	n := 0
+	for _, e := range entries {
+		env, _, err := spool.ReadFile(m.sp.Path(spool.Deferred, e.ID), spool.ReadOptions{SkipContent: true})
+		if err != nil {
+			continue
+		}
+		for _, r := range env.Pending() {
+			if m.nexthop(r.Address) == site || strings.ToLower(domainOf(r.Address)) == site {
+				if m.FlushID(e.ID) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n, nil
 }
