@@ -148,25 +148,31 @@ func runPostsuper(env *Env) int {
 			if all {
 				targets = listIDs(sp, queues)
 			}
+			var valid []string
 			for _, id := range targets {
 				if !spool.ValidID(id) {
 					env.Warnf("invalid mail queue id: %s", id)
 					continue
 				}
-				out, err := q.Act(ctx, step, id, queues)
+				valid = append(valid, id)
+			}
+			err := q.ActAll(ctx, step, valid, queues, func(out manage.Outcome, err error) {
 				if err != nil {
 					if !errors.Is(err, manage.ErrNotFound) && !errors.Is(err, fs.ErrNotExist) {
-						env.Warnf("%s: %v", id, err)
+						env.Warnf("%s: %v", out.ID, err)
 					}
-					continue
+					return
 				}
 				if !out.Changed {
-					continue
+					return
 				}
 				c.count(step)
 				if !all {
-					fmt.Fprintf(env.Stderr, "%s: %s: %s\n", env.Name, id, psVerb(step))
+					fmt.Fprintf(env.Stderr, "%s: %s: %s\n", env.Name, out.ID, psVerb(step))
 				}
+			})
+			if err != nil {
+				return env.Fatalf(1, "%v", err)
 			}
 		}
 	}

@@ -17,16 +17,33 @@ import (
 )
 
 // actor changes the queue: directly on the files, or through the running
-// daemon's control socket.
+// daemon's control socket. fn gets each message's outcome; an error for
+// one message (manage.ErrNotFound among them) does not stop the others.
 type actor interface {
-	Act(ctx context.Context, op manage.Op, id string, queues []string) (manage.Outcome, error)
+	ActAll(ctx context.Context, op manage.Op, ids []string, queues []string, fn func(manage.Outcome, error)) error
+}
+
+// controlActor adapts the control client to actor.
+type controlActor struct{ c *control.Client }
+
+func (a controlActor) ActAll(ctx context.Context, op manage.Op, ids []string, queues []string, fn func(manage.Outcome, error)) error {
+	return a.c.ActAll(ctx, op, ids, queues, func(r control.ActResult) {
+		var err error
+		switch {
+		case r.NotFound:
+			err = manage.ErrNotFound
+		case r.Error != "":
+			err = errors.New(r.Error)
+		}
+		fn(r.Outcome, err)
+	})
 }
 
 // openQueue returns the way to act on the queue: through the daemon when
 // one runs on this spool, else on the files directly.
 func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
 	if c, err := dialControl(cfg, sp); err == nil {
-		return c, func() { c.Close() }, nil
+		return controlActor{c}, func() { c.Close() }, nil
 	} else if !errors.Is(err, errNoDaemon) {
 		return nil, nil, err
 	}

@@ -181,3 +181,17 @@ func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
 	}
 	return nil
 }
+
+// ActAll applies op to each of ids in turn and reports each outcome to fn;
+// an error for one message (ErrNotFound among them) does not stop the
+// others. It stops early only when ctx is done.
+func (q *Queue) ActAll(ctx context.Context, op Op, ids []string, queues []string, fn func(Outcome, error)) error {
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out, err := q.Act(ctx, op, id, queues)
+		fn(out, err)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// queueEnv makes a sluice configuration with an empty spool.
+func queueEnv(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf")
+	os.MkdirAll(conf, 0o755)
+	os.WriteFile(filepath.Join(conf, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "spool")+"\n"), 0o644)
+	return conf
+}
+
+func run(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(append([]string{"sluice"}, args...), strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func mustInject(t *testing.T, conf string, args ...string) string {
+	t.Helper()
+	out, errs, code := run(t, "Subject: t\n\nbody\n", append([]string{"inject", "-c", conf}, args...)...)
+	if code != 0 {
+		t.Fatalf("inject %v: %s", args, errs)
+	}
+	return strings.TrimSpace(out)
+}
+
+func TestQueueCommands(t *testing.T) {
+	conf := queueEnv(t)
+	refused := "connect to mx.example.com[1.2.3.4]:25: Connection refused"
+	a := mustInject(t, conf, "-f", "alice@src.test", "-T", "-3h", "-s", "4.4.1", "-r", refused, "user@example.com")
+	b := mustInject(t, conf, "-f", "bob@src.test", "-T", "-10m", "-s", "4.7.1", "-R", "x@grey.test=host mx.grey.test[5.6.7.8] said: 450 4.7.1 Greylisted, try again later", "x@grey.test", "user@example.com")
+	c := mustInject(t, conf, "-f", "", "-q", "hold", "other@example.org")
+
+	out, _, code := run(t, "", "queue", "count", "-c", conf)
+	if code != 0 || out != "3 messages, 4 recipients\n" {
+		t.Errorf("count: %q %d", out, code)
+	}
+	out, _, _ = run(t, "", "queue", "count", "-c", conf, "rcpt=user@example.com", "--json")
+	var cnt map[string]int
+	if json.Unmarshal([]byte(out), &cnt) != nil || cnt["messages"] != 2 || cnt["recipients"] != 3 {
+		t.Errorf("count --json rcpt=: %q", out)
+	}
+	out, _, _ = run(t, "", "queue", "summary", "-c", conf)
+	for _, want := range []string{"connection-refused", "greylisting", "(no reason yet)", a + ": " + refused} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, _ = run(t, "", "queue", "list", "-c", conf, "class=greylisting")
+	if !strings.HasPrefix(out, b) || strings.Count(out, "\n") != 1 {
+		t.Errorf("list class=greylisting:\n%s", out)
+	}
+	out, _, _ = run(t, "", "queue", "show", "-c", conf, a)
+	for _, want := range []string{"Queue ID:     " + a, "deferred  user@example.com", "[connection-refused]", "Next attempt:", "Expires:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	// A bad selector names the bad term and changes nothing.
+	_, errs, code := run(t, "", "queue", "delete", "-c", conf, "rcpt=user@example.com", "age>soon", "--yes")
+	if code != 2 || !strings.Contains(errs, `bad term "age>soon"`) {
+		t.Errorf("bad selector: %d %q", code, errs)
+	}
+	// Bulk actions need --yes without a terminal; dry runs change nothing.
+	if _, errs, code = run(t, "", "queue", "delete", "-c", conf, "rcpt=user@example.com"); code != 2 || !strings.Contains(errs, "--yes") {
+		t.Errorf("bulk without --yes: %d %q", code, errs)
+	}
+	out, _, _ = run(t, "", "queue", "delete", "-c", conf, "rcpt=user@example.com", "--dry-run")
+	if !strings.Contains(out, "would delete 2 messages") {
+		t.Errorf("dry run: %q", out)
+	}
+	if _, _, code = run(t, "", "queue", "delete", "-c", conf); code != 2 {
+		t.Errorf("delete with no selector: %d", code)
+	}
+	out, _, code = run(t, "", "queue", "hold", "-c", conf, "sender=alice@src.test")
+	if code != 0 || !strings.Contains(out, a+": placed on hold") {
+		t.Errorf("hold: %d %q", code, out)
+	}
+	out, _, _ = run(t, "", "queue", "delete", "-c", conf, "rcpt=user@example.com", "--yes", "--json")
+	var res struct {
+		Changed int `json:"changed"`
+	}
+	if json.Unmarshal([]byte(out), &res) != nil || res.Changed != 2 {
+		t.Errorf("delete --json: %q", out)
+	}
+	out, _, _ = run(t, "", "queue", "list", "-c", conf, "--json")
+	if strings.Count(out, "\n") != 1 || !strings.Contains(out, c) {
+		t.Errorf("after delete, list:\n%s", out)
+	}
+}
