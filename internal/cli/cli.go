@@ -41,6 +41,7 @@ func commands() []*Command {
 		// {Name: "mailq", Summary: "...", Run: runMailq},
 		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
 		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},
+		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
 		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
 	}
 }

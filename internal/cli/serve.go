@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"sluice/internal/config"
+	"sluice/internal/server"
+)
+
+// serveHelp is serve's manual.
+const serveHelp = `usage: sluice serve [-c config_dir]
+
+Runs the mail system: SMTP intake on smtpd_listen (default
+127.0.0.1:2525), pickup of local submissions (sluice sendmail), the queue
+manager, SMTP delivery, bounces, the control socket the queue tools use
+while the daemon runs, and the mail log.
+
+The configuration is config_dir/main.cf (-c, or MAIL_CONFIG, or
+/etc/sluice). Without /etc/sluice/main.cf sluice runs on its embedded
+defaults (sluice postconf -d lists them): the spool is
+queue_directory = /var/spool/sluice, created when missing, and the mail
+log goes to maillog_file = /var/log/sluice/mail.log and to standard
+error. An unknown or malformed parameter stops the start with an error
+naming it.
+
+Signals: SIGTERM or SIGINT stops accepting mail, lets deliveries in flight
+end (or abandons them after a few seconds: their files go back to the
+incoming queue at the next start) and exits 0. SIGHUP reloads main.cf: a
+configuration that fails its checks is refused and the running one is
+kept; a good one restarts the mail system in the same process, as
+postfix reload does (listeners reopen, active mail returns to incoming).
+The process ID is written to queue_directory/pid/master.pid.
+`
+
+func runServe(env *Env) int {
+	opts, operands, err := Getopt(env.Args, "c:h")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", env.Name, err)
+		fmt.Fprint(env.Stderr, serveHelp)
+		return 2
+	}
+	dir := ""
+	for _, o := range opts {
+		switch o.Name {
+		case 'c':
+			dir = o.Arg
+		case 'h':
+			fmt.Fprint(env.Stdout, serveHelp)
+			return 0
+		}
+	}
+	if len(operands) > 0 {
+		fmt.Fprint(env.Stderr, serveHelp)
+		return 2
+	}
+	load := func() (*config.Config, error) {
+		cfg, err := env.LoadConfig(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := server.Check(cfg); err != nil {
+			return nil, fmt.Errorf("%s/main.cf: %w", cfg.Dir, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
+	if err != nil {
+		return env.Fatalf(1, "%v", err)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- server.Run(ctx, server.Options{Config: cfg, LogCopy: env.Stderr}) }()
+		reload := false
+		for !reload {
+			select {
+			case err := <-done:
+				cancel()
+				if err != nil {
+					return env.Fatalf(1, "%v", err)
+				}
+				return 0
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					cancel()
+					if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+						return env.Fatalf(1, "%v", err)
+					}
+					return 0
+				}
+				next, err := load()
+				if err != nil {
+					env.Warnf("reload refused, keeping the running configuration: %v", err)
+					continue
+				}
+				cfg, reload = next, true
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			return env.Fatalf(1, "%v", err)
+		}
+		fmt.Fprintf(env.Stderr, "%s: reload -- configuration %s\n", env.Name, cfg.Dir)
+	}
+}
