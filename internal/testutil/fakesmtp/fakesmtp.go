@@ -61,9 +61,10 @@ type Options struct {
 	No8BitMIME   bool
 	NoSMTPUTF8   bool
 	NoDSN        bool
-	// SizeLimit is advertised as "SIZE n" and enforced; 0 advertises no
-	// SIZE at all.
+	// SizeLimit is advertised as "SIZE n" and enforced; 0 advertises
+	// "SIZE" without a limit, unless NoSize.
 	SizeLimit int64
+	NoSize    bool
 	// TLS offers STARTTLS with a generated self-signed certificate.
 	TLS bool
 	// TLSBroken offers STARTTLS, answers it with 220 and then writes
@@ -198,6 +199,16 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// DropConnections closes every open connection without a word, as a
+// server does that times out idle clients.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
 // CertPool holds the server's self-signed certificate, for clients that
 // verify it.
 func (s *Server) CertPool() *x509.CertPool {
@@ -264,7 +275,7 @@ func (s *Server) Delivered() []Mail {
 	var out []Mail
 	for _, ss := range s.Sessions() {
 		for _, m := range ss.Mails {
-			if strings.HasPrefix(m.DataReply, "2") {
+			if positive(m.DataReply, '2') {
 				out = append(out, m)
 			}
 		}
@@ -466,8 +477,12 @@ func (ss *session) hello(verb, arg string) error {
 	if !ss.opts.NoPipelining {
 		caps = append(caps, "PIPELINING")
 	}
-	if ss.opts.SizeLimit > 0 {
+	switch {
+	case ss.opts.NoSize:
+	case ss.opts.SizeLimit > 0:
 		caps = append(caps, "SIZE "+strconv.FormatInt(ss.opts.SizeLimit, 10))
+	default:
+		caps = append(caps, "SIZE")
 	}
 	if (ss.opts.TLS || ss.opts.TLSBroken) && !ss.tls {
 		caps = append(caps, "STARTTLS")
@@ -501,7 +516,7 @@ func (ss *session) hello(verb, arg string) error {
 	if _, err := ss.send(r, b.String()); err != nil {
 		return err
 	}
-	if r.Text == "" || strings.HasPrefix(r.Text, "2") {
+	if r.Text == "" || positive(r.Text, '2') {
 		ss.helo = true
 	}
 	return nil
@@ -513,7 +528,7 @@ func (ss *session) startTLS() error {
 		return err
 	}
 	text, err := ss.answer(STARTTLS, "220 2.0.0 Ready to start TLS")
-	if err != nil || !strings.HasPrefix(text, "2") {
+	if err != nil || !positive(text, '2') {
 		return err
 	}
 	if ss.opts.TLSBroken {
@@ -581,7 +596,7 @@ func (ss *session) mailFrom(arg string) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(text, "2") {
+	if positive(text, '2') {
 		ss.inMail, ss.mailIdx, ss.accepted = true, idx, 0
 	}
 	return nil
@@ -607,7 +622,7 @@ func (ss *session) rcptTo(arg string) error {
 	if text == "" {
 		text = "250 2.1.5 Ok"
 	}
-	accepted := strings.HasPrefix(text, "2") && !r.Drop
+	accepted := positive(text, '2') && !r.Drop
 	ss.record(func(s *Session) {
 		m := &s.Mails[ss.mailIdx]
 		m.Rcpts = append(m.Rcpts, Rcpt{Addr: addr, Params: params, Reply: text, Accepted: accepted})
@@ -629,7 +644,7 @@ func (ss *session) data() error {
 		return err
 	}
 	text, err := ss.answer(DATA, "354 End data with <CR><LF>.<CR><LF>")
-	if err != nil || !strings.HasPrefix(text, "3") {
+	if err != nil || !positive(text, '3') {
 		return err
 	}
 	var raw, data bytes.Buffer
@@ -681,6 +696,12 @@ func (ss *session) data() error {
 	ss.inMail, ss.accepted = false, 0
 	_, err = ss.send(r, def)
 	return err
+}
+
+// positive reports whether a reply text's last line starts with class.
+func positive(text string, class byte) bool {
+	last := text[strings.LastIndexByte(text, '\n')+1:]
+	return len(last) > 0 && last[0] == class
 }
 
 // selfSigned makes a certificate for localhost and 127.0.0.1.

@@ -174,7 +174,7 @@ func TestInjectedFailures(t *testing.T) {
 func TestSTARTTLS(t *testing.T) {
 	s := Start(t, Options{TLS: true})
 	c := dial(t, s)
-	chat(t, c, "S: 220\nC: EHLO me\nS: 250-fake.test|250-PIPELINING|250-STARTTLS\nC: STARTTLS\nS: 220 2.0.0 Ready")
+	chat(t, c, "S: 220\nC: EHLO me\nS: 250-fake.test|250-PIPELINING|250-SIZE|250-STARTTLS\nC: STARTTLS\nS: 220 2.0.0 Ready")
 	tc := tls.Client(c, &tls.Config{RootCAs: s.CertPool(), ServerName: "fake.test"})
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake with the server's own certificate pool: %v", err)
@@ -183,7 +183,7 @@ func TestSTARTTLS(t *testing.T) {
 		C: MAIL FROM:<a@b>
 		S: 503 5.5.1 Error: send HELO/EHLO first
 		C: EHLO me
-		S: 250-fake.test|250-PIPELINING|250-ENHANCEDSTATUSCODES
+		S: 250-fake.test|250-PIPELINING|250-SIZE|250-ENHANCEDSTATUSCODES
 		C: QUIT
 		S: 221`)
 	got := s.Sessions()[0]
@@ -193,7 +193,7 @@ func TestSTARTTLS(t *testing.T) {
 
 	b := Start(t, Options{TLSBroken: true})
 	c = dial(t, b)
-	chat(t, c, "S: 220\nC: EHLO me\nS: 250-fake.test|250-PIPELINING|250-STARTTLS\nC: STARTTLS\nS: 220")
+	chat(t, c, "S: 220\nC: EHLO me\nS: 250-fake.test|250-PIPELINING|250-SIZE|250-STARTTLS\nC: STARTTLS\nS: 220")
 	if err := tls.Client(c, &tls.Config{InsecureSkipVerify: true}).Handshake(); err == nil {
 		t.Error("handshake with a broken STARTTLS succeeded")
 	}
