@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# bench/queue.sh [N] — times sluice's queue tools against Postfix's own on
+# the same N-message deferred spool (default 100000), side by side in one
+# run, and prints the ratios (Postfix time / sluice time; > 1 means sluice
+# is faster). Run as root on a machine with Postfix installed
+# (scripts/test.sh installs it). Timings are warm-cache, taken by
+# hyperfine. Environment: BENCH_DIR (default /tmp/sluice-bench), RUNS
+# (default 5).
+#
+# Compared: mailq, postqueue -j, qshape deferred, qshape -s deferred,
+# postcat -q ID, and deleting the mail of one recipient (sluice queue
+# delete rcpt=… against the man page's mailq|awk|postsuper -d - pipeline).
+# Baseline: reading every queue file once with cat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+WORK=${BENCH_DIR:-/tmp/sluice-bench}
+RUNS=${RUNS:-5}
+export TZ=UTC
+for t in hyperfine postqueue postcat qshape postsuper mailq; do
+	command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin
+	command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install postfix hyperfine)" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (Postfix's tools read a stopped spool only as root)" >&2; exit 1; }
+
+mkdir -p "$WORK"
+S=$WORK/sluice
+go build -o "$S" ./cmd/sluice
+
+# The spool: built once per N, then reused.
+if [ ! -f "$WORK/spool.$N.done" ]; then
+	rm -rf "$WORK/spool" "$WORK"/spool.*.done
+	echo "building a $N-message spool in $WORK/spool ..." >&2
+	go run ./bench/mkspool -dir "$WORK/spool" -n "$N"
+	touch "$WORK/spool.$N.done"
+fi
+
+# A configuration through which both Postfix's tools and sluice's read it.
+config() { # config DIR SPOOL
+	mkdir -p "$1" "$WORK/data" "$WORK/log"
+	cp /usr/share/postfix/master.cf.dist "$1/master.cf"
+	cat >"$1/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $2
+data_directory = $WORK/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = $WORK/log/maillog
+maillog_file_prefixes = $WORK/log
+CF
+}
+ETC=$WORK/etc
+config "$ETC" "$WORK/spool"
+chown -R postfix "$WORK/data" "$WORK/log"
+chmod 755 "$WORK/spool"
+for d in maildrop incoming active deferred hold defer bounce trace; do
+	[ -d "$WORK/spool/$d" ] && chown -R postfix:postfix "$WORK/spool/$d"
+done
+
+echo "warming the page cache ..." >&2
+find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null
+ID=$(cd "$WORK/spool/deferred" && find . -type f | head -1 | xargs basename)
+
+results=$WORK/results.txt
+: >"$results"
+compare() { # compare LABEL POSTFIX-COMMAND SLUICE-COMMAND [hyperfine options]
+	local label=$1 pf=$2 sl=$3
+	shift 3
+	hyperfine --style basic --runs "$RUNS" --warmup 1 "$@" --export-csv "$WORK/h.csv" \
+		-n "postfix: $label" "$pf" -n "sluice: $label" "$sl" >&2
+	awk -F, -v label="$label" 'NR==2{pf=$2} NR==3{sl=$2} END{printf "%-28s postfix %8.3f s   sluice %8.3f s   ratio %6.1fx\n", label, pf, sl, pf/sl}' "$WORK/h.csv" | tee -a "$results"
+}
+
+compare "mailq" "postqueue -c $ETC -p >/dev/null 2>&1" "$S mailq -C $ETC >/dev/null"
+compare "postqueue -j" "postqueue -c $ETC -j >/dev/null 2>&1" "$S postqueue -c $ETC -j >/dev/null"
+compare "qshape deferred" "qshape -c $ETC deferred >/dev/null" "$S qshape -c $ETC deferred >/dev/null"
+compare "qshape -s deferred" "qshape -c $ETC -s deferred >/dev/null" "$S qshape -c $ETC -s deferred >/dev/null"
+compare "postcat -q ID" "postcat -c $ETC -q $ID >/dev/null" "$S postcat -c $ETC -q $ID >/dev/null" --runs 50 -N
+
+# Deleting one recipient's mail changes the spool: each run gets a fresh
+# hard-linked copy (both sides only unlink files, so the original stays).
+DEL=$WORK/del
+config "$DEL/etc" "$DEL/spool"
+prep="rm -rf $DEL/spool && cp -al $WORK/spool $DEL/spool"
+compare "delete by recipient" \
+	"MAIL_CONFIG=$DEL/etc mailq 2>/dev/null | tail -n +2 | grep -v '^ *(' | awk 'BEGIN { RS = \"\" } { if (\$8 == \"user@example.com\" && \$9 == \"\") print \$1 }' | tr -d '*!' | postsuper -c $DEL/etc -d - 2>/dev/null" \
+	"$S queue delete -c $DEL/etc rcpt=user@example.com --yes >/dev/null" \
+	--runs 3 --warmup 0 --prepare "$prep"
+
+TIMEFORMAT=%R
+base=$( { time find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null; } 2>&1 )
+printf '%-28s %s s (cat of every queue file, warm cache)\n' "baseline: read all files" "$base" | tee -a "$results"
+echo >&2
+echo "== ratios (Postfix time / sluice time), $N messages ==" >&2
+cat "$results"
