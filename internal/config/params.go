@@ -48,6 +48,15 @@ var Params = []Param{
 	{Name: "default_process_limit", Default: "100", Doc: "deliveries at once, all destinations together"},
 	{Name: "qmgr_message_active_limit", Default: "20000", Doc: "messages in the active queue at once"},
 	{Name: "bounce_size_limit", Default: "50000", Doc: "larger originals are returned in a bounce as headers only"},
+	// Intake: smtpd, cleanup, pickup, sendmail, mail log.
+	{Name: "mydestination", Default: "$myhostname, localhost.$mydomain, localhost", Doc: "domains this host is the final destination for; smtpd accepts mail for them from any client"},
+	{Name: "smtpd_tls_cert_file", Default: "", Doc: "PEM certificate (chain) for STARTTLS; STARTTLS is offered when this and smtpd_tls_key_file are set"},
+	{Name: "smtpd_tls_key_file", Default: "$smtpd_tls_cert_file", Doc: "PEM private key for smtpd_tls_cert_file"},
+	{Name: "smtpd_recipient_limit", Default: "1000", Doc: "recipients accepted per message over SMTP"},
+	{Name: "smtpd_timeout", Default: "300s", Doc: "how long smtpd waits for a client's next command or data"},
+	{Name: "local_header_rewrite_clients", Default: "permit_inet_interfaces", Doc: "SMTP clients whose mail gets missing Message-Id:, Date: and From: headers added: permit_inet_interfaces (from our own address or loopback), permit_mynetworks, static:all, or empty for none"},
+	{Name: "syslog_name", Default: "postfix", Doc: "the name before /service in mail log lines; postfix by default so log tools such as pflogsumm read sluice's log unchanged"},
+	{Name: "mail_name", Default: "sluice", Doc: "the mail system's name in Received: headers (Postfix's default is Postfix)"},
 }
 
 // postfixOverrides are defaults that differ when the configuration
