@@ -321,13 +321,20 @@ func (in *injector) envelope() *spool.NewEnvelope {
 	return e
 }
 
-// write writes one queue file and returns its ID.
+// write writes one queue file and returns its ID. The file is written
+// in a staging queue that no queue manager scans (hold, unless it is
+// hashed), so a running daemon never takes it before its deferral, done
+// recipients and mode are in place; then it is moved where it belongs.
 func (in *injector) write() (string, error) {
 	if in.req.queue == spool.Maildrop {
 		return in.writeMaildrop()
 	}
+	staging := spool.Hold
+	if in.sp.Hashed(staging) {
+		staging = spool.Incoming
+	}
 	now := in.now()
-	f, err := in.sp.NewFile(spool.Incoming, now)
+	f, err := in.sp.NewFile(staging, now)
 	if err != nil {
 		return "", err
 	}
@@ -341,18 +348,17 @@ func (in *injector) write() (string, error) {
 	if err := f.CommitNoDirSync(); err != nil {
 		return "", err
 	}
-	id := f.ID
-	if err := in.finish(id, now); err != nil {
-		in.sp.Remove(spool.Incoming, id)
-		return "", fmt.Errorf("inject %s: %w", id, err)
+	if err := in.finish(f.ID, staging, now); err != nil {
+		in.sp.Remove(staging, f.ID)
+		return "", fmt.Errorf("inject %s: %w", f.ID, err)
 	}
-	return id, nil
+	return f.ID, nil
 }
 
-// finish takes a committed file in incoming/ to its final state: done
-// recipients, defer log, forced expiry, owner, times and queue.
-func (in *injector) finish(id string, now time.Time) error {
-	path := in.sp.Path(spool.Incoming, id)
+// finish takes a committed file in the staging queue to its final state:
+// done recipients, defer log, forced expiry, owner, times and queue.
+func (in *injector) finish(id, staging string, now time.Time) error {
+	path := in.sp.Path(staging, id)
 	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	if err != nil {
 		return err
@@ -390,24 +396,24 @@ func (in *injector) finish(id string, now time.Time) error {
 			return fmt.Errorf("set forced expiry: %w", err)
 		}
 	}
-	if err := adoptOwner(in.sp, spool.Incoming, id); err != nil {
+	if err := adoptOwner(in.sp, staging, id); err != nil {
 		return err
 	}
-	switch in.req.queue {
-	case spool.Incoming:
-		return in.sp.SyncQueueDir(spool.Incoming)
-	case spool.Deferred:
+	if in.req.queue == spool.Deferred {
 		// As the queue manager defers: the next attempt is after the
 		// message's age, clamped to the backoff limits (reference §8.2).
 		delay := min(max(now.Sub(in.req.arrival), in.minBackoff), in.maxBackoff)
-		if err := in.sp.SetTimes(spool.Incoming, id, now.Add(delay)); err != nil {
+		if err := in.sp.SetTimes(staging, id, now.Add(delay)); err != nil {
 			return err
 		}
+	}
+	if in.req.queue == staging {
+		return in.sp.SyncQueueDir(staging)
 	}
 	if err := makeHashDir(in.sp, in.req.queue, id); err != nil {
 		return err
 	}
-	return in.sp.Move(id, spool.Incoming, in.req.queue)
+	return in.sp.Move(id, staging, in.req.queue)
 }
 
 // logAddress is a recipient as Postfix's bounce service writes it into a

@@ -229,8 +229,10 @@ func TestInjectCopiesAndIDs(t *testing.T) {
 	if err != nil || len(ents) != 50 {
 		t.Errorf("deferred holds %d files (%v)", len(ents), err)
 	}
-	if ents, _ := sp.List(spool.Incoming); len(ents) != 0 {
-		t.Errorf("incoming still holds %d files", len(ents))
+	for _, q := range []string{spool.Incoming, spool.Hold} {
+		if ents, _ := sp.List(q); len(ents) != 0 {
+			t.Errorf("%s holds %d files", q, len(ents))
+		}
 	}
 }
 
