@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"sluice/internal/spool"
+	"sluice/internal/testutil/fakesmtp"
+)
+
+// binary is cmd/sluice, built once for the process tests.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func sluiceBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-o", binPath, "sluice/cmd/sluice").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// freePort returns a loopback TCP port nobody listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// daemon is sluice serve running as a process.
+type daemon struct {
+	t      *testing.T
+	dir    string
+	spool  string
+	port   int
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+}
+
+// newDaemon writes a main.cf that relays everything to relay (host:port).
+func newDaemon(t *testing.T, relay string, extra ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dir: dir, spool: filepath.Join(dir, "spool"), port: freePort(t)}
+	lines := append([]string{
+		"queue_directory = " + d.spool,
+		"maillog_file = " + filepath.Join(dir, "mail.log"),
+		"myhostname = sluice.test",
+		fmt.Sprintf("smtpd_listen = 127.0.0.1:%d", d.port),
+		"relayhost = [" + strings.Replace(relay, ":", "]:", 1),
+		"minimal_backoff_time = 1s",
+		"maximal_backoff_time = 2s",
+		"queue_run_delay = 1s",
+	}, extra...)
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d *daemon) addr() string { return fmt.Sprintf("127.0.0.1:%d", d.port) }
+
+// start runs the daemon and waits until it answers on its port.
+func (d *daemon) start() {
+	d.t.Helper()
+	d.stderr = &syncBuffer{}
+	d.cmd = exec.Command(sluiceBinary(d.t), "serve", "-c", d.dir)
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", d.addr(), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.kill()
+	d.t.Fatalf("daemon did not listen on %s; stderr:\n%s", d.addr(), d.stderr.String())
+}
+
+// kill sends SIGKILL and reaps the process.
+func (d *daemon) kill() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	d.cmd = nil
+}
+
+// term sends SIGTERM and returns the exit status.
+func (d *daemon) term() int {
+	d.t.Helper()
+	if d.cmd == nil {
+		return -1
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+		d.t.Error("daemon did not stop on SIGTERM")
+	}
+	code := d.cmd.ProcessState.ExitCode()
+	d.cmd = nil
+	return code
+}
+
+// queued counts complete messages in incoming, active, deferred and
+// maildrop. Files still being written when a kill came (mode 0600) are
+// not mail: nobody got a 250 for them, and every reader skips them.
+func (d *daemon) queued() int {
+	sp := spool.New(d.spool)
+	n := 0
+	for _, q := range []string{spool.Incoming, spool.Active, spool.Deferred, spool.Maildrop} {
+		es, _ := sp.List(q)
+		for _, e := range es {
+			if fi, err := os.Stat(filepath.Join(d.spool, e.Rel)); err == nil && (q == spool.Maildrop || spool.IsReady(fi.Mode())) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (d *daemon) mailLog() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "mail.log"))
+	return string(b)
+}
+
+// waitEmpty waits until the queue is empty.
+func (d *daemon) waitEmpty(timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if d.queued() == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sp := spool.New(d.spool)
+	var left []string
+	for _, q := range []string{spool.Maildrop, spool.Incoming, spool.Active, spool.Deferred} {
+		es, _ := sp.List(q)
+		for _, e := range es {
+			left = append(left, e.Rel)
+			for _, l := range strings.Split(d.mailLog(), "\n") {
+				if strings.Contains(l, e.ID) {
+					left = append(left, "    "+l)
+				}
+			}
+		}
+	}
+	d.t.Fatalf("queue not empty after %v: %d messages:\n%s\nstderr:\n%s", timeout, d.queued(), strings.Join(left, "\n"), d.stderr.String())
+}
+
+func TestServeSIGTERMAndPIDFile(t *testing.T) {
+	sink := fakesmtp.Start(t, fakesmtp.Options{})
+	d := newDaemon(t, sink.Addr)
+	d.start()
+	b, err := os.ReadFile(filepath.Join(d.spool, "pid", "master.pid"))
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(d.cmd.Process.Pid) {
+		t.Errorf("master.pid = %q, %v; want %d", b, err, d.cmd.Process.Pid)
+	}
+	if code := d.term(); code != 0 {
+		t.Errorf("exit status after SIGTERM = %d, want 0; stderr:\n%s", code, d.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(d.spool, "pid", "master.pid")); err == nil {
+		t.Error("master.pid left behind after a clean stop")
+	}
+}
+
+// TestCrashKill9 kills the daemon with SIGKILL again and again while
+// clients send mail, restarts it each time, and then checks that every
+// message that got a 250 reached the receiving server.
+func TestCrashKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	sink := fakesmtp.Start(t, fakesmtp.Options{})
+	d := newDaemon(t, sink.Addr)
+	d.start()
+	defer d.kill()
+
+	const clients, kills = 4, 5
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	refusedN := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				token := fmt.Sprintf("token-%d-%d", c, i)
+				msg := "Subject: " + token + "\r\n\r\n" + token + "\r\n"
+				err := smtp.SendMail(d.addr(), nil, "load@src.test", []string{fmt.Sprintf("r%d@dest.test", c)}, []byte(msg))
+				mu.Lock()
+				if err == nil {
+					accepted[token] = true
+				} else {
+					refusedN++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}(c)
+	}
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(300+k*97) * time.Millisecond)
+		d.kill()
+		time.Sleep(50 * time.Millisecond)
+		d.start()
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	d.waitEmpty(20 * time.Second)
+
+	seen := map[string]int{}
+	for _, m := range sink.Delivered() {
+		sc := bufio.NewScanner(bytes.NewReader(m.Data))
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "token-") {
+				seen[l]++
+				break
+			}
+		}
+	}
+	lost, dups, unacked := 0, 0, 0
+	for tok := range accepted {
+		if seen[tok] == 0 {
+			lost++
+			t.Errorf("message %s got 250 but was never delivered", tok)
+		}
+	}
+	for tok, n := range seen {
+		if n > 1 {
+			dups += n - 1
+		}
+		if !accepted[tok] {
+			unacked++
+		}
+	}
+	t.Logf("kill -9 x%d: %d messages accepted (250), %d refused or cut off during kills, %d delivered, %d lost, %d duplicate deliveries, %d delivered without a 250 (committed, reply lost in the kill)",
+		kills, len(accepted), refusedN, len(seen), lost, dups, unacked)
+	if len(accepted) < 20 {
+		t.Errorf("only %d messages accepted: the load was too light to mean anything", len(accepted))
+	}
+}
