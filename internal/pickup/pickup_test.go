@@ -1,0 +1,334 @@
+package pickup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/cleanup"
+	"sluice/internal/maillog"
+	"sluice/internal/spool"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	sp  *spool.Spool
+	p   *Pickup
+	log *syncBuffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	sp := spool.New(t.TempDir())
+	if err := sp.Create(); err != nil {
+		t.Fatal(err)
+	}
+	lb := &syncBuffer{}
+	lg := maillog.New(lb, "facts.test", "postfix", nil)
+	cl := cleanup.New(cleanup.Config{Spool: sp, MyHostname: "facts.test", MyOrigin: "facts.test", Log: lg})
+	return &fixture{sp: sp, log: lb, p: New(Config{Spool: sp, Cleanup: cl, Log: lg, Interval: time.Hour})}
+}
+
+func drop(t *testing.T, sp *spool.Spool, env *DropEnvelope, lines []string, extracted []string) string {
+	t.Helper()
+	d, err := NewDrop(sp, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WriteEnvelope(env)
+	for _, l := range lines {
+		d.WriteLine([]byte(l))
+	}
+	if err := d.Commit(extracted); err != nil {
+		t.Fatal(err)
+	}
+	return d.ID
+}
+
+// TestDropFormat writes the maildrop file that Postfix's postdrop wrote
+// for the captured sample and compares the bytes.
+func TestDropFormat(t *testing.T) {
+	want, err := os.ReadFile("testdata/maildrop-4jcrJR2PCmz5jtg.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := spool.New(t.TempDir())
+	id := drop(t, sp, &DropEnvelope{
+		Arrival:  time.Unix(1795965207, 338547000),
+		FullName: "Dora Example", Sender: "dora@facts.test",
+		Recipients: []DropRecipient{{Address: "drop@example.com"}},
+	}, []string{"Subject: maildrop sample", "From: Dora <dora@facts.test>", "", "queued while down"}, nil)
+	path := filepath.Join(sp.Root, spool.Maildrop, id)
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("maildrop file differs from postdrop's:\n got %q\nwant %q", got, want)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o744 {
+		t.Errorf("mode %v, want 0744", fi.Mode().Perm())
+	}
+	ents, _ := os.ReadDir(filepath.Join(sp.Root, spool.Maildrop))
+	if len(ents) != 1 {
+		t.Errorf("maildrop holds %d files (temporary name left?)", len(ents))
+	}
+}
+
+func TestPickupQueues(t *testing.T) {
+	fx := newFixture(t)
+	arrival := time.Unix(1795965207, 338547000)
+	id := drop(t, fx.sp, &DropEnvelope{
+		Arrival: arrival, FullName: "Full, Name", Sender: "a@b.c", EnvID: "envid1", Ret: cleanup.RetHdrs,
+		Recipients: []DropRecipient{{Address: "extra@example.com", Notify: cleanup.NotifySuccess | cleanup.NotifyDelay}},
+	}, []string{"Subject: t5", "To: x@example.com", "Bcc: h@example.com", "", "body5", strings.Repeat("L", 5000)}, []string{"x@example.com", "h@example.com"})
+	n, err := fx.p.Scan(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("Scan = %d, %v", n, err)
+	}
+	if _, err := os.Lstat(filepath.Join(fx.sp.Root, spool.Maildrop, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("maildrop file still there")
+	}
+	ents, _ := os.ReadDir(filepath.Join(fx.sp.Root, spool.Incoming))
+	if len(ents) != 1 {
+		t.Fatalf("incoming holds %d files", len(ents))
+	}
+	newID := ents[0].Name()
+	c, err := spool.OpenContent(fx.sp.Path(spool.Incoming, newID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	text, _ := io.ReadAll(c)
+	env := c.Envelope
+	if !env.Arrival.Equal(arrival) || env.Sender != "a@b.c" || env.FullName != "Full, Name" || env.DSNEnvID != "envid1" || env.DSNRet != cleanup.RetHdrs {
+		t.Errorf("envelope %+v", env)
+	}
+	var rc []string
+	for _, r := range env.Recipients {
+		rc = append(rc, r.Address+map[bool]string{true: "(x)", false: ""}[r.Extracted])
+	}
+	if strings.Join(rc, " ") != "extra@example.com x@example.com(x) h@example.com(x)" || env.Recipients[0].Notify != 10 {
+		t.Errorf("recipients %v %+v", rc, env.Recipients)
+	}
+	for _, want := range []string{"Received: by facts.test (sluice, from userid 0)\n\tid " + newID + "; ", "From: \"Full, Name\" <a@b.c>\n", "\nbody5\n" + strings.Repeat("L", 5000) + "\n"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("content lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(string(text), "Bcc") {
+		t.Error("Bcc kept")
+	}
+	if !strings.Contains(fx.log.String(), "postfix/pickup[") || !strings.Contains(fx.log.String(), newID+": uid=0 from=<a@b.c>\n") {
+		t.Errorf("log:\n%s", fx.log.String())
+	}
+	if _, err := os.ReadDir(fx.p.journalDir()); err == nil {
+		if ents, _ := os.ReadDir(fx.p.journalDir()); len(ents) != 0 {
+			t.Errorf("journal not cleared: %d entries", len(ents))
+		}
+	}
+}
+
+// TestPostfixMaildropFile queues a maildrop file that Postfix's postdrop
+// wrote.
+func TestPostfixMaildropFile(t *testing.T) {
+	fx := newFixture(t)
+	data, _ := os.ReadFile("testdata/maildrop-4jcrJR2PCmz5jtg.bin")
+	path := filepath.Join(fx.sp.Root, spool.Maildrop, "4jcrJR2PCmz5jtg")
+	os.WriteFile(path, data, 0o744)
+	os.Chmod(path, 0o744)
+	if n, err := fx.p.Scan(context.Background()); n != 1 || err != nil {
+		t.Fatalf("Scan = %d, %v\n%s", n, err, fx.log.String())
+	}
+	if !strings.Contains(fx.log.String(), "uid=0 from=<dora@facts.test>") {
+		t.Errorf("log:\n%s", fx.log.String())
+	}
+}
+
+func TestSkipAndSetAside(t *testing.T) {
+	fx := newFixture(t)
+	md := filepath.Join(fx.sp.Root, spool.Maildrop)
+	// Still being written: mode 0600.
+	os.WriteFile(filepath.Join(md, "ABCDEF123"), []byte("T\x011"), 0o600)
+	// Garbage that is marked ready.
+	os.WriteFile(filepath.Join(md, "BCDEF1234"), []byte("not a queue file"), 0o744)
+	// A complete file with no recipients at all.
+	drop(t, fx.sp, &DropEnvelope{Arrival: time.Now(), Sender: "a@b"}, []string{"Subject: nobody", "", "x"}, nil)
+	// A name that is no queue ID.
+	os.WriteFile(filepath.Join(md, "tmp.123"), []byte("x"), 0o744)
+	n, err := fx.p.Scan(context.Background())
+	if err != nil || n != 0 {
+		t.Fatalf("Scan = %d, %v", n, err)
+	}
+	ents, _ := os.ReadDir(md)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "ABCDEF123 tmp.123" {
+		t.Errorf("maildrop holds %v", left)
+	}
+	ents, _ = os.ReadDir(filepath.Join(fx.sp.Root, spool.Corrupt))
+	if len(ents) != 2 {
+		t.Errorf("corrupt holds %d files, want 2", len(ents))
+	}
+	if c := strings.Count(fx.log.String(), "to queue \"corrupt\""); c != 2 {
+		t.Errorf("%d corrupt warnings:\n%s", c, fx.log.String())
+	}
+}
+
+func TestQueueUnwritableKeepsMaildrop(t *testing.T) {
+	fx := newFixture(t)
+	id := drop(t, fx.sp, &DropEnvelope{Arrival: time.Now(), Sender: "a@b", Recipients: []DropRecipient{{Address: "c@d"}}}, []string{"x"}, nil)
+	os.RemoveAll(filepath.Join(fx.sp.Root, spool.Incoming))
+	if n, _ := fx.p.Scan(context.Background()); n != 0 {
+		t.Fatal("queued without an incoming directory")
+	}
+	if _, err := os.Lstat(filepath.Join(fx.sp.Root, spool.Maildrop, id)); err != nil {
+		t.Fatalf("maildrop file lost: %v", err)
+	}
+	os.Mkdir(filepath.Join(fx.sp.Root, spool.Incoming), 0o700)
+	if n, _ := fx.p.Scan(context.Background()); n != 1 {
+		t.Fatal("not queued once the queue works again")
+	}
+}
+
+func TestRecover(t *testing.T) {
+	fx := newFixture(t)
+	env := &DropEnvelope{Arrival: time.Now(), Sender: "a@b", Recipients: []DropRecipient{{Address: "c@d"}}}
+	// Crash after cleanup committed, before the maildrop file was removed.
+	done := drop(t, fx.sp, env, []string{"one"}, nil)
+	cl := cleanup.New(cleanup.Config{Spool: fx.sp, MyHostname: "h"})
+	newID, err := cl.Submit(context.Background(), &cleanup.Message{Sender: "a@b", Recipients: []cleanup.Recipient{{Address: "c@d"}}}, strings.NewReader("one\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeJournal(fx.sp, fx.p.journalPath(done), newID)
+	// Crash before cleanup committed: the journal names a file that is
+	// embryonic.
+	undone := drop(t, fx.sp, env, []string{"two"}, nil)
+	embryo, err := fx.sp.NewFile(spool.Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeJournal(fx.sp, fx.p.journalPath(undone), embryo.ID)
+
+	if err := fx.p.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(fx.sp.Root, spool.Maildrop, done)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("finished hand-over: maildrop file kept, it would be queued twice")
+	}
+	if _, err := os.Lstat(filepath.Join(fx.sp.Root, spool.Maildrop, undone)); err != nil {
+		t.Error("unfinished hand-over: maildrop file lost")
+	}
+	if _, err := os.Lstat(fx.sp.Path(spool.Incoming, embryo.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("embryonic file left")
+	}
+	if ents, _ := os.ReadDir(fx.p.journalDir()); len(ents) != 0 {
+		t.Errorf("%d journal entries left", len(ents))
+	}
+	if n, _ := fx.p.Scan(context.Background()); n != 1 {
+		t.Errorf("Scan queued %d, want 1", n)
+	}
+	ents, _ := os.ReadDir(filepath.Join(fx.sp.Root, spool.Incoming))
+	if len(ents) != 2 {
+		t.Errorf("incoming holds %d, want 2 (one per message)", len(ents))
+	}
+}
+
+func TestRunWakeAndSocket(t *testing.T) {
+	fx := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- fx.p.Run(ctx) }()
+	// Wait for the socket.
+	deadline := time.Now().Add(5 * time.Second)
+	for WakeDaemon(fx.sp) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("pickup socket never appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	drop(t, fx.sp, &DropEnvelope{Arrival: time.Now(), Sender: "a@b", Recipients: []DropRecipient{{Address: "c@d"}}}, []string{"woken"}, nil)
+	start := time.Now()
+	if err := WakeDaemon(fx.sp); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ents, _ := os.ReadDir(filepath.Join(fx.sp.Root, spool.Incoming))
+		if len(ents) == 1 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("not picked up after a wake (the interval is an hour)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("picked up %v after the wake", time.Since(start))
+	// A second pickup on the same spool refuses the socket but scans.
+	p2 := New(Config{Spool: fx.sp, Cleanup: fx.p.cfg.Cleanup, Log: fx.p.cfg.Log, Interval: time.Hour})
+	if _, err := p2.listen(); err == nil {
+		t.Error("two pickups listen on one socket")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := WakeDaemon(fx.sp); err == nil {
+		t.Error("socket still answers after Run returned")
+	}
+}
+
+// TestPostcatReadsDrop runs Postfix's postcat, when installed, on a
+// maildrop file we wrote.
+func TestPostcatReadsDrop(t *testing.T) {
+	pc, err := exec.LookPath("postcat")
+	if err != nil {
+		pc = "/usr/sbin/postcat"
+		if _, err := os.Stat(pc); err != nil {
+			t.Skip("postcat not installed")
+		}
+	}
+	sp := spool.New(t.TempDir())
+	id := drop(t, sp, &DropEnvelope{Arrival: time.Now(), Sender: "a@b", EnvID: "e1",
+		Recipients: []DropRecipient{{Address: "c@d", Notify: 6, ORCPT: "rfc822;c@d"}}}, []string{"Subject: x", "", "body"}, []string{"x@y"})
+	cfg := t.TempDir()
+	os.WriteFile(filepath.Join(cfg, "main.cf"), nil, 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(cfg, "main.cf"), old, old)
+	out, err := exec.Command(pc, "-c", cfg, filepath.Join(sp.Root, spool.Maildrop, id)).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("postcat: warning")) {
+		t.Fatalf("postcat: %v\n%s", err, out)
+	}
+	for _, want := range []string{"named_attribute: envelope_id=e1", "named_attribute: notify_flags=6", "recipient: c@d", "*** HEADER EXTRACTED", "recipient: x@y"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("postcat output lacks %q:\n%s", want, out)
+		}
+	}
+}
