@@ -2,38 +2,20 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"fmt"
 	"time"
 
+	"sluice/internal/pickup"
 	"sluice/internal/smtpd"
 )
 
 // startSMTPD opens the smtpd_listen addresses and serves them.
 func (s *Server) startSMTPD(in *intake) error {
-	nets, err := smtpd.ParseNetworks(s.set.mynetworks)
+	cfg, err := smtpd.FromConfig(s.opt.Config)
 	if err != nil {
-		return fmt.Errorf("mynetworks: %w", err)
+		return err
 	}
-	var tlsConf *tls.Config
-	if cert, key := s.opt.Config.Get("smtpd_tls_cert_file"), s.opt.Config.Get("smtpd_tls_key_file"); cert != "" && key != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return fmt.Errorf("smtpd_tls_cert_file: %w", err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{pair}}
-	}
-	srv, err := smtpd.New(smtpd.Config{
-		Listen:           s.set.listen,
-		Hostname:         s.set.myHostname,
-		MyOrigin:         s.set.myOrigin,
-		MyNetworks:       nets,
-		RelayDomains:     s.opt.Config.List("relay_domains"),
-		MessageSizeLimit: s.set.sizeLimit,
-		Cleanup:          s.clean,
-		Log:              s.log,
-		TLS:              tlsConf,
-	})
+	cfg.Cleanup, cfg.Log = s.clean, s.log
+	srv, err := smtpd.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -63,6 +45,20 @@ func (s *Server) startSMTPD(in *intake) error {
 	return nil
 }
 
-// startPickup starts pickup on maildrop/. (Wired to internal/pickup when
-// it lands.)
-func (s *Server) startPickup(in *intake) error { return nil }
+// startPickup runs pickup on maildrop/ (sluice sendmail's path).
+func (s *Server) startPickup(in *intake) error {
+	p := pickup.New(pickup.Config{Spool: s.sp, Cleanup: s.clean, Log: s.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := p.Run(ctx); err != nil {
+			s.log.Warn("pickup", "%v", err)
+		}
+	}()
+	in.stops = append(in.stops, func(context.Context) {
+		cancel()
+		<-done
+	})
+	return nil
+}
