@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"sluice/internal/pickup"
 	"sluice/internal/spool"
 )
 
@@ -329,12 +330,8 @@ func (in *injector) envelope() *spool.NewEnvelope {
 		Sender:   in.req.sender,
 	}
 	for _, r := range in.req.recipients {
-		nr := spool.NewRecipient{Address: r}
-		if in.req.queue != spool.Maildrop {
-			// As cleanup records a sendmail or SMTP recipient.
-			nr.Orig, nr.DSNOrig = r, "rfc822;"+r
-		}
-		e.Recipients = append(e.Recipients, nr)
+		// As cleanup records a sendmail or SMTP recipient.
+		e.Recipients = append(e.Recipients, spool.NewRecipient{Address: r, Orig: r, DSNOrig: "rfc822;" + r})
 	}
 	return e
 }
@@ -466,31 +463,34 @@ func logAddress(addr string) string {
 	return b.String() + domain
 }
 
+// writeMaildrop writes a maildrop file as postdrop does, with the
+// writer sluice's sendmail uses.
 func (in *injector) writeMaildrop() (string, error) {
-	f, err := in.sp.NewMaildropFile(in.now())
+	d, err := pickup.NewDrop(in.sp, in.now())
 	if err != nil {
 		return "", err
 	}
-	if err := f.WriteMaildropEnvelope(in.envelope()); err != nil {
-		f.Abort()
-		return "", err
+	e := &pickup.DropEnvelope{Arrival: in.req.arrival, FullName: in.req.fullName, Sender: in.req.sender}
+	for _, r := range in.req.recipients {
+		e.Recipients = append(e.Recipients, pickup.DropRecipient{Address: r})
 	}
+	d.WriteEnvelope(e)
 	for _, l := range in.lines {
-		f.WriteLine(l)
+		d.WriteLine(l)
 	}
-	if err := f.CommitMaildrop(); err != nil {
+	if err := d.Commit(nil); err != nil {
 		return "", err
 	}
 	if os.Geteuid() == 0 {
 		// postdrop is setgid postdrop: the file keeps the submitter as
 		// owner and gets the maildrop directory's group.
 		if _, gid, ok := ownerOf(filepath.Join(in.sp.Root, spool.Maildrop)); ok {
-			if err := os.Chown(f.Path, -1, gid); err != nil {
-				return "", fmt.Errorf("inject %s: %w", f.ID, err)
+			if err := os.Chown(d.Path, -1, gid); err != nil {
+				return "", fmt.Errorf("inject %s: %w", d.ID, err)
 			}
 		}
 	}
-	return f.ID, nil
+	return d.ID, nil
 }
 
 // makeHashDir creates the hash directory of id in queue, if queue is
