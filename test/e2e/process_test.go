@@ -293,3 +293,5 @@ func TestCrashKill9(t *testing.T) {
 		t.Errorf("only %d messages accepted: the load was too light to mean anything", len(accepted))
 	}
 }
+
+func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 100*time.Millisecond) }
