@@ -294,4 +294,6 @@ func TestCrashKill9(t *testing.T) {
 	}
 }
 
-func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 100*time.Millisecond) }
+func dialTCP(addr string) (net.Conn, error) {
+	return net.DialTimeout("tcp", addr, 100*time.Millisecond)
+}
