@@ -302,7 +302,9 @@ func (s *session) hello() *failure {
 				continue
 			}
 			kw, param, _ := strings.Cut(strings.TrimSpace(l[4:]), " ")
-			s.ext[strings.ToUpper(kw)] = strings.TrimSpace(param)
+			if kw != "" {
+				s.ext[strings.ToUpper(kw)] = strings.TrimSpace(param)
+			}
 		}
 		return nil
 	}

@@ -131,9 +131,15 @@ func (d *delivery) transaction(s *session) {
 			d.fail(rcpts[k:], s.ioFailure(err, stageRcpt))
 			return
 		}
-		if rep.class() == 2 {
+		switch {
+		case rep.class() == 2:
 			accepted = append(accepted, rcpts[k])
-		} else {
+		case rep.code == 421:
+			// The server is closing the session: its reason stands
+			// for every recipient it did not answer yet.
+			d.fail(rcpts[k:], s.replyFailure(rep, inReplyRcpt))
+			return
+		default:
 			d.fail(rcpts[k:k+1], s.replyFailure(rep, inReplyRcpt))
 		}
 	}
