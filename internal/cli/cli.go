@@ -39,6 +39,7 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		// {Name: "mailq", Summary: "...", Run: runMailq},
+		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape},
 		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
 		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},
 		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
