@@ -39,6 +39,8 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		// {Name: "mailq", Summary: "...", Run: runMailq},
+		{Name: "sendmail", Summary: "queue a message from standard input (-t -f -F -i -bs -bp), as Postfix's sendmail", Run: runSendmail},
+		{Name: "postconf", Summary: "print configuration parameters (-n, -d, -h, -x, names)", Run: runPostconf},
 		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape},
 		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
 		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},

@@ -57,6 +57,7 @@ var Params = []Param{
 	{Name: "local_header_rewrite_clients", Default: "permit_inet_interfaces", Doc: "SMTP clients whose mail gets missing Message-Id:, Date: and From: headers added: permit_inet_interfaces (from our own address or loopback), permit_mynetworks, static:all, or empty for none"},
 	{Name: "syslog_name", Default: "postfix", Doc: "the name before /service in mail log lines; postfix by default so log tools such as pflogsumm read sluice's log unchanged"},
 	{Name: "mail_name", Default: "sluice", Doc: "the mail system's name in Received: headers (Postfix's default is Postfix)"},
+	{Name: "config_directory", Default: "/etc/sluice", Doc: "where main.cf is read from: -c DIR, else MAIL_CONFIG, else this default (Postfix's is /etc/postfix)"},
 }
 
 // postfixOverrides are defaults that differ when the configuration
