@@ -75,8 +75,12 @@ type Config struct {
 	LocalHeaderRewrite func(client, server netip.Addr) bool
 
 	Cleanup *cleanup.Cleanup
-	Log     *maillog.Logger
-	TLS     *tls.Config // STARTTLS is offered when set
+	// Submit, when set, queues messages instead of Cleanup.Submit, with
+	// the same contract (return a queue ID only once the message is
+	// durable). sendmail -bs uses it to queue through maildrop/.
+	Submit func(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error)
+	Log    *maillog.Logger
+	TLS    *tls.Config // STARTTLS is offered when set
 	// LookupAddr finds a client's name (reverse DNS); nil leaves every
 	// client "unknown". net.DefaultResolver.LookupAddr fits.
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)
@@ -99,8 +103,11 @@ type Server struct {
 
 // New checks cfg and returns a Server. It binds nothing yet.
 func New(cfg Config) (*Server, error) {
-	if cfg.Cleanup == nil {
-		return nil, errors.New("smtpd: no cleanup")
+	if cfg.Submit == nil {
+		if cfg.Cleanup == nil {
+			return nil, errors.New("smtpd: no cleanup")
+		}
+		cfg.Submit = cfg.Cleanup.Submit
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
@@ -254,6 +261,65 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if errors.Is(err, gosmtp.ErrServerClosed) {
 		return nil
 	}
+	return err
+}
+
+// ServeConn serves one connection that did not come from a listener
+// (sendmail -bs: standard input and output) and returns when its session
+// ends.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	l := &oneShot{conn: c, closed: make(chan struct{})}
+	l.conn = &closeNotify{Conn: c, l: l}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.Close()
+		case <-stop:
+		}
+	}()
+	err := s.smtp.Serve(&listener{Listener: l, srv: s})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// oneShot is a listener that yields one connection, then waits for it to
+// be closed and reports itself closed.
+type oneShot struct {
+	conn   net.Conn
+	taken  bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *oneShot) Accept() (net.Conn, error) {
+	if !l.taken {
+		l.taken = true
+		return l.conn, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneShot) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneShot) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// closeNotify closes its one-shot listener when the connection closes.
+type closeNotify struct {
+	net.Conn
+	l *oneShot
+}
+
+func (c *closeNotify) Close() error {
+	err := c.Conn.Close()
+	c.l.Close()
 	return err
 }
 

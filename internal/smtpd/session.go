@@ -147,7 +147,7 @@ func (ss *session) data(r io.Reader) (string, error) {
 	if opts.Body == gosmtp.Body8BitMIME {
 		m.Attrs = append(m.Attrs, spool.Attr{Name: "encoding", Value: "8bit"})
 	}
-	id, err := ss.s.cfg.Cleanup.Submit(context.Background(), m, r)
+	id, err := ss.s.cfg.Submit(context.Background(), m, r)
 	if err != nil {
 		return "", ss.replyFor(err)
 	}
