@@ -58,8 +58,14 @@ const ModeMaildrop fs.FileMode = 0o744
 // NewDrop creates an embryonic maildrop file named by its queue ID.
 func NewDrop(sp *spool.Spool, now time.Time) (*Drop, error) {
 	dir := filepath.Join(sp.Root, spool.Maildrop)
-	if err := os.MkdirAll(dir, 0o730); err != nil {
-		return nil, fmt.Errorf("pickup: maildrop directory: %w", err)
+	if _, err := os.Stat(dir); err != nil {
+		// No daemon has made the spool yet: make what sendmail needs.
+		if err := os.MkdirAll(sp.Root, 0o755); err != nil {
+			return nil, fmt.Errorf("pickup: queue directory: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o730); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("pickup: maildrop directory: %w", err)
+		}
 	}
 	// Postfix's postdrop creates "<usec>.<pid>" and renames it to its ID;
 	// linking, then removing the temporary name, never replaces a file.
