@@ -81,7 +81,11 @@ type Result struct {
 	DSN       string // 2.0.0, 4.4.1, 5.1.1, ...
 	Reason    string // Postfix-style text, for the log and the defer log
 	Relay     string // host[ip]:port, or "none" when no server was reached
-	ConnUse   int    // how often the connection has been used, this time included
+	// Reply is the server's reply that decided the outcome (lines joined
+	// with spaces), for a DSN's Diagnostic-Code; empty when the outcome
+	// did not come from a reply (DNS, connection, TLS, local checks).
+	Reply   string
+	ConnUse int // how often the connection has been used, this time included
 	// Delays are the connection setup (DNS, connect, greeting, EHLO, TLS)
 	// and the transmission (MAIL FROM to the end of DATA).
 	Delays [2]time.Duration
@@ -159,6 +163,7 @@ type failure struct {
 	dsn    string
 	reason string
 	relay  string // "" means "none"
+	reply  string // the server reply behind the failure, if any
 }
 
 // delivery is the state of one Deliver call.
@@ -285,7 +290,7 @@ func (d *delivery) fail(idx []int, f failure) {
 	}
 	for _, i := range idx {
 		r := &d.results[i]
-		r.DSN, r.Reason, r.Relay, r.ConnUse = f.dsn, f.reason, relay, 0
+		r.DSN, r.Reason, r.Relay, r.Reply, r.ConnUse = f.dsn, f.reason, relay, f.reply, 0
 		if f.soft {
 			r.Status = Deferred
 		} else {
@@ -299,7 +304,7 @@ func (d *delivery) fail(idx []int, f failure) {
 func (d *delivery) sent(idx []int, rep reply, s *session) {
 	for _, i := range idx {
 		r := &d.results[i]
-		r.Status, r.DSN, r.Reason, r.Relay, r.ConnUse = Sent, rep.dsn(), rep.text(), s.relay, s.uses
+		r.Status, r.DSN, r.Reason, r.Relay, r.Reply, r.ConnUse = Sent, rep.dsn(), rep.text(), s.relay, rep.text(), s.uses
 		d.decided[i] = true
 	}
 }

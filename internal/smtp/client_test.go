@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -145,7 +147,7 @@ func TestDeliverSent(t *testing.T) {
 	check(t, res,
 		want{Sent, "2.0.0", "250 2.0.0 Ok: queued as FAKE1000", "mx.example.test[127.0.0.2]:25"},
 		want{Sent, "2.0.0", "250 2.0.0 Ok: queued as FAKE1000", "mx.example.test[127.0.0.2]:25"})
-	if res[0].ConnUse != 1 {
+	if res[0].ConnUse != 1 || res[0].Reply != "250 2.0.0 Ok: queued as FAKE1000" {
 		t.Errorf("conn_use = %d", res[0].ConnUse)
 	}
 	ss := srv.Sessions()
@@ -346,6 +348,21 @@ func TestReplies(t *testing.T) {
 			c.CommandTimeout = time.Second
 			res := deliver(t, c, "example.test", message(testText, "x@example.test", "y@example.test", "z@example.test"))
 			check(t, res, tt.want[:]...)
+			for _, r := range res {
+				// The reply behind an outcome is the text after "said: "
+				// or "refused to talk to me: ", or a sent reason.
+				var reply string
+				if i := strings.Index(r.Reason, " said: "); i >= 0 {
+					reply = strings.TrimSuffix(r.Reason[i+7:], r.Reason[strings.LastIndex(r.Reason, " (in reply to "):])
+				} else if i := strings.Index(r.Reason, "to talk to me: "); i >= 0 {
+					reply = r.Reason[i+15:]
+				} else if r.Status == Sent {
+					reply = r.Reason
+				}
+				if r.Reply != reply {
+					t.Errorf("%s: Reply %q, want %q", r.Recipient.Address, r.Reply, reply)
+				}
+			}
 			for _, s := range srv.Sessions() {
 				for _, cmd := range s.Commands {
 					if tt.noDATA && cmd == "DATA" {
@@ -738,4 +755,48 @@ func TestContextCancel(t *testing.T) {
 		t.Errorf("delivery took %v after the context ended", time.Since(start))
 	}
 	check(t, res, want{Deferred, "4.4.2", "conversation with 127.0.0.9[127.0.0.9] timed out while sending RCPT TO", "127.0.0.9[127.0.0.9]:25"})
+}
+
+// TestDNSFailuresMatchPostfix replays the DNS answers of a capture made
+// with Postfix 3.7.11 (inet_protocols=ipv4, its resolver pointed at a fake
+// DNS server with the same table) and compares status, DSN and reason
+// with what Postfix logged (testdata/postfix-3.7.11-dns.log).
+func TestDNSFailuresMatchPostfix(t *testing.T) {
+	b, err := os.ReadFile("testdata/postfix-3.7.11-dns.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`to=<a@([^>]+)>, relay=(\S+), .* dsn=(\S+), status=(\w+) \((.*)\)$`)
+	n := newNet(t)
+	n.dns.Fail("sf.test", "MX", fakedns.ServFail)
+	n.dns.AddMX("mxgone.test", 10, "gone.mxgone.test")
+	n.dns.AddMX("nullmx.test", 0, ".")
+	n.dns.AddName("nodata.test")
+	// Go's resolver reports an empty answer (NODATA) as "no such host",
+	// the same as NXDOMAIN, so sluice cannot say "Host found but no data
+	// record of requested type"; it says "Host not found".
+	known := map[string]string{
+		"nodata.test": "Host or domain name not found. Name service error for name=nodata.test type=A: Host not found",
+	}
+	cases := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("unparsed capture line %q", l)
+		}
+		domain, relay, dsn, status, reason := m[1], m[2], m[3], m[4], m[5]
+		if k, ok := known[domain]; ok {
+			reason = k
+		}
+		res := n.client().Deliver(context.Background(), domain, message(testText, "a@"+domain))
+		r := res[0]
+		if r.Status.String() != status || r.DSN != dsn || r.Reason != reason || r.Relay != relay {
+			t.Errorf("%s: sluice says %s %s %q relay=%s\n Postfix said %s %s %q relay=%s",
+				domain, r.Status, r.DSN, r.Reason, r.Relay, status, dsn, reason, relay)
+		}
+		cases++
+	}
+	if cases != 5 {
+		t.Errorf("%d cases in the capture", cases)
+	}
 }

@@ -143,7 +143,7 @@ func (s *session) ioFailure(err error, stage string) failure {
 // replyFailure words a failure reply to a command.
 func (s *session) replyFailure(rep reply, command string) failure {
 	f := failure{
-		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay,
+		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay, reply: rep.text(),
 		reason: fmt.Sprintf("host %s said: %s (in reply to %s)", s.namaddr(), rep.text(), command),
 	}
 	if f.soft && f.dsn[0] != '4' {
@@ -157,7 +157,7 @@ func (s *session) replyFailure(rep reply, command string) failure {
 // as 4xx (smtp_skip_5xx_greeting), so another server may be tried.
 func (s *session) refused(rep reply, soften bool) failure {
 	f := failure{
-		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay,
+		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay, reply: rep.text(),
 		reason: fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr(), rep.text()),
 	}
 	if soften && !f.soft {
