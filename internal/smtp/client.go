@@ -180,6 +180,9 @@ type delivery struct {
 // "[host]:port"; ignored when the client has a RelayHost) and returns one
 // result per recipient, in order.
 func (c *Client) Deliver(ctx context.Context, nexthop string, m *Message) []Result {
+	if m == nil {
+		return nil
+	}
 	d := &delivery{
 		c: c, m: m,
 		results: make([]Result, len(m.Recipients)),
@@ -217,17 +220,13 @@ func (d *delivery) run(ctx context.Context, nexthop string) {
 	// A cached connection to the same next hop comes first. If its RSET
 	// probe fails, it is dropped without counting against the limits.
 	if s := c.takeIdle(dest.key); s != nil {
-		t0 := time.Now()
 		unbind := s.bind(ctx)
-		err := s.probe()
-		d.setup += time.Since(t0)
-		if err == nil {
-			d.transaction(s)
-			unbind()
+		stale := d.transaction(s, true)
+		unbind()
+		if !stale {
 			c.release(s)
 			return
 		}
-		unbind()
 		s.close()
 	}
 
@@ -262,7 +261,7 @@ func (d *delivery) run(ctx context.Context, nexthop string) {
 			sessions++
 			s.key = dest.key
 			unbind := s.bind(ctx)
-			d.transaction(s)
+			d.transaction(s, false)
 			unbind()
 			c.release(s)
 			break

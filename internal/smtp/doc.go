@@ -61,7 +61,11 @@
 // After a delivery that left the conversation in a known state, the
 // connection is kept for the same next hop for MaxIdle (and at most five
 // minutes since it was opened). The next delivery to that next hop probes
-// it with RSET and reports its use count in Result.ConnUse. Unlike
+// it with RSET (pipelined with MAIL FROM and RCPT TO when the server allows
+// it); when the probe fails the connection is dropped and a new one is
+// opened, without counting as a failure. Result.ConnUse reports how often
+// the connection has been used. A delivery over a reused connection does
+// not go on to other MX hosts: its soft failures are final. Unlike
 // Postfix's, TLS connections are reused too: sluice runs in one process, so
 // nothing has to move a TLS session between processes.
 //

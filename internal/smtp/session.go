@@ -223,11 +223,7 @@ func (c *Client) connect(ctx context.Context, t target, plaintext bool) (*sessio
 	f, retryPlain := s.handshake(plaintext)
 	unbind()
 	if f != nil {
-		if f.soft && !s.broken && !retryPlain {
-			s.quit()
-		} else {
-			s.close()
-		}
+		s.quit() // only closes when the conversation is broken
 		return s, f, retryPlain
 	}
 	return s, nil, false

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -206,4 +207,68 @@ func TestSmtpSinkConnectionReuse(t *testing.T) {
 	if n := len(dumps(t, dir)); n != 3 {
 		t.Errorf("%d messages dumped, want 3", n)
 	}
+}
+
+// BenchmarkSmtpSink delivers 4 KB messages into smtp-sink from 20
+// concurrent senders over cached connections, and reports messages per
+// second and the client's CPU time per message.
+func BenchmarkSmtpSink(b *testing.B) {
+	bin, err := exec.LookPath("smtp-sink")
+	if err != nil {
+		bin = "/usr/sbin/smtp-sink"
+		if _, err := os.Stat(bin); err != nil {
+			b.Skip("Postfix's smtp-sink is not installed")
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	args := []string{}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "postfix")
+	}
+	cmd := exec.Command(bin, append(args, "127.0.0.1:"+strconv.Itoa(port), "100")...)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			b.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := sinkClient(port)
+	c.MaxIdle = 5 * time.Second
+	defer c.Close()
+	text := "Subject: bench\n\n" + strings.Repeat(strings.Repeat("x", 63)+"\n", 64)
+	b.SetParallelism(10) // 20 senders on 2 cores
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res := c.Deliver(context.Background(), "example.test", message(text, "bob@example.test"))
+			if res[0].Status != Sent {
+				b.Errorf("%+v", res[0])
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	elapsed := time.Since(start)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime)-syscall.TimevalToNsec(ru0.Utime)) +
+		time.Duration(syscall.TimevalToNsec(ru1.Stime)-syscall.TimevalToNsec(ru0.Stime))
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
 }

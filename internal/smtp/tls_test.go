@@ -220,3 +220,56 @@ func TestConcurrentDeliveries(t *testing.T) {
 		t.Errorf("%d sessions for %d concurrent workers: connections not reused", len(srv.Sessions()), workers)
 	}
 }
+
+func TestReuseProbe(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     fakesmtp.Options
+		rset     fakesmtp.Reply
+		conns    int // sessions after two deliveries
+		connUse  int // conn_use of the second delivery
+		rsetSent int
+	}{
+		{"pipelined RSET", fakesmtp.Options{}, fakesmtp.Reply{}, 1, 2, 1},
+		{"RSET on its own without PIPELINING", fakesmtp.Options{NoPipelining: true}, fakesmtp.Reply{}, 1, 2, 1},
+		{"RSET refused, pipelined: new connection", fakesmtp.Options{}, fakesmtp.Reply{Text: "502 5.5.2 no RSET here"}, 2, 1, 1},
+		{"RSET refused, not pipelined: new connection", fakesmtp.Options{NoPipelining: true}, fakesmtp.Reply{Text: "421 4.3.2 bye"}, 2, 1, 1},
+		{"connection dropped at RSET", fakesmtp.Options{}, fakesmtp.Reply{Drop: true}, 2, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNet(t)
+			srv := n.server("mx.example.test", "127.0.0.2", tt.opts)
+			if tt.rset != (fakesmtp.Reply{}) {
+				srv.Reply(fakesmtp.RSET, tt.rset)
+			}
+			c := n.client()
+			c.MaxIdle = 5 * time.Second
+			defer c.Close()
+			deliver(t, c, "mx.example.test", message(testText, "a@mx.example.test"))
+			res := deliver(t, c, "mx.example.test", message(testText, "b@mx.example.test"))
+			check(t, res, want{Sent, "2.0.0", "", "mx.example.test[127.0.0.2]:25"})
+			ss := srv.Sessions()
+			if len(ss) != tt.conns || res[0].ConnUse != tt.connUse {
+				t.Errorf("%d sessions, conn_use=%d", len(ss), res[0].ConnUse)
+			}
+			rsets, delivered := 0, 0
+			for _, s := range ss {
+				for _, cmd := range s.Commands {
+					if cmd == "RSET" {
+						rsets++
+					}
+				}
+			}
+			delivered = len(srv.Delivered())
+			if rsets != tt.rsetSent || delivered != 2 {
+				t.Errorf("%d RSETs, %d delivered; sessions %+v", rsets, delivered, ss)
+			}
+			// The failed probe's session never saw DATA for the second
+			// message.
+			if tt.conns == 2 && len(ss[0].Mails) > 1 && ss[0].Mails[1].DataReply != "" {
+				t.Errorf("second message went to the stale session: %+v", ss[0].Mails[1])
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,32 +27,54 @@ const (
 const pipelineWindow = 4096
 
 // transaction sends the message to the pending recipients over s, which
-// has completed its handshake. It records an outcome for each of them.
-func (d *delivery) transaction(s *session) {
+// has completed its handshake, and records an outcome for each of them.
+//
+// A session taken from the cache is probed first with RSET (probe): with
+// PIPELINING the RSET goes out together with MAIL FROM and RCPT TO, which
+// saves a round trip per message. If the probe fails, transaction records
+// nothing, reports the session stale, and the caller opens a new one; a
+// server that failed RSET never sees DATA, so nothing is delivered twice.
+func (d *delivery) transaction(s *session, probe bool) (stale bool) {
 	t0 := time.Now()
-	defer func() { d.xfer += time.Since(t0) }()
-	s.uses++
+	defer func() {
+		if probe {
+			d.setup += time.Since(t0)
+		} else {
+			d.xfer += time.Since(t0)
+		}
+	}()
 	todo := d.pending()
 	m := d.m
+	pipelining := false
+	if _, ok := s.ext["PIPELINING"]; ok && s.esmtp {
+		pipelining = true
+	}
+	if probe && !pipelining {
+		if err := s.probe(); err != nil {
+			return true
+		}
+		probe = false
+	}
+	s.uses++
 
 	if m.SMTPUTF8 {
 		if _, ok := s.ext["SMTPUTF8"]; !ok {
 			d.fail(todo, failure{dsn: "5.6.7", relay: s.relay,
 				reason: fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s", s.namaddr())})
-			return
+			return false
 		}
 	}
 	if p, ok := s.ext["SIZE"]; ok && m.Size > 0 {
 		if limit, err := strconv.ParseInt(p, 10, 64); err == nil && limit > 0 && m.Size > limit {
 			d.fail(todo, failure{dsn: "5.3.4", relay: s.relay,
 				reason: fmt.Sprintf("message size %d exceeds size limit %d of server %s", m.Size, limit, s.namaddr())})
-			return
+			return false
 		}
 	}
 	sender, ok := quoteAddress(m.Sender)
 	if !ok {
 		d.fail(todo, failure{dsn: "5.1.7", reason: fmt.Sprintf("bad sender address syntax: %q", m.Sender)})
-		return
+		return false
 	}
 
 	// Recipients whose address cannot be put in a command bounce here;
@@ -68,14 +91,13 @@ func (d *delivery) transaction(s *session) {
 		lines = append(lines, "RCPT TO:<"+addr+">"+d.rcptParams(s, m.Recipients[i]))
 	}
 	if len(rcpts) == 0 {
-		return
+		return false
 	}
 	mailLine := "MAIL FROM:<" + sender + ">" + d.mailParams(s)
 
 	// MAIL FROM and RCPT TO, pipelined when the server allows it.
-	pipelining := false
-	if _, ok := s.ext["PIPELINING"]; ok && s.esmtp {
-		pipelining = true
+	if probe {
+		s.cmd("RSET")
 	}
 	s.cmd("%s", mailLine)
 	sentAhead := len(mailLine) + 2
@@ -87,14 +109,29 @@ func (d *delivery) transaction(s *session) {
 			next++
 		}
 	}
-	if err := s.flush(); err != nil {
+	err := s.flush()
+	if probe {
+		// The RSET reply decides whether the session is still good. On
+		// a bad reply the replies to what followed are not worth reading.
+		var rep reply
+		if err == nil {
+			rep, err = s.read()
+		}
+		if err != nil || rep.class() != 2 {
+			s.broken = true
+			return true
+		}
+		probe = false
+		t0, d.setup = time.Now(), d.setup+time.Since(t0)
+	}
+	if err != nil {
 		d.fail(rcpts, s.ioFailure(err, stageMail))
-		return
+		return false
 	}
 	rep, err := s.read()
 	if err != nil {
 		d.fail(rcpts, s.ioFailure(err, stageMail))
-		return
+		return false
 	}
 	if rep.class() != 2 {
 		d.fail(rcpts, s.replyFailure(rep, inReplyMail))
@@ -105,7 +142,7 @@ func (d *delivery) transaction(s *session) {
 				break
 			}
 		}
-		return
+		return false
 	}
 	var accepted []int
 	for k := range rcpts {
@@ -123,13 +160,13 @@ func (d *delivery) transaction(s *session) {
 			}
 			if err := s.flush(); err != nil {
 				d.fail(rcpts[k:], s.ioFailure(err, stageRcpt))
-				return
+				return false
 			}
 		}
 		rep, err := s.read()
 		if err != nil {
 			d.fail(rcpts[k:], s.ioFailure(err, stageRcpt))
-			return
+			return false
 		}
 		switch {
 		case rep.class() == 2:
@@ -138,7 +175,7 @@ func (d *delivery) transaction(s *session) {
 			// The server is closing the session: its reason stands
 			// for every recipient it did not answer yet.
 			d.fail(rcpts[k:], s.replyFailure(rep, inReplyRcpt))
-			return
+			return false
 		default:
 			d.fail(rcpts[k:k+1], s.replyFailure(rep, inReplyRcpt))
 		}
@@ -147,20 +184,27 @@ func (d *delivery) transaction(s *session) {
 		return // the next use of the session starts with RSET
 	}
 
+	if m.Open == nil {
+		d.fail(accepted, failure{soft: true, dsn: "4.3.0", reason: "error reading message: no message text"})
+		return false
+	}
 	body, err := m.Open()
+	if err == nil && body == nil {
+		err = errors.New("no message text")
+	}
 	if err != nil {
 		d.fail(accepted, failure{soft: true, dsn: "4.3.0", reason: fmt.Sprintf("error reading message: %v", err)})
-		return
+		return false
 	}
 	defer body.Close()
 	rep, err = s.chat("DATA")
 	if err != nil {
 		d.fail(accepted, s.ioFailure(err, stageData))
-		return
+		return false
 	}
 	if rep.class() != 3 {
 		d.fail(accepted, s.replyFailure(rep, inReplyData))
-		return
+		return false
 	}
 	if rerr, werr := writeData(s.w, body); rerr != nil || werr != nil {
 		s.broken = true
@@ -169,25 +213,26 @@ func (d *delivery) transaction(s *session) {
 			// the final dot, so it discards what it got.
 			d.fail(accepted, failure{soft: true, dsn: "4.3.0", relay: s.relay, reason: fmt.Sprintf("error reading message: %v", rerr)})
 			s.close()
-			return
+			return false
 		}
 		d.fail(accepted, s.ioFailure(werr, stageDot))
-		return
+		return false
 	}
 	if err := s.flush(); err != nil {
 		d.fail(accepted, s.ioFailure(err, stageDot))
-		return
+		return false
 	}
 	rep, err = s.read()
 	if err != nil {
 		d.fail(accepted, s.ioFailure(err, stageDot))
-		return
+		return false
 	}
 	if rep.class() != 2 {
 		d.fail(accepted, s.replyFailure(rep, inReplyDot))
-		return
+		return false
 	}
 	d.sent(accepted, rep, s)
+	return false
 }
 
 // mailParams are the MAIL FROM parameters the server advertises support
