@@ -19,8 +19,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -744,4 +746,41 @@ func TestSwaks(t *testing.T) {
 	if len(env.Recipients) != 2 || !strings.Contains(text, "Subject: via swaks") || !strings.Contains(text, "hello from swaks") {
 		t.Errorf("envelope %+v\n%s", env, text)
 	}
+}
+
+// BenchmarkSmtpSource measures intake alone: Postfix's smtp-source, 20
+// sessions, 4 KB messages, into smtpd and cleanup with fsync before every
+// 250. It reports messages per second and this process's CPU time per
+// message.
+func BenchmarkSmtpSource(b *testing.B) {
+	bin := "/usr/sbin/smtp-source"
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("smtp-source not installed")
+	}
+	sp := spool.New(b.TempDir())
+	sp.Create()
+	cl := cleanup.New(cleanup.Config{Spool: sp, MyHostname: "facts.test", MessageSizeLimit: 10240000})
+	srv, err := New(Config{Listen: []string{"127.0.0.1:0"}, Hostname: "facts.test", MyNetworks: loopbackOnly(), Cleanup: cl, MessageSizeLimit: 10240000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Listen()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx)
+	n := b.N * 100
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	start := time.Now()
+	out, err := exec.Command(bin, "-s", "20", "-m", strconv.Itoa(n), "-l", "4096", "-f", "src@src.test", "-t", "rcpt@sink.test", srv.Addrs()[0].String()).CombinedOutput()
+	el := time.Since(start)
+	b.StopTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if err != nil {
+		b.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+	b.ReportMetric(float64(n)/el.Seconds(), "msg/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n)/1000, "cpu-ms/msg")
 }
