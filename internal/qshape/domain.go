@@ -1,55 +1,51 @@
 package qshape
 
-import "strings"
+import "bytes"
+
+// mailerDaemon is the row of the null address.
+const mailerDaemon = "MAILER-DAEMON"
 
 // domain turns an address into the name of its row (reference §5.3):
 // lower-case (ASCII only, as Perl's lc on bytes), the null address
 // becomes MAILER-DAEMON, everything up to the last '@' goes, ".." becomes
-// ".", and one leading and one trailing dot go.
+// ".", and one leading and one trailing dot go. It works in place on a,
+// which it may change, and returns a part of a (or of scratch, for
+// MAILER-DAEMON), so counting allocates nothing per address.
 //
 // The script does this with regular expressions whose '.' does not match
 // a newline and whose '$' also matches before a final newline; addresses
 // with newlines in them are rare but possible, so the rules below follow
-// those expressions line by line.
-func domain(addr string) string {
-	a := lowerASCII(addr)
-	if a == "" {
-		return "MAILER-DAEMON"
+// those expressions line by line (FuzzDomain checks them against the
+// expressions themselves).
+func domain(a, scratch []byte) []byte {
+	if len(a) == 0 {
+		return append(scratch[:0], mailerDaemon...)
 	}
-	a = stripLocalPart(a)
-	if strings.Contains(a, "..") {
-		a = strings.ReplaceAll(a, "..", ".")
-	}
-	return trimDots(a)
-}
-
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c >= 'A' && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
+	for i, c := range a {
+		if c >= 'A' && c <= 'Z' {
+			a[i] = c + 'a' - 'A'
 		}
 	}
-	return s
+	a = stripLocalPart(a)
+	a = collapseDots(a)
+	return trimDots(a)
 }
 
 // stripLocalPart is s/.*\@//: in the first line that has an '@', remove
 // from the start of that line through its last '@'.
-func stripLocalPart(a string) string {
+func stripLocalPart(a []byte) []byte {
 	start := 0
 	for {
-		end := strings.IndexByte(a[start:], '\n')
 		line := a[start:]
+		end := bytes.IndexByte(line, '\n')
 		if end >= 0 {
-			line = a[start : start+end]
+			line = line[:end]
 		}
-		if at := strings.LastIndexByte(line, '@'); at >= 0 {
-			return a[:start] + a[start+at+1:]
+		if at := bytes.LastIndexByte(line, '@'); at >= 0 {
+			if start == 0 {
+				return a[at+1:]
+			}
+			return append(a[:start], a[start+at+1:]...)
 		}
 		if end < 0 {
 			return a
@@ -58,17 +54,39 @@ func stripLocalPart(a string) string {
 	}
 }
 
+// collapseDots is s/\.\././g: each ".." becomes ".", left to right,
+// without looking again at what a replacement leaves.
+func collapseDots(a []byte) []byte {
+	i := bytes.Index(a, []byte(".."))
+	if i < 0 {
+		return a
+	}
+	w := i
+	for i < len(a) {
+		if a[i] == '.' && i+1 < len(a) && a[i+1] == '.' {
+			a[w] = '.'
+			w++
+			i += 2
+			continue
+		}
+		a[w] = a[i]
+		w++
+		i++
+	}
+	return a[:w]
+}
+
 // trimDots is s/\.?(.+?)\.?$/$1/: it acts on the last line (a final
 // newline stays), dropping one leading dot and then one trailing dot, but
 // never leaving the line empty.
-func trimDots(a string) string {
-	body, nl := a, ""
-	if strings.HasSuffix(body, "\n") {
-		body, nl = body[:len(body)-1], "\n"
+func trimDots(a []byte) []byte {
+	body, nl := a, 0
+	if n := len(body); n > 0 && body[n-1] == '\n' {
+		body, nl = body[:n-1], 1
 	}
-	ls := strings.LastIndexByte(body, '\n') + 1
+	ls := bytes.LastIndexByte(body, '\n') + 1
 	line := body[ls:]
-	if line == "" {
+	if len(line) == 0 {
 		return a
 	}
 	t := line
@@ -81,30 +99,34 @@ func trimDots(a string) string {
 	if len(t) == len(line) {
 		return a
 	}
-	return body[:ls] + t + nl
+	if ls == 0 && nl == 0 {
+		return t
+	}
+	out := append(a[:ls], t...)
+	return append(out, a[len(a)-nl:]...)
 }
 
 // parent is one step of s/^(?:\.)?[^.]+\.(.*\.)/.$1/ (reference §5.3):
 // sub.example.com → .example.com, .a.b.c → .b.c; a name keeps at least
-// two labels, so .example.com has no parent. The result is "." followed
-// by everything after the first label's dot, when that remainder holds
+// two labels, so .example.com has no parent. The result is the name from
+// the dot after its first label, when what follows that dot holds
 // another dot before any newline.
-func parent(d string) (string, bool) {
+func parent[S ~string | ~[]byte](d S) (S, bool) {
 	s := d
-	if strings.HasPrefix(s, ".") {
+	if len(s) > 0 && s[0] == '.' {
 		s = s[1:]
 	}
-	j := strings.IndexByte(s, '.')
-	if j < 1 {
-		return "", false
+	j := 0
+	for j < len(s) && s[j] != '.' {
+		j++
 	}
-	rest := s[j+1:]
-	line := rest
-	if nl := strings.IndexByte(rest, '\n'); nl >= 0 {
-		line = rest[:nl]
+	if j < 1 || j == len(s) {
+		return d[:0], false
 	}
-	if strings.IndexByte(line, '.') < 0 {
-		return "", false
+	for k := j + 1; k < len(s) && s[k] != '\n'; k++ {
+		if s[k] == '.' {
+			return s[j:], true
+		}
 	}
-	return "." + rest, true
+	return d[:0], false
 }

@@ -142,7 +142,7 @@ var domainCases = []struct{ in, want string }{
 
 func TestDomain(t *testing.T) {
 	for _, tc := range domainCases {
-		if got := domain(tc.in); got != tc.want {
+		if got := string(domain([]byte(tc.in), nil)); got != tc.want {
 			t.Errorf("domain(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 		if ref := refDomain(tc.in); ref != tc.want {
@@ -166,7 +166,7 @@ func FuzzDomain(f *testing.F) {
 		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, a string) {
-		got, want := domain(a), refDomain(a)
+		got, want := string(domain([]byte(a), nil)), refDomain(a)
 		if got != want {
 			t.Fatalf("domain(%q) = %q, the script's expressions give %q", a, got, want)
 		}
@@ -187,7 +187,7 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add([]byte("C\x05  1 2T\x011S\x00R\x03a@bM\x00X\x00E\x00"))
 	f.Add([]byte("p\x0f              0"))
 	dir := f.TempDir()
-	rd := newReader()
+	w := &worker{}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := filepath.Join(dir, "ABCDEF")
 		if err := os.WriteFile(p, b, 0o700); err != nil {
@@ -196,7 +196,8 @@ func FuzzReadMessage(f *testing.F) {
 		if err := os.Chmod(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		rd.readMessage(p)
+		var m message
+		w.readMessage(-1, p, &m)
 	})
 }
 
@@ -229,11 +230,11 @@ func TestPostfixQueueFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "54AB4BA048"), b, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	m, err := newReader().readMessage(filepath.Join(dir, "54AB4BA048"))
-	if err != nil {
+	var m message
+	if err := new(worker).readMessage(-1, filepath.Join(dir, "54AB4BA048"), &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.arrival != 1795964910 || m.sender != "alice@facts.test" || len(m.rcpts) != 1 || m.rcpts[0] != "bob@example.com" {
+	if m.arrival != 1795964910 || string(m.sender) != "alice@facts.test" || len(m.ends) != 1 || string(m.recipient(0)) != "bob@example.com" {
 		t.Errorf("read %+v", m)
 	}
 	o := Defaults()

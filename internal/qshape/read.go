@@ -4,17 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"syscall"
 
 	"sluice/internal/spool"
 )
 
-// message is what qshape takes from one queue file.
+// message is what qshape takes from one queue file. The addresses live
+// in the reading worker's buffers until the next file.
 type message struct {
-	arrival float64  // seconds since the epoch
-	sender  string   // S record
-	rcpts   []string // R records (not D), envelope and extracted
+	arrival float64 // seconds since the epoch
+	sender  []byte  // the last S record
+	rcpts   []byte  // the R records (not D), envelope and extracted, one after another
+	ends    []int   // where each recipient ends in rcpts
 	// bogus marks a file that passed the name and mode checks but does
 	// not begin with C, S or F. The script still counts it as a message,
 	// with no arrival time (age: since 1970) and no sender, so with -s it
@@ -22,13 +23,18 @@ type message struct {
 	bogus bool
 }
 
+// recipient returns the i-th recipient.
+func (m *message) recipient(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = m.ends[i-1]
+	}
+	return m.rcpts[start:m.ends[i]]
+}
+
 // errSkip marks a file that is not counted and is not damaged either
 // (not a queue file name, not ready, vanished, no recipient left).
 var errSkip = errors.New("skip")
-
-// maxRecordLen: the script's record reader gives up on a length that
-// needs more than three bytes of varint.
-const maxRecordLen = 1<<21 - 1
 
 // maxJumps bounds pointer records followed in one file. The script has
 // no bound and loops forever on a pointer cycle; we call the file corrupt.
@@ -58,36 +64,33 @@ func modeOK(mode uint32) bool {
 	return mode&syscall.S_IFMT == syscall.S_IFREG && mode&0o733 == 0o700
 }
 
-// reader reads queue files; its buffers are reused across files and
-// goroutines.
-type reader struct {
-	bufs sync.Pool
-}
-
-func newReader() *reader {
-	return &reader{bufs: sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}}
-}
-
-// readMessage reads the queue file at path with the script's acceptance
-// rules (reference §5.2). It returns errSkip for files that are not
-// counted for an ordinary reason, and an error wrapping
-// spool.ErrCorrupt for files that cannot be parsed.
-func (rd *reader) readMessage(path string) (*message, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+// readMessage reads the queue file with the script's acceptance rules
+// (reference §5.2) into m, whose buffers it reuses. It returns errSkip
+// for files that are not counted for an ordinary reason, and an error
+// wrapping spool.ErrCorrupt for files that cannot be parsed (m.bogus
+// tells which of those still count).
+//
+// dirfd, when not -1, is an open descriptor of the file's directory and
+// name its name there; otherwise name is the file's path.
+func (w *worker) readMessage(dirfd int, name string, m *message) error {
+	if dirfd < 0 {
+		dirfd = atFDCWD
+	}
+	fd, err := openat(dirfd, name)
 	if err != nil {
 		// Gone, a symbolic link, unreadable: the script's lstat or
 		// open fails the same way and it moves on silently.
-		return nil, errSkip
+		return errSkip
 	}
-	defer syscall.Close(fd)
+	defer closeFD(fd)
 	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil || !modeOK(st.Mode) {
-		return nil, errSkip
+	if err := fstat(fd, &st); err != nil || !modeOK(st.Mode) {
+		return errSkip
 	}
-	bp := rd.bufs.Get().(*[]byte)
-	defer rd.bufs.Put(bp)
-	r := fileReader{fd: fd, size: st.Size, buf: (*bp)[:0]}
-	return r.envelope(st.Mtim.Sec)
+	r := fileReader{fd: fd, size: st.Size, buf: w.buf[:0]}
+	err = r.envelope(st.Mtim.Sec, m)
+	w.buf = r.buf // keep a window that had to grow
+	return err
 }
 
 func corrupt(format string, args ...any) error {
@@ -95,12 +98,13 @@ func corrupt(format string, args ...any) error {
 }
 
 // envelope is the script's walk over a queue file.
-func (r *fileReader) envelope(mtime int64) (*message, error) {
+func (r *fileReader) envelope(mtime int64, m *message) error {
+	*m = message{sender: m.sender[:0], rcpts: m.rcpts[:0], ends: m.ends[:0]}
 	typ, data, ok := r.next()
 	if !ok {
-		return &message{bogus: true}, corrupt("empty or unreadable first record")
+		m.bogus = true
+		return corrupt("empty or unreadable first record")
 	}
-	m := &message{}
 	var haveTime, haveSender bool
 	var contentLen int64 = -1
 	switch typ {
@@ -108,7 +112,7 @@ func (r *fileReader) envelope(mtime int64) (*message, error) {
 		contentLen = sizeField(data)
 		typ, data, ok = r.next()
 		if !ok || typ != spool.RecTime {
-			return nil, corrupt("size record not followed by an arrival time")
+			return corrupt("size record not followed by an arrival time")
 		}
 		m.arrival, haveTime = arrivalField(data)
 	case spool.RecSender, spool.RecFullName:
@@ -118,43 +122,45 @@ func (r *fileReader) envelope(mtime int64) (*message, error) {
 		if typ != spool.RecSender {
 			typ, data, ok = r.next()
 			if !ok || typ != spool.RecSender {
-				return nil, corrupt("full name not followed by a sender")
+				return corrupt("full name not followed by a sender")
 			}
 		}
-		m.sender, haveSender = string(data), true
+		m.sender, haveSender = append(m.sender[:0], data...), true
 	default:
-		return &message{bogus: true}, corrupt("first record type %q is not C, S or F", typ)
+		m.bogus = true
+		return corrupt("first record type %q is not C, S or F", typ)
 	}
 	for {
 		typ, data, ok := r.next()
 		if !ok {
-			return nil, corrupt("no end record")
+			return corrupt("no end record")
 		}
 		if typ == spool.RecPtr {
 			if err := r.follow(data); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		switch typ {
 		case spool.RecRcpt:
-			m.rcpts = append(m.rcpts, string(data))
+			m.rcpts = append(m.rcpts, data...)
+			m.ends = append(m.ends, len(m.rcpts))
 		case spool.RecSender:
-			m.sender, haveSender = string(data), true
+			m.sender, haveSender = append(m.sender[:0], data...), true
 		case spool.RecMesg:
 			if !haveSender {
-				return nil, corrupt("no sender before the content")
+				return corrupt("no sender before the content")
 			}
 			if err := r.skipContent(contentLen); err != nil {
-				return nil, err
+				return err
 			}
 		case spool.RecEnd:
 			if !haveTime || !haveSender {
-				return nil, corrupt("no arrival time or no sender")
+				return corrupt("no arrival time or no sender")
 			}
-			if len(m.rcpts) == 0 {
-				return nil, errSkip // every recipient is done
+			if len(m.ends) == 0 {
+				return errSkip // every recipient is done
 			}
-			return m, nil
+			return nil
 		}
 	}
 }
@@ -295,7 +301,7 @@ func (r *fileReader) fill(off int64, n int) []byte {
 	r.buf = r.buf[:want]
 	got := 0
 	for got < want {
-		m, err := syscall.Pread(r.fd, r.buf[got:], off+int64(got))
+		m, err := pread(r.fd, r.buf[got:], off+int64(got))
 		if err == syscall.EINTR {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 
 	"sluice/internal/spool"
 )
@@ -13,13 +14,23 @@ import (
 // columns (or loops forever on "inf"); we refuse counts no screen shows.
 const maxBuckets = 1 << 20
 
+// worker is one reading goroutine's state, reused from file to file.
+type worker struct {
+	buf []byte  // read window
+	msg message // the current file's envelope
+	md  []byte  // room for MAILER-DAEMON
+	// tbl holds this worker's counts, merged when the scan ends. With
+	// interim results the counting happens in file order instead (emit).
+	tbl *table
+}
+
 // result is what a worker hands back for one file.
 type result struct {
 	warn    string
-	counted bool // the file counts as a message
-	bucket  int
-	naddr   int      // addresses counted into TOTAL
-	keys    []string // rows to bump: each address's domain and, with -p, its parents
+	counted bool     // the file counts as a message
+	bucket  int      // interim mode only: the message's age bucket,
+	naddr   int      // its number of addresses,
+	keys    []string // and the rows to bump
 }
 
 // Run reads the queue files under the given directories (absolute, or
@@ -36,73 +47,105 @@ func Run(opt Options, queues []string, out io.Writer) error {
 		opt.Now = Defaults().Now
 	}
 	now := opt.Now().Unix()
-	batch := int64(0)
-	if opt.BatchMsgs.F > 0 {
-		batch = int64(math.Min(opt.BatchMsgs.F, math.MaxInt64))
+	interim := opt.BatchMsgs.F > 0
+	batch := int64(math.Min(math.Max(opt.BatchMsgs.F, 0), math.MaxInt64))
+
+	n := opt.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	workers := make([]*worker, n)
+	free := make(chan *worker, n)
+	for i := range workers {
+		workers[i] = &worker{buf: make([]byte, 0, 8192), md: make([]byte, 0, len(mailerDaemon)), tbl: newTable(&opt)}
+		free <- workers[i]
+	}
+	files := candidates(queues, warnf)
+	defer files.close()
+
+	work := func(e spool.Entry) (result, bool) {
+		w := <-free
+		defer func() { free <- w }()
+		return w.count(files, e, &opt, now, interim)
 	}
 	t := newTable(&opt)
-	rd := newReader()
-	entries := candidates(queues, warnf)
-	work := func(e spool.Entry) (result, bool) {
-		m, err := rd.readMessage(e.Rel)
-		var r result
-		if err != nil {
-			if errors.Is(err, errSkip) {
-				return r, false
-			}
-			r.warn = fmt.Sprintf("%s: %v", e.Rel, err)
-			if m == nil || !m.bogus {
-				return r, true
-			}
-		}
-		r.counted = true
-		r.bucket = opt.bucket(m.arrival, now)
-		addrs := m.rcpts
-		if opt.Senders {
-			addrs = []string{m.sender}
-		}
-		r.naddr = len(addrs)
-		for _, a := range addrs {
-			d := domain(a)
-			r.keys = append(r.keys, d)
-			for opt.Parents {
-				p, ok := parent(d)
-				if !ok {
-					break
-				}
-				r.keys = append(r.keys, p)
-				d = p
-			}
-		}
-		return r, true
-	}
 	var counted int64
 	emit := func(_ spool.Entry, r result) error {
 		if r.warn != "" {
 			warnf("%s", r.warn)
 		}
-		if !r.counted {
+		if !r.counted || !interim {
 			return nil
 		}
-		for i := 0; i < r.naddr; i++ {
-			t.bump(total, r.bucket)
-		}
+		t.total.add(r.bucket, int64(r.naddr))
 		for _, k := range r.keys {
-			t.bump(k, r.bucket)
+			t.bump([]byte(k), r.bucket)
 		}
-		if opt.BatchMsgs.F > 0 {
-			counted++
-			if batch == 0 {
-				return errors.New("illegal modulus zero: -N must be at least 1")
-			}
-			if counted%batch == 0 {
-				return t.write(out)
-			}
+		counted++
+		if batch == 0 {
+			return errors.New("illegal modulus zero: -N must be at least 1")
+		}
+		if counted%batch == 0 {
+			return t.write(out)
 		}
 		return nil
 	}
-	if err := spool.ForEach(entries, opt.Workers, work, emit); err != nil {
+	if err := spool.ForEach(files.entries, n, work, emit); err != nil {
 		return err
 	}
+	for _, w := range workers {
+		t.merge(w.tbl)
+	}
 	return t.write(out)
+}
+
+// count reads one file and counts its addresses into the worker's table,
+// or, in interim mode, returns them for emit to count in file order.
+func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool) (result, bool) {
+	var r result
+	m := &w.msg
+	dirfd, name := files.open(e)
+	if err := w.readMessage(dirfd, name, m); err != nil {
+		if errors.Is(err, errSkip) {
+			return r, false
+		}
+		r.warn = fmt.Sprintf("%s/%s: %v", e.Queue, e.ID, err)
+		if !m.bogus {
+			return r, true
+		}
+	}
+	r.counted = true
+	b := opt.bucket(m.arrival, now)
+	naddr := len(m.ends)
+	if opt.Senders {
+		naddr = 1
+	}
+	if interim {
+		r.bucket, r.naddr = b, naddr
+	} else {
+		w.tbl.total.add(b, int64(naddr))
+	}
+	for i := 0; i < naddr; i++ {
+		a := m.sender
+		if !opt.Senders {
+			a = m.recipient(i)
+		}
+		d := domain(a, w.md)
+		for {
+			if interim {
+				r.keys = append(r.keys, string(d))
+			} else {
+				w.tbl.bump(d, b)
+			}
+			if !opt.Parents {
+				break
+			}
+			p, ok := parent(d)
+			if !ok {
+				break
+			}
+			d = p
+		}
+	}
+	return r, true
 }

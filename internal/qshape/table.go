@@ -19,28 +19,55 @@ const minDomainWidth = 18
 // table holds the counts: for every row, column 0 is the row's total and
 // column b (1 ≤ b ≤ the bucket count) the messages of age bucket b.
 type table struct {
-	opt  *Options
-	rows map[string][]int64
-	msgs int64 // messages counted, for interim results
+	opt   *Options
+	rows  map[string]*row
+	total *row
 }
 
+type row struct{ c []int64 }
+
 func newTable(opt *Options) *table {
-	t := &table{opt: opt, rows: map[string][]int64{}}
-	t.rows[total] = nil
+	t := &table{opt: opt, rows: map[string]*row{}, total: &row{}}
+	t.rows[total] = t.total
 	return t
 }
 
-// bump adds one to column 0 and column b of row key. With fewer than one
-// bucket, b can be 0 (the total column counted twice) or lie past the
-// printed columns, as in the script.
-func (t *table) bump(key string, b int) {
-	r := t.rows[key]
-	if len(r) <= b {
-		r = append(r, make([]int64, b+1-len(r))...)
+// add adds one to column 0 and column b. With fewer than one bucket, b
+// can be 0 (the total column counted twice) or lie past the printed
+// columns, as in the script.
+func (r *row) add(b int, n int64) {
+	if len(r.c) <= b {
+		r.c = append(r.c, make([]int64, b+1-len(r.c))...)
 	}
-	r[0]++
-	r[b]++
-	t.rows[key] = r
+	r.c[0] += n
+	r.c[b] += n
+}
+
+// bump counts one address in the row named key.
+func (t *table) bump(key []byte, b int) {
+	r := t.rows[string(key)] // no allocation for the lookup
+	if r == nil {
+		r = &row{}
+		t.rows[string(key)] = r
+	}
+	r.add(b, 1)
+}
+
+// merge adds the counts of o.
+func (t *table) merge(o *table) {
+	for k, r := range o.rows {
+		d := t.rows[k]
+		if d == nil {
+			d = &row{}
+			t.rows[k] = d
+		}
+		if len(d.c) < len(r.c) {
+			d.c = append(d.c, make([]int64, len(r.c)-len(d.c))...)
+		}
+		for i, n := range r.c {
+			d.c[i] += n
+		}
+	}
 }
 
 // bucket returns the age column of a message that arrived at arrival
@@ -65,7 +92,7 @@ func (o *Options) bucket(arrival float64, now int64) int {
 // columns returns the column headings and widths: each column is as wide
 // as the longer of its heading and its TOTAL count, plus one, at least 3.
 func (t *table) columns() (heads []string, widths []int) {
-	tot := t.rows[total]
+	tot := t.total.c
 	o := t.opt
 	tick := heading{f: o.Tick.F}
 	if o.Tick.Int {
@@ -113,27 +140,33 @@ func (t *table) columns() (heads []string, widths []int) {
 // hash order, which changes from run to run; we order them by the bytes
 // of the name.
 func (t *table) sortedKeys() []string {
-	keys := make([]string, 0, len(t.rows))
-	for k := range t.rows {
-		keys = append(keys, k)
+	type kt struct {
+		k string
+		n int64
 	}
-	total := func(k string) int64 {
-		if r := t.rows[k]; len(r) > 0 {
-			return r[0]
+	keys := make([]kt, 0, len(t.rows))
+	for k, r := range t.rows {
+		var n int64
+		if len(r.c) > 0 {
+			n = r.c[0]
 		}
-		return 0
+		keys = append(keys, kt{k, n})
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		if ta, tb := total(a), total(b); ta != tb {
-			return ta > tb
+		a, b := &keys[i], &keys[j]
+		if a.n != b.n {
+			return a.n > b.n
 		}
-		if len(a) != len(b) {
-			return len(a) < len(b)
+		if len(a.k) != len(b.k) {
+			return len(a.k) < len(b.k)
 		}
-		return a < b
+		return a.k < b.k
 	})
-	return keys
+	out := make([]string, len(keys))
+	for i := range keys {
+		out[i] = keys[i].k
+	}
+	return out
 }
 
 // subdomains counts, for each parent row, the distinct rows that reduce
@@ -191,7 +224,7 @@ func (t *table) write(w io.Writer) error {
 			break
 		}
 		writeDomain(bw, d, dw)
-		r := t.rows[d]
+		r := t.rows[d].c
 		for i, l := range widths {
 			var c int64
 			if i < len(r) {
