@@ -134,6 +134,7 @@ func Run(t testing.TB, configDir string, stdin []byte, name string, args ...stri
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Args[0] = name // Postfix's tools name themselves by argv[0] in messages
 	cmd.Env = toolEnv(configDir)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -176,7 +177,8 @@ var ownedDirs = []string{spool.Maildrop, spool.Incoming, spool.Active, spool.Def
 	spool.Corrupt, spool.Saved, spool.Defer, spool.Bounce, spool.Trace, spool.Flush, "private", "public"}
 
 // GiveSpoolToPostfix makes everything under the queue directories of the
-// spool at root that root owns belong to Postfix's mail_owner, and makes
+// spool at root that root owns belong to Postfix's mail_owner (maildrop
+// files excepted: they keep their submitter), and makes
 // root itself searchable (0755, as Postfix's queue_directory is): showq
 // chdirs there as root, drops privileges and then opens queues by
 // relative names. The directories above root need no change. Files that
@@ -207,6 +209,11 @@ func GiveSpoolToPostfix(root string) error {
 					return nil
 				}
 				return err
+			}
+			if d == spool.Maildrop && !de.IsDir() {
+				// A maildrop file belongs to whoever submitted it
+				// (pickup logs that uid); it is world-readable.
+				return nil
 			}
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
 				if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, fs.ErrNotExist) {
