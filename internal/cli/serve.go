@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"sluice/internal/config"
@@ -71,6 +72,16 @@ func runServe(env *Env) int {
 	cfg, err := load()
 	if err != nil {
 		return env.Fatalf(1, "%v", err)
+	}
+	// SLUICE_CPUPROFILE=FILE writes a Go CPU profile of the whole run, for
+	// the relay benchmark.
+	if path := env.Getenv("SLUICE_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			defer f.Close()
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

@@ -20,6 +20,8 @@ type message struct {
 	arrival   time.Time // T record: the delay in log lines counts from here
 	activeAt  time.Time
 	forced    bool             // g+x: forced expiry
+	past      bool             // may have logs from earlier attempts (see take)
+	pending   int              // recipients pending when it was taken
 	expireLog []spool.LogEntry // defer log of a force-expired message, read before it was deleted
 
 	jobs     int  // deliveries queued or running
@@ -41,6 +43,7 @@ func (m *Manager) take(entries []spool.Entry) {
 		e       spool.Entry
 		forced  bool
 		unthrot bool
+		past    bool
 		oldLog  []spool.LogEntry
 	}
 	var got []moved
@@ -67,13 +70,21 @@ func (m *Manager) take(entries []spool.Entry) {
 		}
 		dirs[filepath.Dir(src)] = true
 		mv := moved{e: e, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
+		// A message may have logs from earlier attempts unless it comes
+		// fresh from cleanup: in incoming/, not flushed back there from
+		// deferred/ (flushing sets the unthrottle bit), not recovered
+		// from active/ at start. Fresh messages skip the log unlinks.
+		mv.past = e.Queue != spool.Incoming || mv.unthrot || mv.forced || m.recovered[e.ID]
+		delete(m.recovered, e.ID)
 		if mv.forced {
 			// A force-expired message is returned with the reasons of
 			// its last attempt, so read them before the log goes.
 			mv.oldLog, _ = m.sp.ReadLog(spool.Defer, e.ID)
 		}
-		if err := m.sp.RemoveLog(spool.Defer, e.ID); err != nil {
-			m.log.Warn("qmgr", "%s: %v", e.ID, err)
+		if mv.past {
+			if err := m.sp.RemoveLog(spool.Defer, e.ID); err != nil {
+				m.log.Warn("qmgr", "%s: %v", e.ID, err)
+			}
 		}
 		if mv.unthrot {
 			if err := clearModeBits(dst, spool.ModeUnthrottle); err != nil {
@@ -87,19 +98,15 @@ func (m *Manager) take(entries []spool.Entry) {
 	}
 	if !m.sp.NoSync {
 		dirs[filepath.Join(m.sp.Root, spool.Active)] = true
-		for d := range dirs {
-			if err := syncDir(d); err != nil {
-				m.log.Warn("qmgr", "%v", err)
-			}
-		}
+		m.syncLater(dirs)
 	}
 	for _, mv := range got {
-		m.activate(mv.e.ID, mv.forced, mv.unthrot, mv.oldLog)
+		m.activate(mv.e.ID, mv.forced, mv.unthrot, mv.past, mv.oldLog)
 	}
 }
 
 // activate reads a file that is now in active/ and queues its deliveries.
-func (m *Manager) activate(id string, forced, unthrottle bool, oldLog []spool.LogEntry) {
+func (m *Manager) activate(id string, forced, unthrottle, past bool, oldLog []spool.LogEntry) {
 	path := m.sp.Path(spool.Active, id)
 	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	if err == nil {
@@ -119,7 +126,7 @@ func (m *Manager) activate(id string, forced, unthrottle bool, oldLog []spool.Lo
 		return
 	}
 	now := m.clk.Now()
-	msg := &message{id: id, path: path, env: env, arrival: env.Arrival, activeAt: now, forced: forced, expireLog: oldLog}
+	msg := &message{id: id, path: path, env: env, arrival: env.Arrival, activeAt: now, forced: forced, past: past, expireLog: oldLog}
 	size := env.Size.ContentLen
 	if size == 0 {
 		size = env.Size.MessageLen
@@ -129,6 +136,7 @@ func (m *Manager) activate(id string, forced, unthrottle bool, oldLog []spool.Lo
 	m.stats.active.Store(int64(len(m.active)))
 
 	pending := env.Pending()
+	msg.pending = len(pending)
 	if forced || len(pending) == 0 {
 		// Nothing to try: a force-expired message is not delivered
 		// again; a message whose recipients are all done only needs

@@ -33,6 +33,12 @@ func (m *Manager) finish(msg *message) {
 		return // shutdown: the file stays in active/, back to incoming/ at start
 	}
 	id := msg.id
+	if msg.pending > 0 && msg.sent == msg.pending && msg.deferred == 0 && msg.bounced == 0 && !msg.past {
+		// Every recipient was sent in this, its first round: nothing
+		// to report, nothing left; no need to read the file again.
+		m.remove(msg)
+		return
+	}
 	env, _, err := spool.ReadFile(msg.path, spool.ReadOptions{SkipContent: true})
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -58,7 +64,7 @@ func (m *Manager) finish(msg *message) {
 			m.deferMessage(msg, env, now)
 			return
 		}
-		m.remove(id)
+		m.remove(msg)
 		return
 	}
 	if len(bounced) > 0 {
@@ -71,7 +77,7 @@ func (m *Manager) finish(msg *message) {
 		}
 	}
 	if len(pending) == 0 {
-		m.remove(id)
+		m.remove(msg)
 		return
 	}
 	if env.WarnTime > 0 && now.Unix() >= env.WarnTime-1 {
@@ -171,8 +177,23 @@ func (m *Manager) deferMessage(msg *message, env *spool.Envelope, now time.Time)
 // directory is not synced: should a system crash undo the unlink, the
 // file comes back with its recipients marked done, or is delivered once
 // more — never lost.
-func (m *Manager) remove(id string) {
-	for _, l := range []string{spool.Bounce, spool.Defer, spool.Trace, spool.History} {
+func (m *Manager) remove(msg *message) {
+	id := msg.id
+	logs := []string{spool.Bounce, spool.Defer, spool.Trace, spool.History}
+	if !msg.past {
+		// A fresh message has only the logs of this round.
+		logs = logs[:0]
+		if msg.bounced > 0 {
+			logs = append(logs, spool.Bounce)
+		}
+		if msg.deferred > 0 {
+			logs = append(logs, spool.Defer)
+		}
+		if msg.deferred > 0 || msg.bounced > 0 {
+			logs = append(logs, spool.History)
+		}
+	}
+	for _, l := range logs {
 		if err := os.Remove(m.sp.Path(l, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			m.log.Warn("qmgr", "%s: remove %s log: %v", id, l, err)
 		}

@@ -114,17 +114,22 @@ type Manager struct {
 	}
 
 	// Owned by the loop goroutine.
-	active   map[string]*message
-	dests    map[string]*destination
-	waiting  []*destination // destinations with queued deliveries
-	inFlight int
-	events   eventHeap
-	timer    clock.Timer
-	timerAt  time.Time
-	jobCtx   context.Context
-	wg       sync.WaitGroup // deliveries and finishers
-	blocked  bool           // the active limit stopped a scan; rescan when room is made
-	held     map[string]int // IDs acquired by actions: not taken while held
+	active    map[string]*message
+	dests     map[string]*destination
+	waiting   []*destination // destinations with queued deliveries
+	inFlight  int
+	events    eventHeap
+	timer     clock.Timer
+	timerAt   time.Time
+	jobCtx    context.Context
+	wg        sync.WaitGroup  // deliveries and finishers
+	blocked   bool            // the active limit stopped a scan; rescan when room is made
+	held      map[string]int  // IDs acquired by actions: not taken while held
+	recovered map[string]bool // moved back from active/ at start
+
+	syncMu   sync.Mutex
+	syncDirs map[string]bool // directories with renames not yet synced
+	syncKick chan struct{}
 }
 
 // New returns a Manager; it does nothing until Run.
@@ -137,17 +142,20 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.defaults()
 	return &Manager{
-		cfg:      cfg,
-		sp:       cfg.Spool,
-		clk:      cfg.Clock,
-		log:      cfg.Log,
-		wake:     make(chan struct{}, 1),
-		ctl:      make(chan func()),
-		stopped:  make(chan struct{}),
-		done:     make(chan *job, 256),
-		finished: make(chan *message, 256),
-		active:   map[string]*message{},
-		dests:    map[string]*destination{},
+		cfg:       cfg,
+		sp:        cfg.Spool,
+		clk:       cfg.Clock,
+		log:       cfg.Log,
+		wake:      make(chan struct{}, 1),
+		ctl:       make(chan func()),
+		stopped:   make(chan struct{}),
+		done:      make(chan *job, 256),
+		finished:  make(chan *message, 256),
+		active:    map[string]*message{},
+		recovered: map[string]bool{},
+		syncDirs:  map[string]bool{},
+		syncKick:  make(chan struct{}, 1),
+		dests:     map[string]*destination{},
 	}, nil
 }
 
@@ -246,6 +254,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	jobCtx, cancelJobs := context.WithCancel(context.Background())
 	defer cancelJobs()
+	syncDone := make(chan struct{})
+	go m.syncer(jobCtx, syncDone)
+	defer func() { cancelJobs(); <-syncDone }()
 	m.jobCtx = jobCtx
 	m.timer = m.clk.NewTimer(time.Hour)
 	m.timer.Stop()
@@ -345,4 +356,45 @@ func (m *Manager) FlushSite(site string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// syncLater asks the syncer to sync dirs. Moves into active/ need no
+// sync before delivery (after a crash the file is found in incoming/ or
+// active/, and both are retried), so the syncs run off the loop, a batch
+// at a time, instead of between a message's arrival and its delivery.
+func (m *Manager) syncLater(dirs map[string]bool) {
+	m.syncMu.Lock()
+	for d := range dirs {
+		m.syncDirs[d] = true
+	}
+	m.syncMu.Unlock()
+	select {
+	case m.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) syncer(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			m.syncPending()
+			return
+		case <-m.syncKick:
+			m.syncPending()
+		}
+	}
+}
+
+func (m *Manager) syncPending() {
+	m.syncMu.Lock()
+	dirs := m.syncDirs
+	m.syncDirs = map[string]bool{}
+	m.syncMu.Unlock()
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			m.log.Warn("qmgr", "%v", err)
+		}
+	}
 }

@@ -26,6 +26,7 @@ func (m *Manager) recoverActive() error {
 		if err := os.Rename(filepath.Join(m.sp.Root, e.Rel), m.sp.Path(spool.Incoming, e.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("qmgr: move %s from active back to incoming: %w", e.ID, err)
 		}
+		m.recovered[e.ID] = true // its logs may tell of the interrupted round
 	}
 	if len(entries) > 0 && !m.sp.NoSync {
 		for _, q := range []string{spool.Incoming, spool.Active} {
