@@ -71,6 +71,11 @@ func TestSmtpSourceIntoSluiceIntoSmtpSink(t *testing.T) {
 		t.Fatalf("smtp-source: %v\n%s", err, out)
 	}
 	d.waitEmpty(30 * time.Second)
+	// "ID: removed" is logged just after the unlink that empties the queue.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && countLines(d.mailLog(), `: removed`) < n {
+		time.Sleep(10 * time.Millisecond)
+	}
 	log := d.mailLog()
 	if got := countLines(log, `to=<rcpt@dest.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent \(250 2\.0\.0 Ok`); got != n {
 		t.Errorf("sent = %d, want %d", got, n)
