@@ -76,7 +76,8 @@ func (w *worker) readMessage(dirfd int, name string, m *message) error {
 	if dirfd < 0 {
 		dirfd = atFDCWD
 	}
-	fd, err := openat(dirfd, name)
+	fd, nameBuf, err := openat(dirfd, name, w.name)
+	w.name = nameBuf
 	if err != nil {
 		// Gone, a symbolic link, unreadable: the script's lstat or
 		// open fails the same way and it moves on silently.

@@ -16,9 +16,10 @@ const maxBuckets = 1 << 20
 
 // worker is one reading goroutine's state, reused from file to file.
 type worker struct {
-	buf []byte  // read window
-	msg message // the current file's envelope
-	md  []byte  // room for MAILER-DAEMON
+	buf  []byte  // read window
+	msg  message // the current file's envelope
+	md   []byte  // room for MAILER-DAEMON
+	name []byte  // room for the name of the file to open
 	// tbl holds this worker's counts, merged when the scan ends. With
 	// interim results the counting happens in file order instead (emit).
 	tbl *table

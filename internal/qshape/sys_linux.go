@@ -1,6 +1,7 @@
 package qshape
 
 import (
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -16,17 +17,20 @@ import (
 
 const atFDCWD = -0x64 // AT_FDCWD
 
-func openat(dirfd int, name string) (int, error) {
-	p, err := syscall.BytePtrFromString(name)
-	if err != nil {
-		return -1, err
+// openat opens name read-only without following a symbolic link; buf is
+// room for the NUL-terminated name, which it returns for reuse.
+func openat(dirfd int, name string, buf []byte) (int, []byte, error) {
+	buf = append(append(buf[:0], name...), 0)
+	if strings.IndexByte(name, 0) >= 0 {
+		return -1, buf, syscall.EINVAL
 	}
+	p := &buf[0]
 	const flags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	fd, _, errno := syscall.RawSyscall6(syscall.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), flags, 0, 0, 0)
 	if errno != 0 {
-		return -1, errno
+		return -1, buf, errno
 	}
-	return int(fd), nil
+	return int(fd), buf, nil
 }
 
 func fstat(fd int, st *syscall.Stat_t) error {
