@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/smtp"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/control"
 	"sluice/internal/spool"
 	"sluice/internal/testutil/fakesmtp"
 )
@@ -296,4 +298,57 @@ func TestCrashKill9(t *testing.T) {
 
 func dialTCP(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, 100*time.Millisecond)
+}
+
+// sluiceCmd runs a sluice tool against the daemon's configuration.
+func (d *daemon) tool(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(sluiceBinary(d.t), args...)
+	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+d.dir)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestSendmailAndFlush(t *testing.T) {
+	sink := fakesmtp.Start(t, fakesmtp.Options{})
+	sink.RcptReply("bob@dest.test", fakesmtp.Reply{Text: "451 4.3.0 try again later"})
+	// Long backoff: only a flush brings the message back before the test ends.
+	d := newDaemon(t, sink.Addr, "minimal_backoff_time = 1h", "maximal_backoff_time = 2h", "queue_run_delay = 1h")
+	d.start()
+	defer d.kill()
+	out, err := d.tool("To: bob@dest.test\nSubject: via sendmail\n\nhello\n", "sendmail", "-f", "alice@src.test", "-t", "-i")
+	if err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(d.mailLog(), "status=deferred (host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again later") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(d.mailLog(), "postfix/pickup[") || !strings.Contains(d.mailLog(), "said: 451 4.3.0 try again later") {
+		t.Fatalf("no deferral through pickup:\n%s", d.mailLog())
+	}
+	mq, _ := d.tool("", "mailq")
+	if !strings.Contains(mq, "(host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again later (in reply to RCPT TO command))") || !strings.Contains(mq, "bob@dest.test") {
+		t.Errorf("mailq:\n%s", mq)
+	}
+	sink.RcptReply("bob@dest.test", fakesmtp.Reply{})
+	// What postqueue -f asks the daemon, through its control socket.
+	c, err := control.Dial(d.spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Flush(context.Background(), ""); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	d.waitEmpty(10 * time.Second)
+	found := false
+	for _, m := range sink.Delivered() {
+		if strings.Contains(string(m.Data), "via sendmail") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("flushed message not delivered:\n%s", d.mailLog())
+	}
 }
