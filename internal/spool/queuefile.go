@@ -221,8 +221,13 @@ func ReadEnvelope(r *Reader, opt ReadOptions) (*Envelope, error) {
 				}
 			case "dsn_orig_rcpt":
 				pendingDSNOrig = value
-			case "dsn_notify":
+			case "notify_flags", "dsn_notify":
+				// Postfix 3.x writes DSN data as named attributes.
 				pendingNotify, _ = strconv.Atoi(value)
+			case "envelope_id":
+				e.DSNEnvID = value
+			case "ret_flags":
+				e.DSNRet, _ = strconv.Atoi(value)
 			}
 			e.Attrs = append(e.Attrs, Attr{name, value})
 		case RecOrigRcpt:

@@ -132,25 +132,28 @@ func (q *File) WriteEnvelope(e *NewEnvelope) error {
 	for _, a := range e.Attrs {
 		q.put(RecAttr, a.Name+"="+a.Value)
 	}
+	// DSN data as Postfix 3.x's cleanup stores it: named attributes
+	// before the sender, and notify_flags before each recipient's
+	// dsn_orig_rcpt.
+	if e.DSNEnvID != "" {
+		q.put(RecAttr, "envelope_id="+e.DSNEnvID)
+	}
+	if e.DSNRet != 0 {
+		q.put(RecAttr, "ret_flags="+strconv.Itoa(e.DSNRet))
+	}
 	if e.FullName != "" {
 		q.put(RecFullName, e.FullName)
 	}
 	q.put(RecSender, e.Sender)
-	if e.DSNEnvID != "" {
-		q.put(RecDSNEnvID, e.DSNEnvID)
-	}
-	if e.DSNRet != 0 {
-		q.put(RecDSNRet, strconv.Itoa(e.DSNRet))
-	}
 	if !e.WarnTime.IsZero() {
 		q.put(RecWarn, fmt.Sprintf("%15d", e.WarnTime.Unix()))
 	}
 	for _, r := range e.Recipients {
+		if r.Notify != 0 {
+			q.put(RecAttr, "notify_flags="+strconv.Itoa(r.Notify))
+		}
 		if r.DSNOrig != "" {
 			q.put(RecAttr, "dsn_orig_rcpt="+r.DSNOrig)
-		}
-		if r.Notify != 0 {
-			q.put(RecDSNNotify, strconv.Itoa(r.Notify))
 		}
 		if r.Orig != "" {
 			q.put(RecOrigRcpt, r.Orig)
