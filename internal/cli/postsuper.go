@@ -148,15 +148,7 @@ func runPostsuper(env *Env) int {
 			if all {
 				targets = listIDs(sp, queues)
 			}
-			var valid []string
-			for _, id := range targets {
-				if !spool.ValidID(id) {
-					env.Warnf("invalid mail queue id: %s", id)
-					continue
-				}
-				valid = append(valid, id)
-			}
-			err := q.ActAll(ctx, step, valid, queues, func(out manage.Outcome, err error) {
+			report := func(out manage.Outcome, err error) {
 				if err != nil {
 					if !errors.Is(err, manage.ErrNotFound) && !errors.Is(err, fs.ErrNotExist) {
 						env.Warnf("%s: %v", out.ID, err)
@@ -170,8 +162,26 @@ func runPostsuper(env *Env) int {
 				if !all {
 					fmt.Fprintf(env.Stderr, "%s: %s: %s\n", env.Name, out.ID, psVerb(step))
 				}
-			})
-			if err != nil {
+			}
+			// Valid IDs go to the queue in batches; a warning for an
+			// invalid one comes in its place in the order, as Postfix's.
+			var batch []string
+			flush := func() error {
+				err := q.ActAll(ctx, step, batch, queues, report)
+				batch = batch[:0]
+				return err
+			}
+			for _, id := range targets {
+				if spool.ValidID(id) {
+					batch = append(batch, id)
+					continue
+				}
+				if err := flush(); err != nil {
+					return env.Fatalf(1, "%v", err)
+				}
+				env.Warnf("invalid mail queue id: %s", id)
+			}
+			if err := flush(); err != nil {
 				return env.Fatalf(1, "%v", err)
 			}
 		}
