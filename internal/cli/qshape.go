@@ -43,8 +43,16 @@ name (Postfix lists those in a random order). The interim results of
 -N and the row limit of -n apply only when standard output is a terminal.
 `
 
+// runQshape is Postfix's qshape (see package qshape for what it counts).
+// Exit status: 0 after printing the table, even when some queue was
+// missing or some file could not be read (those are warned about on
+// stderr); 255 after the help text, for -h or an unknown option, as the
+// script's die; 1 when the configuration or the queue directory cannot be
+// read. Where the script reads queue_directory with "postconf -h" and
+// refuses $name expansions, sluice expands them.
 func runQshape(env *Env) int {
-	flags, queues, bad := qshape.ParseArgs(env.Args)
+	flags, args, bad := qshape.ParseArgs(env.Args)
+	queues := append([]string(nil), args...)
 	if bad != 0 || hasFlag(flags, 'h') {
 		if bad != 0 && !hasFlag(flags, 'h') {
 			fmt.Fprintf(env.Stderr, "%s: Unknown option: %c\n", env.Name, bad)
