@@ -374,6 +374,11 @@ func (m *Manager) syncLater(dirs map[string]bool) {
 	}
 }
 
+// syncInterval spaces the syncer's rounds: each directory sync is a
+// journal commit that the fsyncs of arriving mail (which must happen
+// before their 250) would otherwise queue behind.
+const syncInterval = 500 * time.Millisecond
+
 func (m *Manager) syncer(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	for {
@@ -383,6 +388,12 @@ func (m *Manager) syncer(ctx context.Context, done chan struct{}) {
 			return
 		case <-m.syncKick:
 			m.syncPending()
+		}
+		select {
+		case <-ctx.Done():
+			m.syncPending()
+			return
+		case <-time.After(syncInterval):
 		}
 	}
 }

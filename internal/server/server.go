@@ -66,6 +66,7 @@ type Server struct {
 	clk   clock.Clock
 	log   *maillog.Logger
 	logF  *os.File
+	logW  *logWriter
 	clean *cleanup.Cleanup
 	qm    *qmgr.Manager
 	in    *intake
@@ -225,21 +226,76 @@ func (s *Server) openLog() error {
 	if s.opt.LogCopy != nil {
 		ws = append(ws, s.opt.LogCopy)
 	}
-	s.log = maillog.New(&lockedWriter{w: io.MultiWriter(ws...)}, s.set.myHostname, s.set.syslogName, s.clk.Now)
+	s.logW = newLogWriter(io.MultiWriter(ws...), logFlushInterval)
+	s.log = maillog.New(s.logW, s.set.myHostname, s.set.syslogName, s.clk.Now)
 	return nil
 }
 
-// lockedWriter keeps the writers of a MultiWriter from seeing two lines
-// at once; maillog already writes each line in one call.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// logFlushInterval is how long a mail log line may wait in memory. A
+// busy server writes its log in a few large writes instead of two system
+// calls per line; tail -f sees lines at most this late.
+const logFlushInterval = 100 * time.Millisecond
+
+// logWriter buffers whole log lines and writes them out every interval
+// (and when the buffer is large, and on Close).
+type logWriter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	buf   []byte
+	stop  chan struct{}
+	done  chan struct{}
+	limit int
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func newLogWriter(w io.Writer, every time.Duration) *logWriter {
+	l := &logWriter{w: w, stop: make(chan struct{}), done: make(chan struct{}), limit: 64 << 10}
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				l.Flush()
+				return
+			case <-t.C:
+				l.Flush()
+			}
+		}
+	}()
+	return l
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	l.buf = append(l.buf, p...)
+	if len(l.buf) >= l.limit {
+		l.flushLocked()
+	}
+	return len(p), nil
+}
+
+// Flush writes out what is buffered.
+func (l *logWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+}
+
+func (l *logWriter) flushLocked() {
+	if len(l.buf) == 0 {
+		return
+	}
+	// The mail log must never stop mail; a failed write is dropped.
+	_, _ = l.w.Write(l.buf)
+	l.buf = l.buf[:0]
+}
+
+// Close flushes and stops the writer.
+func (l *logWriter) Close() {
+	close(l.stop)
+	<-l.done
 }
 
 // writePID writes pid/master.pid as Postfix does (the number, right
@@ -265,6 +321,9 @@ func (s *Server) close() {
 				os.Remove(s.pidf)
 			}
 		}
+	}
+	if s.logW != nil {
+		s.logW.Close()
 	}
 	if s.logF != nil {
 		s.logF.Close()

@@ -164,7 +164,23 @@ func (m *mta) waitFor(what string, cond func() bool) {
 	m.t.Fatalf("timed out waiting for %s; mail log:\n%s", what, m.logbuf.String())
 }
 
-func (m *mta) logHas(s string) bool { return strings.Contains(m.logbuf.String(), s) }
+// logNow reports whether the mail log has s now.
+func (m *mta) logNow(s string) bool { return strings.Contains(m.logbuf.String(), s) }
+
+// logHas reports whether the mail log has s, waiting a little for it:
+// the daemon writes its log in batches (every 100 ms).
+func (m *mta) logHas(s string) bool {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if strings.Contains(m.logbuf.String(), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 // idle reports whether the queue manager has nothing in hand.
 func (m *mta) idle() bool {

@@ -62,7 +62,7 @@ func TestAcceptAndDeliver(t *testing.T) {
 	m.send("alice@src.test", []string{"bob@dest.test", "carol@dest.test"}, "hello from e2e")
 	m.waitFor("delivery", func() bool { return len(m.delivered("bob@dest.test")) == 1 && len(m.delivered("carol@dest.test")) == 1 })
 	id := m.queueID("bob@dest.test")
-	m.waitFor("removal", func() bool { return m.logHas(id + ": removed") })
+	m.waitFor("removal", func() bool { return m.logNow(id + ": removed") })
 	for _, s := range []string{
 		id + ": client=",
 		id + ": from=<alice@src.test>, size=",
@@ -132,7 +132,7 @@ func TestRetryOnScheduleSameIDAndPartial(t *testing.T) {
 		t.Fatal("retried before its time")
 	}
 	m.step("the retry", func() bool { return len(m.delivered("later@dest.test")) == 1 })
-	m.waitFor("removal", func() bool { return m.logHas(id + ": removed") })
+	m.waitFor("removal", func() bool { return m.logNow(id + ": removed") })
 	if n := len(m.delivered("now@dest.test")); n != 1 {
 		t.Errorf("now@ delivered %d times; a done recipient must never be delivered again", n)
 	}
@@ -146,7 +146,7 @@ func TestBounceAtEndOfLifetime(t *testing.T) {
 	m.start()
 	m.send("alice@src.test", []string{"x@down.test"}, "will expire")
 	id := m.queueID("x@down.test")
-	m.step("expiry", func() bool { return m.logHas(id + ": from=<alice@src.test>, status=expired, returned to sender") })
+	m.step("expiry", func() bool { return m.logNow(id + ": from=<alice@src.test>, status=expired, returned to sender") })
 	m.waitFor("the DSN at the sender", func() bool { return len(m.delivered("alice@src.test")) == 1 })
 	dsn := m.delivered("alice@src.test")[0]
 	for _, s := range []string{"Subject: Undelivered Mail Returned to Sender", "multipart/report; report-type=delivery-status",
@@ -205,7 +205,7 @@ func TestRestartMovesActiveBack(t *testing.T) {
 	}
 	m.start()
 	m.waitFor("delivery of the pending recipient", func() bool { return len(m.delivered("todo@dest.test")) == 1 })
-	m.waitFor("removal", func() bool { return m.logHas(f.ID + ": removed") })
+	m.waitFor("removal", func() bool { return m.logNow(f.ID + ": removed") })
 	if n := len(m.delivered("done@dest.test")); n != 0 {
 		t.Errorf("a recipient marked done was delivered %d times", n)
 	}

@@ -71,11 +71,9 @@ func TestSmtpSourceIntoSluiceIntoSmtpSink(t *testing.T) {
 		t.Fatalf("smtp-source: %v\n%s", err, out)
 	}
 	d.waitEmpty(30 * time.Second)
-	// "ID: removed" is logged just after the unlink that empties the queue.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && countLines(d.mailLog(), `: removed`) < n {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// "ID: removed" is logged just after the unlink that empties the
+	// queue, and the log is written in batches.
+	d.waitLines(`: removed`, n)
 	log := d.mailLog()
 	if got := countLines(log, `to=<rcpt@dest.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent \(250 2\.0\.0 Ok`); got != n {
 		t.Errorf("sent = %d, want %d", got, n)
@@ -153,7 +151,16 @@ func TestSwaksPipelining(t *testing.T) {
 		t.Fatalf("swaks --pipeline: %v\n%s", err, out)
 	}
 	d.waitEmpty(10 * time.Second)
+	d.waitLines(`status=sent`, 2)
 	if got := countLines(d.mailLog(), `status=sent`); got != 2 {
 		t.Errorf("sent = %d, want 2:\n%s", got, d.mailLog())
+	}
+}
+
+// waitLines waits until the mail log has at least n lines matching re.
+func (d *daemon) waitLines(re string, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && countLines(d.mailLog(), re) < n {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
