@@ -17,9 +17,12 @@
 // taken from incoming/ when cleanup notifies us (Notify, Wake) and from
 // deferred/ by the scan every queue_run_delay, when its mtime has come
 // (FlushAll takes every deferred message at once; FlushID one). Taking a
-// message is a rename into active/ and a sync of both directories; the
-// message's old defer log is deleted then, so the log always tells of the
-// latest attempt.
+// message is a rename into active/; the message's old defer log is
+// deleted then, so the log always tells of the latest attempt. The
+// directories are synced afterwards, in batches at most twice a second
+// and off the scheduler's path: a crash before the sync leaves the file
+// in incoming/ or active/, and both are retried, so delivery need not
+// wait for it, and arriving mail's fsyncs need not queue behind it.
 //
 // In active/ the recipients that are still R records are sorted as
 // Postfix sorts them (next hop, domain, address), grouped by next hop
@@ -70,7 +73,15 @@
 //
 // # Time
 //
-// All time comes from a clock.Clock, and one timer serves a heap of
+// All mail time comes from a clock.Clock, and one timer serves a heap of
 // events (the deferred scan, dead destinations coming back), so tests run
-// days of retries on a fake clock.
+// days of retries on a fake clock. (Only the pacing of directory syncs
+// uses real time; it changes no outcome.)
+//
+// # Coordination
+//
+// Actions from outside (postsuper and sluice queue through the control
+// socket) Acquire a message first: that waits for its deliveries in
+// flight, drops its queued ones and keeps the scheduler off it until
+// release, after which the file is looked at again.
 package qmgr

@@ -352,3 +352,85 @@ func TestSendmailAndFlush(t *testing.T) {
 		t.Errorf("flushed message not delivered:\n%s", d.mailLog())
 	}
 }
+
+// rewrite replaces the daemon's main.cf line that starts with key.
+func (d *daemon) rewrite(key, line string) {
+	d.t.Helper()
+	path := filepath.Join(d.dir, "main.cf")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.HasPrefix(l, key+" ") {
+			out = append(out, l)
+		}
+	}
+	out = append(out, line)
+	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func TestSIGHUPReload(t *testing.T) {
+	a := fakesmtp.Start(t, fakesmtp.Options{})
+	b := fakesmtp.Start(t, fakesmtp.Options{})
+	d := newDaemon(t, a.Addr)
+	d.start()
+	defer d.kill()
+	send := func(token string) {
+		t.Helper()
+		var err error
+		for i := 0; i < 50; i++ { // the listener reopens during a reload
+			if err = smtp.SendMail(d.addr(), nil, "a@src.test", []string{"b@dest.test"}, []byte("Subject: "+token+"\r\n\r\n"+token+"\r\n")); err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("send %s: %v", token, err)
+	}
+	got := func(s *fakesmtp.Server, token string) bool {
+		for _, m := range s.Delivered() {
+			if strings.Contains(string(m.Data), token) {
+				return true
+			}
+		}
+		return false
+	}
+	waitGot := func(s *fakesmtp.Server, token string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !got(s, token) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !got(s, token) {
+			t.Fatalf("%s not delivered; stderr:\n%s", token, d.stderr.String())
+		}
+	}
+	send("before-reload")
+	waitGot(a, "before-reload")
+
+	d.rewrite("relayhost", "relayhost = ["+strings.Replace(b.Addr, ":", "]:", 1))
+	pid := d.cmd.Process.Pid
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	send("after-reload")
+	waitGot(b, "after-reload")
+
+	// A broken main.cf is refused; the daemon keeps running as it was.
+	d.rewrite("bogus_parameter", "bogus_parameter = 1")
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if !strings.Contains(d.stderr.String(), "reload refused") || !strings.Contains(d.stderr.String(), "unknown parameter bogus_parameter") {
+		t.Errorf("no refusal on stderr:\n%s", d.stderr.String())
+	}
+	send("after-bad-reload")
+	waitGot(b, "after-bad-reload")
+	if d.cmd.Process.Pid != pid {
+		t.Error("the daemon was restarted as a new process")
+	}
+	if code := d.term(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
