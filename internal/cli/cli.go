@@ -41,6 +41,8 @@ func commands() []*Command {
 		// {Name: "mailq", Summary: "...", Run: runMailq},
 		{Name: "sendmail", Summary: "queue a message from standard input (-t -f -F -i -bs -bp), as Postfix's sendmail", Run: runSendmail},
 		{Name: "postconf", Summary: "print configuration parameters (-n, -d, -h, -x, names)", Run: runPostconf},
+		{Name: "mailq", Summary: "list the mail queue (sendmail -bp)", Run: runMailq},
+		{Name: "postqueue", Summary: "list (-p, -j) or flush the mail queue", Run: runPostqueue},
 		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape},
 		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
 		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},

@@ -48,6 +48,9 @@ var Params = []Param{
 	{Name: "default_process_limit", Default: "100", Doc: "deliveries at once, all destinations together"},
 	{Name: "qmgr_message_active_limit", Default: "20000", Doc: "messages in the active queue at once"},
 	{Name: "bounce_size_limit", Default: "50000", Doc: "larger originals are returned in a bounce as headers only"},
+	{Name: "compatibility_level", Default: "0", Doc: "Postfix backwards-compatibility level; some defaults (smtputf8_enable) change at level 1 and above"},
+	{Name: "smtputf8_enable", Default: "${{$compatibility_level} <level {1} ? {no} : {yes}}", Doc: "SMTPUTF8 support; listings keep UTF-8 text when it is on (yes unless compatibility_level is 0)"},
+	{Name: "empty_address_recipient", Default: "MAILER-DAEMON", Doc: "shown (and delivered to) in place of the null sender <>"},
 	// Intake: smtpd, cleanup, pickup, sendmail, mail log.
 	{Name: "mydestination", Default: "$myhostname, localhost.$mydomain, localhost", Doc: "domains this host is the final destination for; smtpd accepts mail for them from any client"},
 	{Name: "smtpd_tls_cert_file", Default: "", Doc: "PEM certificate (chain) for STARTTLS; STARTTLS is offered when this and smtpd_tls_key_file are set"},

@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/showq"
+)
+
+// postqueueHelp is postqueue's manual, as `sluice help postqueue` shows it.
+const postqueueHelp = `usage: postqueue [-v] [-c config_dir] -p | -j | -f | -i queue_id | -s site
+
+List or flush the mail queue, as Postfix's postqueue(1).
+
+  -p          list the queue in the traditional sendmail/mailq format
+  -j          list the queue as JSON, one object per message per line
+  -f          flush: attempt to deliver all queued mail
+  -i queue_id schedule immediate delivery of one deferred message
+  -s site     schedule immediate delivery of mail queued for site
+  -c dir      read main.cf from dir (also MAIL_CONFIG)
+  -v          accepted and ignored
+
+The listing reads the queue directory (queue_directory): maildrop, active,
+incoming, deferred and hold, in that order, each in directory order.
+Markers after the queue ID: * active, ! on hold, # forced to expire.
+`
+
+// postqueueOptions is postqueue's getopt string.
+const postqueueOptions = "c:fi:jps:v"
+
+// Postfix's postqueue exits with EX_UNAVAILABLE (69) for usage errors as
+// well as for failures.
+const (
+	exitUnavailable = 69
+	postqueueUsage  = "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site"
+)
+
+// queueAction is what one postqueue invocation asks for.
+type queueAction byte
+
+const (
+	actionNone  queueAction = 0
+	actionList  queueAction = 'p'
+	actionJSON  queueAction = 'j'
+	actionFlush queueAction = 'f'
+	actionID    queueAction = 'i'
+	actionSite  queueAction = 's'
+)
+
+// runPostqueue is postqueue(1): the mode options exclude each other;
+// usage errors come before the configuration is read, except that a
+// missing mode is reported only after it (as Postfix does).
+func runPostqueue(env *Env) int {
+	if len(env.Args) == 1 && env.Args[0] == "--help" {
+		fmt.Fprint(env.Stdout, postqueueHelp)
+		return 0
+	}
+	opts, operands, err := Getopt(env.Args, postqueueOptions)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", env.Name, err)
+		return env.Fatalf(exitUnavailable, postqueueUsage)
+	}
+	var configDir, arg string
+	action := actionNone
+	for _, o := range opts {
+		switch o.Name {
+		case 'c':
+			configDir = o.Arg
+		case 'v':
+			// Verbose logging: nothing to add to a listing.
+		default:
+			if action != actionNone {
+				return env.Fatalf(exitUnavailable, postqueueUsage)
+			}
+			action, arg = queueAction(o.Name), o.Arg
+		}
+	}
+	if len(operands) > 0 {
+		return env.Fatalf(exitUnavailable, postqueueUsage)
+	}
+	cfg, err := env.LoadConfig(configDir)
+	if err != nil {
+		return env.Fatalf(exitUnavailable, "%s", configError(err))
+	}
+	switch action {
+	case actionList, actionJSON:
+		return listQueue(env, cfg, action == actionJSON)
+	case actionFlush, actionID, actionSite:
+		return flushQueue(env, cfg, action, arg)
+	}
+	return env.Fatalf(exitUnavailable, postqueueUsage)
+}
+
+// configError words a failure to read main.cf as Postfix does:
+// "open /etc/postfix/main.cf: No such file or directory".
+func configError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + " " + pe.Path + ": " + strerror(pe.Err)
+	}
+	return err.Error()
+}
+
+// strerror gives a system error the capital C's strerror() starts it with.
+func strerror(err error) string {
+	s := err.Error()
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
+
+// flushQueue serves -f, -i ID and -s SITE.
+func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) int {
+	_, _ = cfg, arg
+	return env.Fatalf(exitUnavailable, "-f/-i/-s: not implemented yet")
+}
+
+// listQueue prints the queue listing (mailq, postqueue -p, postqueue -j)
+// from a scan of the queue directory.
+func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
+	sp, err := OpenSpool(cfg)
+	if err != nil {
+		return env.Fatalf(exitUnavailable, "%v", err)
+	}
+	opt, err := showqOptions(cfg)
+	if err != nil {
+		return env.Fatalf(exitUnavailable, "%v", err)
+	}
+	opt.Warn = func(msg string) { env.Warnf("%s", msg) }
+
+	var render func(*showq.Message) error
+	var closeOut func() error
+	if asJSON {
+		jw := showq.NewJSONWriter(env.Stdout)
+		render, closeOut = jw.Write, jw.Close
+	} else {
+		tw := showq.NewTextWriter(env.Stdout, sp.LongIDs, localZone(env))
+		render, closeOut = tw.Write, tw.Close
+	}
+	write := func(m *showq.Message) error {
+		if err := render(m); err != nil {
+			return outputError{err}
+		}
+		return nil
+	}
+	if err := showq.Scan(sp, opt, write); err != nil {
+		// An output failure (a closed pipe: mailq | head) just ends
+		// the listing; a queue that cannot be read is reported.
+		if errors.As(err, new(outputError)) {
+			return exitUnavailable
+		}
+		closeOut()
+		return env.Fatalf(exitUnavailable, "Queue report unavailable: %v", err)
+	}
+	if err := closeOut(); err != nil {
+		return exitUnavailable
+	}
+	return 0
+}
+
+// outputError marks a failure to write the listing.
+type outputError struct{ err error }
+
+func (e outputError) Error() string { return e.err.Error() }
+func (e outputError) Unwrap() error { return e.err }
+
+// showqOptions reads the parameters a listing depends on.
+func showqOptions(cfg *config.Config) (showq.Options, error) {
+	opt := showq.DefaultOptions()
+	limit, err := cfg.Int("duplicate_filter_limit")
+	if err != nil {
+		return opt, err
+	}
+	opt.DupFilterLimit = int(limit)
+	opt.EmptyAddress = cfg.Get("empty_address_recipient")
+	opt.UTF8 = smtputf8Enable(cfg)
+	return opt, nil
+}
+
+// smtputf8DefaultExpr is Postfix's default for smtputf8_enable: yes,
+// except at compatibility_level 0.
+const smtputf8DefaultExpr = "${{$compatibility_level} <level {1} ? {no} : {yes}}"
+
+// smtputf8Enable returns smtputf8_enable, evaluating Postfix's default
+// expression, which the config package does not expand.
+func smtputf8Enable(cfg *config.Config) bool {
+	if v, _ := cfg.Raw("smtputf8_enable"); strings.TrimSpace(v) != smtputf8DefaultExpr {
+		return cfg.Bool("smtputf8_enable")
+	}
+	level := strings.TrimSpace(cfg.Get("compatibility_level"))
+	major, _, _ := strings.Cut(level, ".")
+	return strings.TrimLeft(major, "0") != ""
+}
+
+// localZone is the time zone arrival times are shown in: the process's
+// local zone, which TZ sets. Env.Getenv is consulted so in-process tests
+// can pick the zone.
+func localZone(env *Env) *time.Location {
+	tz := ""
+	if env.Getenv != nil {
+		tz = env.Getenv("TZ")
+	}
+	if tz == "" {
+		return time.Local
+	}
+	tz = strings.TrimPrefix(tz, ":")
+	if strings.HasPrefix(tz, "/") {
+		if f, err := os.Open(tz); err == nil {
+			defer f.Close()
+			if data, err := io.ReadAll(f); err == nil {
+				if loc, err := time.LoadLocationFromTZData(tz, data); err == nil {
+					return loc
+				}
+			}
+		}
+		return time.UTC
+	}
+	if loc, err := time.LoadLocation(tz); err == nil {
+		return loc
+	}
+	return time.UTC
+}
