@@ -186,6 +186,8 @@ func deferLogCorpus() []tmsg {
 		"\nrecipient=z@x\naction=delayed\nstatus=4.4.1\nreason=" + strings.Repeat("x", 76) + "\n\n",
 		"\nrecipient=z@x\nreason=" + strings.Repeat("y", 75) + "\n\n",
 		"\x00\nrecipient=y@x\nreason=nul line\n\n",
+		"\nrecipient=v@x\nreason =\tvalue\t\n\nrecipient\t=w@x\nreason=tab name\n\n<a\tb@x>:\ttext \n\n<u@x>: \xc3\n\n",
+		"\nrecipient= \xc3\xa9t\xe9@x \nstatus=4.4.\x01\naction=delay\xc3\xa9d\nreason=\xe2\x82\xac and \xc3\n\n",
 	}
 	var msgs []tmsg
 	for i, l := range logs {

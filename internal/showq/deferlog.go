@@ -22,15 +22,20 @@ var (
 //   - a line is a C string: it ends at its first NUL byte; an empty line
 //     ends the entry that is open, if any. An entry that the file's end
 //     cuts off (no empty line after it) is dropped;
-//   - every other line is first made printable, and opens an entry;
+//   - every other line is made printable, and opens an entry;
 //   - a line that begins with an ASCII letter or digit is "name = value"
-//     (white space around both is trimmed); recipient and reason are
+//     (spaces around both are trimmed); recipient and reason are
 //     used (an empty recipient becomes "(MAILER-DAEMON)"), status and
 //     action are kept for callers, other names are ignored;
 //   - a line "<address>: text" is the old format and sets both fields;
 //     any other line is ignored;
 //   - a later line overrides an earlier one in the same entry; a missing
 //     recipient or reason gets a placeholder.
+//
+// Making a line printable changes only bytes that are not printable
+// ASCII, and turns every white-space character but the space into '?'.
+// So the parser finds the same names and fields in the raw line, if it
+// trims only spaces, and makes printable just the fields it keeps.
 //
 // buf is modified in place.
 func parseDeferLog(buf []byte, utf8 bool, fn func(e *logEntry)) {
@@ -59,7 +64,6 @@ func parseDeferLog(buf []byte, utf8 bool, fn func(e *logEntry)) {
 			}
 			continue
 		}
-		makePrintable(line, utf8)
 		open = true
 		if isAlnum(line[0]) {
 			name, value, ok := splitNameValue(line)
@@ -68,15 +72,19 @@ func parseDeferLog(buf []byte, utf8 bool, fn func(e *logEntry)) {
 			}
 			switch string(name) {
 			case "recipient":
+				makePrintable(value, utf8)
 				e.addr = value
 				if len(value) == 0 {
 					e.addr = nullAddress
 				}
 			case "reason":
+				makePrintable(value, utf8)
 				e.reason = value
 			case "status":
+				makePrintable(value, utf8)
 				e.status = value
 			case "action":
+				makePrintable(value, utf8)
 				e.action = value
 			}
 			continue
@@ -89,10 +97,12 @@ func parseDeferLog(buf []byte, utf8 bool, fn func(e *logEntry)) {
 			continue
 		}
 		e.addr = line[1:i]
+		makePrintable(e.addr, utf8)
 		if len(e.addr) == 0 {
 			e.addr = nullAddress
 		}
 		e.reason = trimLeftSpace(line[i+2:])
+		makePrintable(e.reason, utf8)
 	}
 }
 
@@ -100,24 +110,22 @@ func isAlnum(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
 }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
-
+// trimLeftSpace drops leading spaces. Other white space would have been
+// made '?' by then (see parseDeferLog).
 func trimLeftSpace(b []byte) []byte {
-	for len(b) > 0 && isSpace(b[0]) {
+	for len(b) > 0 && b[0] == ' ' {
 		b = b[1:]
 	}
 	return b
 }
 
-// splitNameValue splits "name = value": the name runs to white space or
-// '=', only white space may stand between it and the '=', and white space
-// around the value is dropped. A line without that shape is malformed.
+// splitNameValue splits "name = value": the name runs to a space or '=',
+// only spaces may stand between it and the '=', and spaces around the
+// value are dropped. A line without that shape is malformed.
 func splitNameValue(line []byte) (name, value []byte, ok bool) {
 	line = trimLeftSpace(line)
 	i := 0
-	for i < len(line) && line[i] != '=' && !isSpace(line[i]) {
+	for i < len(line) && line[i] != '=' && line[i] != ' ' {
 		i++
 	}
 	name = line[:i]
@@ -126,7 +134,7 @@ func splitNameValue(line []byte) (name, value []byte, ok bool) {
 		return nil, nil, false
 	}
 	value = trimLeftSpace(rest[1:])
-	for len(value) > 0 && isSpace(value[len(value)-1]) {
+	for len(value) > 0 && value[len(value)-1] == ' ' {
 		value = value[:len(value)-1]
 	}
 	return name, value, true

@@ -188,3 +188,8 @@ func atol(b []byte) (int64, bool) {
 	}
 	return n, i > start
 }
+
+// isSpace is C's isspace() in the C locale.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}

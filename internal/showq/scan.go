@@ -157,6 +157,7 @@ type worker struct {
 	rr     recReader
 	rcpts  []Recipient // of the message being read
 	seen   addrSet
+	strs   map[string]string // interned log texts
 	warns  []string
 }
 
@@ -345,31 +346,34 @@ func (w *worker) readDeferLog(m *Message) {
 	syscall.Close(fd)
 	w.logBuf = buf[:0]
 	w.seen.reset(true, w.opt.DupFilterLimit)
-	var last Recipient
 	parseDeferLog(buf, w.opt.UTF8, func(le *logEntry) {
-		r := Recipient{Logged: true}
-		// Entries of one attempt repeat the same reason, status and
-		// action; share the strings.
-		if string(le.reason) == last.Reason {
-			r.Reason = last.Reason
-		} else {
-			r.Reason = string(le.reason)
-		}
-		if string(le.status) == last.Status {
-			r.Status = last.Status
-		} else {
-			r.Status = string(le.status)
-		}
-		if string(le.action) == last.Action {
-			r.Action = last.Action
-		} else {
-			r.Action = string(le.action)
-		}
-		r.Address = string(le.addr)
-		w.rcpts = append(w.rcpts, r)
-		w.seen.add(r.Address)
-		last = r
+		addr := string(le.addr)
+		w.rcpts = append(w.rcpts, Recipient{
+			Address: addr,
+			Reason:  w.intern(le.reason),
+			Status:  w.intern(le.status),
+			Action:  w.intern(le.action),
+			Logged:  true,
+		})
+		w.seen.add(addr)
 	})
+}
+
+// intern returns b as a string, shared with earlier equal ones: a queue
+// holds a few reasons, statuses and actions many times over.
+func (w *worker) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := w.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if w.strs == nil || len(w.strs) >= 4096 {
+		w.strs = make(map[string]string)
+	}
+	w.strs[s] = s
+	return s
 }
 
 func onlyDigitsAndSpaces(b []byte) bool {
