@@ -77,7 +77,11 @@ func writeMsg(t testing.TB, sp *spool.Spool, m *tmsg) {
 			t.Fatal(err)
 		}
 	} else {
-		f, err := sp.NewFile(spool.Incoming, m.arrival) // then renamed into place
+		// Written in an unhashed incoming/, then renamed into place.
+		staging := spool.New(sp.Root)
+		staging.NoSync = true
+		staging.HashQueues = map[string]bool{}
+		f, err := staging.NewFile(spool.Incoming, m.arrival)
 		if err != nil {
 			t.Fatal(err)
 		}

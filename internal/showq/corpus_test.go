@@ -20,6 +20,22 @@ type scenario struct {
 	dup   int    // duplicate_filter_limit; 0 means 1000
 	empty string // empty_address_recipient; "" means MAILER-DAEMON
 	tz    string
+	// hashNames and hashDepth, when set, are hash_queue_names and
+	// hash_queue_depth.
+	hashNames string
+	hashDepth int
+}
+
+// spool returns the scenario's spool at root.
+func (s scenario) spool(root string) *spool.Spool {
+	sp := spool.New(root)
+	sp.NoSync = true
+	sp.LongIDs = s.long
+	if s.hashNames != "" {
+		sp.SetHashQueues(s.hashNames)
+		sp.HashDepth = s.hashDepth
+	}
+	return sp
 }
 
 func (s scenario) options() Options {
@@ -38,18 +54,23 @@ func (s scenario) options() Options {
 func (s scenario) mainCF() []string {
 	yn := map[bool]string{true: "yes", false: "no"}
 	opt := s.options()
-	return []string{
-		"enable_long_queue_ids = " + yn[s.long],
+	var hash []string
+	if s.hashNames != "" {
+		hash = []string{"hash_queue_names = " + s.hashNames, fmt.Sprintf("hash_queue_depth = %d", s.hashDepth)}
+	}
+	return append(hash,
+		"enable_long_queue_ids = "+yn[s.long],
 		"smtputf8_enable = " + yn[s.utf8],
 		fmt.Sprintf("duplicate_filter_limit = %d", opt.DupFilterLimit),
-		"empty_address_recipient = " + opt.EmptyAddress,
-	}
+		"empty_address_recipient = "+opt.EmptyAddress,
+	)
 }
 
 var scenarios = []scenario{
 	{name: "queue", msgs: queueCorpus, utf8: true, tz: "UTC"},
 	{name: "queue-longids", msgs: queueCorpus, long: true, utf8: true, tz: "UTC"},
 	{name: "queue-ascii", msgs: queueCorpus, tz: "America/New_York"},
+	{name: "queue-hashed", msgs: queueCorpus, utf8: true, tz: "UTC", hashNames: "deferred, defer, hold, incoming, active", hashDepth: 2},
 	{name: "empty", msgs: func() []tmsg { return nil }, utf8: true, tz: "UTC"},
 	{name: "single", msgs: singleCorpus, utf8: true, tz: "Asia/Kolkata"},
 	{name: "addresses", msgs: addressCorpus, utf8: true, tz: "UTC"},

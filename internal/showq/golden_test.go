@@ -28,8 +28,7 @@ func TestGolden(t *testing.T) {
 			if *update {
 				root = oracle.TempDir(t, "showq-golden-")
 			}
-			sp := spool.New(root)
-			sp.NoSync = true
+			sp := sc.spool(root)
 			buildSpool(t, sp, sc.msgs())
 			if *update {
 				oracle.Require(t)

@@ -20,8 +20,7 @@ func TestAgainstPostfix(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			root := oracle.TempDir(t, "showq-spool-")
-			sp := spool.New(root)
-			sp.NoSync = true
+			sp := sc.spool(root)
 			buildSpool(t, sp, sc.msgs())
 			conf := oracle.PostfixConfig(t, root, sc.mainCF()...)
 			t.Setenv("TZ", sc.tz)
