@@ -60,7 +60,7 @@ func (s scenario) mainCF() []string {
 	}
 	return append(hash,
 		"enable_long_queue_ids = "+yn[s.long],
-		"smtputf8_enable = " + yn[s.utf8],
+		"smtputf8_enable = "+yn[s.utf8],
 		fmt.Sprintf("duplicate_filter_limit = %d", opt.DupFilterLimit),
 		"empty_address_recipient = "+opt.EmptyAddress,
 	)
