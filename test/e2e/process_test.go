@@ -434,3 +434,12 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// TestMain removes the binary built for the process tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
