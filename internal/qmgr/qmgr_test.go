@@ -483,6 +483,24 @@ func TestRestartMovesActiveBack(t *testing.T) {
 	}
 }
 
+func TestRestartRemovesEmbryonicFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	// A cleanup that died while writing: mode 0600, never acknowledged.
+	f, err := h.sp.NewFile(spool.Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := h.queue(spool.Incoming, "s@src.example", "r@a.example")
+	h.start()
+	h.settle("restart", func() bool { return h.gone(ready) })
+	if _, err := os.Lstat(f.Path); err == nil {
+		t.Error("incomplete queue file left in incoming/")
+	}
+	if !h.logHas(f.ID + ": removed incomplete queue file") {
+		t.Error("no log line for the removed file")
+	}
+}
+
 func TestCorruptFileSetAside(t *testing.T) {
 	h := newHarness(t, nil)
 	path := h.sp.Path(spool.Incoming, "ABCDEF123")

@@ -28,6 +28,7 @@ func (m *Manager) recoverActive() error {
 		}
 		m.recovered[e.ID] = true // its logs may tell of the interrupted round
 	}
+	m.removeEmbryonic()
 	if len(entries) > 0 && !m.sp.NoSync {
 		for _, q := range []string{spool.Incoming, spool.Active} {
 			if err := m.sp.SyncQueueDir(q); err != nil {
@@ -36,6 +37,29 @@ func (m *Manager) recoverActive() error {
 		}
 	}
 	return nil
+}
+
+// removeEmbryonic deletes the files in incoming/ that never became
+// ready (mode 0600): cleanup was writing them when the last process died.
+// Their message was never acknowledged (250 comes only after the file is
+// ready and synced), so the client still has it. Only the daemon's own
+// cleanup writes into incoming/, and it is not running yet.
+func (m *Manager) removeEmbryonic() {
+	entries, err := m.sp.List(spool.Incoming)
+	if err != nil {
+		m.log.Warn("qmgr", "%v", err)
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(m.sp.Root, e.Rel)
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() || spool.IsReady(fi.Mode()) {
+			continue
+		}
+		if err := os.Remove(path); err == nil {
+			m.log.Warn("qmgr", "%s: removed incomplete queue file left behind by a crash", e.ID)
+		}
+	}
 }
 
 // scanIncoming takes every complete file in incoming/.
