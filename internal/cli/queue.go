@@ -52,6 +52,7 @@ Selector terms (AND across keys, OR within a key):
   id=ID  queue=deferred  sender=a@b  rcpt=user@example.com  rcpt=*@example.com
   domain=example.com  sender_domain=x.org  reason=refused  reason~'4\.7\.[0-9]'
   class=greylisting  age>2h  age<30m  size>1M  attempts>=3
+  rcpts=1 (only one recipient left: with rcpt=, the mail to that address alone)
   A bare queue ID means id=ID. Operators: = != ~ > < >= <=.
 Reason classes: ` + "%s" + `
 `

@@ -35,6 +35,8 @@ import (
 //	age       time since arrival, e.g. age>2h age<30m (units s m h d w)
 //	size      message size, e.g. size>1M (k, M, G: powers of 1024)
 //	attempts  delivery attempts so far
+//	rcpts     how many recipients are still pending: rcpt=a@b rcpts=1
+//	          picks the mail whose only remaining recipient is a@b
 //
 // One selector type drives every surface: the CLI, the control socket, the
 // HTTP API and the dashboard.
@@ -58,7 +60,7 @@ type Term struct {
 var keyKinds = map[string]string{
 	"id": "text", "queue": "text", "sender": "addr", "rcpt": "addr",
 	"domain": "addr", "sender_domain": "addr", "reason": "text", "class": "text",
-	"age": "duration", "size": "size", "attempts": "number",
+	"age": "duration", "size": "size", "attempts": "number", "rcpts": "number",
 }
 
 // Aliases accepted for keys.
@@ -219,7 +221,7 @@ func parseTerm(text string) (Term, error) {
 }
 
 func keyList() string {
-	return "id queue sender rcpt domain sender_domain reason class age size attempts"
+	return "id queue sender rcpt domain sender_domain reason class age size attempts rcpts"
 }
 
 func parseAge(v string) (time.Duration, error) {
@@ -386,6 +388,14 @@ func (t *Term) match(m *Message, now time.Time) bool {
 		return t.cmp(float64(m.Size), t.num)
 	case "attempts":
 		return t.cmp(float64(m.Attempts), t.num)
+	case "rcpts":
+		n := 0
+		for _, r := range m.Recipients {
+			if !r.Done {
+				n++
+			}
+		}
+		return t.cmp(float64(n), t.num)
 	}
 	return false
 }

@@ -49,6 +49,8 @@ func TestSelector(t *testing.T) {
 		{"size>1M", "A3FACBA05F"},
 		{"size<=302", "54AB4BA048"},
 		{"attempts>=2", "54AB4BA048"},
+		{"rcpts=1", "54AB4BA048 99240BA05B A3FACBA05F"},
+		{"domain=example.com rcpts>1", ""},
 		{"from=alice@facts.test to=bob@example.com", "54AB4BA048"},
 		{`reason="Connection refused"`, "54AB4BA048"},
 	}
