@@ -116,9 +116,13 @@ func strerror(err error) string {
 	return s
 }
 
-// flushQueue serves -f, -i ID and -s SITE.
+// flushQueue serves -f, -i ID (arg) and -s SITE (arg): the options are
+// parsed and checked like Postfix's, the actions themselves are still to
+// come (they go to the daemon's control socket).
 func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) int {
-	_, _ = cfg, arg
+	switch action {
+	case actionFlush, actionID, actionSite:
+	}
 	return env.Fatalf(exitUnavailable, "-f/-i/-s: not implemented yet")
 }
 
