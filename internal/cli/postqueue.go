@@ -120,9 +120,6 @@ func strerror(err error) string {
 // parsed and checked like Postfix's, the actions themselves are still to
 // come (they go to the daemon's control socket).
 func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) int {
-	switch action {
-	case actionFlush, actionID, actionSite:
-	}
 	return env.Fatalf(exitUnavailable, "-f/-i/-s: not implemented yet")
 }
 
