@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/manage"
 	"sluice/internal/showq"
+	"sluice/internal/spool"
 )
 
 // postqueueHelp is postqueue's manual, as `sluice help postqueue` shows it.
@@ -116,11 +119,52 @@ func strerror(err error) string {
 	return s
 }
 
-// flushQueue serves -f, -i ID (arg) and -s SITE (arg): the options are
-// parsed and checked like Postfix's, the actions themselves are still to
-// come (they go to the daemon's control socket).
+// flushQueue serves -f, -i ID (arg) and -s SITE (arg). They ask the
+// running daemon through its control socket (on a running Postfix, its
+// own postqueue); with no daemon they fail as Postfix's do, "mail system
+// is down". -i for an ID that is not queued succeeds, as Postfix's does.
+// Unlike Postfix, -s needs no fast_flush_domains entry: sluice keeps no
+// per-site logs and flushes the site's deferred mail from its queue.
 func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) int {
-	return env.Fatalf(exitUnavailable, "-f/-i/-s: not implemented yet")
+	if action == actionID && !spool.ValidID(arg) {
+		return env.Fatalf(exitUnavailable, "Cannot flush queue ID - invalid name: %q", arg)
+	}
+	if code, handled := postfixPassthrough(env, cfg, "postqueue"); handled {
+		return code
+	}
+	if action == actionSite && cfg.IsPostfix() {
+		return env.Fatalf(exitUnavailable, "Flush service is not configured for destination %q", arg)
+	}
+	sp, err := OpenSpool(cfg)
+	if err != nil {
+		return env.Fatalf(exitUnavailable, "%v", err)
+	}
+	c, err := dialControl(cfg, sp)
+	if err != nil {
+		if action == actionFlush {
+			env.Warnf("unable to look up public/qmgr: No such file or directory")
+		} else {
+			env.Warnf("connect to public/flush: No such file or directory")
+		}
+		return env.Fatalf(exitUnavailable, "Cannot flush mail queue - mail system is down")
+	}
+	defer c.Close()
+	ctx := context.Background()
+	switch action {
+	case actionFlush:
+		err = c.Flush(ctx, "")
+	case actionSite:
+		err = c.Flush(ctx, arg)
+	case actionID:
+		_, err = c.Act(ctx, manage.OpRetry, arg, nil)
+		if errors.Is(err, manage.ErrNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return env.Fatalf(exitUnavailable, "Cannot flush mail queue: %v", err)
+	}
+	return 0
 }
 
 // listQueue prints the queue listing (mailq, postqueue -p, postqueue -j)

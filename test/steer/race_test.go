@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,10 +21,56 @@ import (
 // (so deliveries are in flight when actions come) and records, per queue
 // ID found in the Received header, when it said 250 to the message.
 type sink struct {
-	ln    net.Listener
-	delay time.Duration
-	mu    sync.Mutex
-	got   map[string][]time.Time
+	ln     net.Listener
+	delay  time.Duration
+	reject atomic.Bool // answer RCPT with 450
+	mu     sync.Mutex
+	got    map[string][]time.Time
+}
+
+// startDaemon runs sluice serve relaying to the sink and returns its
+// configuration directory and SMTP address; it is stopped with SIGTERM
+// when the test ends.
+func startDaemon(t *testing.T, bin string, sk *sink, extra ...string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conf := append([]string{
+		"queue_directory = " + filepath.Join(dir, "spool"),
+		"maillog_file = " + filepath.Join(dir, "mail.log"),
+		"myhostname = sluice.test",
+		fmt.Sprintf("smtpd_listen = 127.0.0.1:%d", port),
+		"relayhost = [127.0.0.1]:" + fmt.Sprint(sk.ln.Addr().(*net.TCPAddr).Port),
+		"minimal_backoff_time = 1s", "maximal_backoff_time = 2s", "queue_run_delay = 1s",
+	}, extra...)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(strings.Join(conf, "\n")+"\n"), 0o644)
+	daemon := exec.Command(filepath.Join(bin, "sluice"), "serve", "-c", dir)
+	var derr strings.Builder
+	daemon.Stderr = &derr
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		daemon.Process.Signal(syscall.SIGTERM)
+		daemon.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if i > 250 {
+			t.Fatalf("daemon did not start:\n%s", derr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return dir, addr
 }
 
 var receivedID = regexp.MustCompile(`\bid ([0-9A-Za-z]+)[;\s]`)
@@ -83,6 +130,8 @@ func (s *sink) serve(c net.Conn) {
 			s.got[id] = append(s.got[id], time.Now())
 			s.mu.Unlock()
 			fmt.Fprintf(c, "250 2.0.0 accepted\r\n")
+		case strings.HasPrefix(cmd, "RCPT") && s.reject.Load():
+			fmt.Fprintf(c, "450 4.2.0 Mailbox busy, try again later\r\n")
 		case strings.HasPrefix(cmd, "QUIT"):
 			fmt.Fprintf(c, "221 bye\r\n")
 			return
@@ -106,46 +155,10 @@ func (s *sink) deliveries(id string) []time.Time {
 func TestActionsRaceDelivery(t *testing.T) {
 	bin := binaries(t)
 	sk := startSink(t, 150*time.Millisecond)
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	conf := strings.Join([]string{
-		"queue_directory = " + filepath.Join(dir, "spool"),
-		"maillog_file = " + filepath.Join(dir, "mail.log"),
-		"myhostname = sluice.test",
-		fmt.Sprintf("smtpd_listen = 127.0.0.1:%d", port),
-		"relayhost = [127.0.0.1]:" + fmt.Sprint(sk.ln.Addr().(*net.TCPAddr).Port),
-		"minimal_backoff_time = 1s", "maximal_backoff_time = 2s", "queue_run_delay = 1s",
+	dir, addr := startDaemon(t, bin, sk,
 		// Few deliveries at a time, so some mail waits its turn and some is
 		// in flight when the actions come.
-		"default_destination_concurrency_limit = 2",
-	}, "\n") + "\n"
-	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(conf), 0o644)
-	daemon := exec.Command(filepath.Join(bin, "sluice"), "serve", "-c", dir)
-	var derr strings.Builder
-	daemon.Stderr = &derr
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		daemon.Process.Signal(syscall.SIGTERM)
-		daemon.Wait()
-	}()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatalf("daemon did not start:\n%s", derr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		"default_destination_concurrency_limit = 2")
 
 	type acted struct {
 		op    string
