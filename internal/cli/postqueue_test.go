@@ -126,12 +126,27 @@ func TestPostqueueUsageAgainstPostfix(t *testing.T) {
 	}
 }
 
-func TestPostqueueFlushNotImplemented(t *testing.T) {
+// TestPostqueueFlushWithoutDaemon: with no daemon on the spool, -f, -i
+// and -s fail as Postfix's do when its mail system is down (the end-to-end
+// tests in test/steer flush through a running daemon and compare these
+// messages with Postfix's own).
+func TestPostqueueFlushWithoutDaemon(t *testing.T) {
 	conf := pqConfig(t, filepath.Join(t.TempDir(), "spool"))
-	for _, args := range [][]string{{"-f"}, {"-i", "54AB4BA048"}, {"-s", "example.com"}, {"-v", "-f"}} {
-		stdout, stderr, status := runTool("postqueue", append([]string{"-c", conf}, args...), nil)
-		if status != 69 || stdout != "" || stderr != "postqueue: fatal: -f/-i/-s: not implemented yet\n" {
-			t.Errorf("postqueue %v: %d %q %q", args, status, stdout, stderr)
+	down := "postqueue: fatal: Cannot flush mail queue - mail system is down\n"
+	cases := []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"-f"}, "postqueue: warning: unable to look up public/qmgr: No such file or directory\n" + down},
+		{[]string{"-v", "-f"}, "postqueue: warning: unable to look up public/qmgr: No such file or directory\n" + down},
+		{[]string{"-i", "54AB4BA048"}, "postqueue: warning: connect to public/flush: No such file or directory\n" + down},
+		{[]string{"-s", "example.com"}, "postqueue: warning: connect to public/flush: No such file or directory\n" + down},
+		{[]string{"-i", "bad/id"}, "postqueue: fatal: Cannot flush queue ID - invalid name: \"bad/id\"\n"},
+	}
+	for _, c := range cases {
+		stdout, stderr, status := runTool("postqueue", append([]string{"-c", conf}, c.args...), nil)
+		if status != 69 || stdout != "" || stderr != c.stderr {
+			t.Errorf("postqueue %v: %d %q %q", c.args, status, stdout, stderr)
 		}
 	}
 }
