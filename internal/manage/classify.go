@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -17,10 +18,10 @@ var classRules = []struct {
 	{"timeout", []string{"timed out", "timeout", "conversation with", "lost connection"}},
 	{"dns-failure", []string{"name service error", "host not found", "host or domain name not found", "domain not found", "dns lookup", "dns error"}},
 	{"tls-failure", []string{"tls", "starttls", "certificate", "handshake"}},
+	{"mailbox-full", []string{"mailbox full", "over quota", "quota exceeded", "insufficient storage", "mailbox is full"}},
+	{"mailbox-unavailable", []string{"mailbox unavailable", "user unknown", "no such user", "mailbox busy"}},
 	{"greylisting", []string{"greylist", "graylist", "try again later", "please retry", "temporarily deferred", "retry later"}},
-	{"rate-limited", []string{"rate limit", "ratelimit", "too many", "sending rate", "throttl", "4.7.28", "slow down"}},
-	{"mailbox-full", []string{"mailbox full", "over quota", "quota exceeded", "insufficient storage", "mailbox is full", "4.2.2", "5.2.2"}},
-	{"mailbox-unavailable", []string{"mailbox unavailable", "user unknown", "no such user", "mailbox busy", "4.2.0", "4.2.1"}},
+	{"rate-limited", []string{"rate limit", "ratelimit", "too many", "sending rate", "throttl", "slow down"}},
 	{"network-unreachable", []string{"network is unreachable", "no route to host", "host is unreachable"}},
 	{"spam-rejected", []string{"spam", "blocked", "blacklist", "blocklist", "reputation", "spamhaus"}},
 	{"content-rejected", []string{"message size", "too large", "content", "virus"}},
@@ -76,11 +77,25 @@ func ClassifyReason(reason, status string) string {
 			}
 		}
 	}
+	// No words matched: go by the enhanced status code (RFC 3463), from
+	// the log's status or from the reply text.
+	code := status
+	if m := enhancedCode.FindString(r); m != "" {
+		code = m
+	}
 	switch {
-	case strings.HasPrefix(status, "4.4."):
-		return "timeout"
-	case strings.HasPrefix(status, "4.2.2"):
+	case strings.HasPrefix(code, "4.2.2"), strings.HasPrefix(code, "5.2.2"):
 		return "mailbox-full"
+	case strings.HasPrefix(code, "4.2."), strings.HasPrefix(code, "5.1."), strings.HasPrefix(code, "5.2."):
+		return "mailbox-unavailable"
+	case strings.HasPrefix(code, "4.7.28"):
+		return "rate-limited"
+	case strings.HasPrefix(code, "4.4.1"), strings.HasPrefix(code, "4.4.2"):
+		return "timeout"
+	case strings.HasPrefix(code, "4.4.3"), strings.HasPrefix(code, "5.4.4"):
+		return "dns-failure"
 	}
 	return "other"
 }
+
+var enhancedCode = regexp.MustCompile(`\b[245]\.[0-9]{1,3}\.[0-9]{1,3}\b`)

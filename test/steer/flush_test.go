@@ -44,6 +44,13 @@ func TestPostqueueFlush(t *testing.T) {
 	if !strings.Contains(out, "Mailbox busy, try again later") {
 		t.Fatalf("mailq does not show the reason:\n%s", out)
 	}
+	// The attempt history tells what happened and what comes next.
+	out, _, _ = sluice(t, "", "queue", "show", "-c", dir, ids[0])
+	for _, want := range []string{"Attempts:     1", "deferred  r0-0@dest.test", "[mailbox-unavailable]", "History:", "via 127.0.0.1[127.0.0.1]:", "Next attempt: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("queue show lacks %q:\n%s", want, out)
+		}
+	}
 	sk.reject.Store(false)
 	postqueue := filepath.Join(bin, "postqueue")
 	run := func(args ...string) {
