@@ -24,6 +24,11 @@ start=$(date +%s)
 
 # --- Go ----------------------------------------------------------------------
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+# Go's build cache lives under $HOME; CI may start us without one.
+if [ -z "${HOME:-}" ]; then
+	HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
+	export HOME
+fi
 command -v go >/dev/null || die "Go is not installed (need Go $(sed -n 's/^go //p' go.mod) or newer at /usr/local/go or on PATH)"
 want=$(sed -n 's/^go //p' go.mod)
 have=$(go env GOVERSION | sed 's/^go//')
@@ -41,11 +46,12 @@ missing_tools() {
 	done
 	command -v swaks >/dev/null 2>&1 || echo swaks
 	getent passwd postfix >/dev/null || echo "user:postfix"
+	command -v gcc >/dev/null 2>&1 || echo gcc # go test -race needs cgo
 }
 missing=$(missing_tools)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		say "installing Postfix and swaks (missing: $(echo $missing))"
+		say "installing Postfix, swaks and gcc (missing: $(echo $missing))"
 		export DEBIAN_FRONTEND=noninteractive
 		# "No configuration": the package writes no main.cf and its
 		# postinst starts nothing; our tests run their own instances.
@@ -58,10 +64,10 @@ if [ -n "$missing" ]; then
 			made_policy=1
 		fi
 		aptlog=$(mktemp)
-		if ! { apt-get update -q && apt-get install -y -q --no-install-recommends postfix swaks; } </dev/null >"$aptlog" 2>&1; then
+		if ! { apt-get update -q && apt-get install -y -q --no-install-recommends postfix swaks gcc libc6-dev; } </dev/null >"$aptlog" 2>&1; then
 			tail -n 40 "$aptlog" >&2
 			[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
-			die "apt-get could not install postfix and swaks (log above)"
+			die "apt-get could not install postfix, swaks and gcc (log above)"
 		fi
 		rm -f "$aptlog"
 		[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
