@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/smtp"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -47,6 +48,7 @@ type Instance struct {
 
 	running   bool
 	masterPID int
+	watchdog  *exec.Cmd
 }
 
 // StartPostfix creates and starts a private Postfix instance; it is
@@ -70,6 +72,7 @@ func StartPostfix(t testing.TB, opts Options) *Instance {
 		}
 		in.shutdown(t)
 	})
+	in.startWatchdog(t)
 	relay := opts.RelayHost
 	if relay == "" {
 		relay = "[127.0.0.1]:9"
@@ -176,7 +179,7 @@ func (in *Instance) Stop(t testing.TB) {
 }
 
 // shutdown is the cleanup: stop a running instance, and make sure its
-// master is gone whatever happened.
+// master is gone whatever happened; then end the watchdog.
 func (in *Instance) shutdown(t testing.TB) {
 	if in.running {
 		Run(t, "", nil, "postfix", "-c", in.ConfigDir, "stop")
@@ -186,6 +189,30 @@ func (in *Instance) shutdown(t testing.TB) {
 		syscall.Kill(-in.masterPID, syscall.SIGKILL)
 		syscall.Kill(in.masterPID, syscall.SIGKILL)
 	}
+	if in.watchdog != nil {
+		in.watchdog.Process.Kill()
+		in.watchdog.Wait()
+	}
+}
+
+// watchdogScript stops the instance and removes its directory once the
+// test process ($1) is gone: a test binary killed by go test's -timeout
+// or a signal runs no cleanups, and must not leave Postfix running.
+const watchdogScript = `while kill -0 "$1" 2>/dev/null; do sleep 1; done
+"$2" -c "$3" stop >/dev/null 2>&1
+rm -rf "$4"`
+
+// startWatchdog starts a small shell, in its own session, that outlives
+// this process only to stop the instance.
+func (in *Instance) startWatchdog(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "sluice-oracle-watchdog",
+		strconv.Itoa(os.Getpid()), Tool("postfix"), in.ConfigDir, in.Dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("oracle: start the instance's watchdog: %v", err)
+	}
+	in.watchdog = cmd
 }
 
 func (in *Instance) readMasterPID() int {
