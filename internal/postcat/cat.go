@@ -71,6 +71,7 @@ type Input struct {
 // an error from reading, which postcat reports when it closes the file
 // ("close NAME: Is a directory"), as readErr.
 func (c *Cat) Print(in Input) (readErr error, fatal *Fatal) {
+	defer c.out.sync()
 	s := newStream(in.Name, in.R)
 	f := c.print(s, in.Stdin)
 	return s.err, f

@@ -170,17 +170,45 @@ func TestOutputBuffering(t *testing.T) {
 	var w bytes.Buffer
 	o := output{w: &w}
 	o.writeString("banner\n")
+	o.sync()
 	if w.Len() != 0 {
 		t.Fatalf("wrote before a flush: %q", w.String())
 	}
 	o.flush()
+	o.sync()
 	if w.String() != "banner\n" {
 		t.Fatalf("after flush: %q", w.String())
 	}
 	w.Reset()
 	o.write(bytes.Repeat([]byte("x"), 10000))
+	o.sync()
 	if w.Len() != 8192 {
 		t.Fatalf("overflow wrote %d bytes, want 8192", w.Len())
+	}
+	// Exactly a full buffer stays buffered; one byte more pushes it out.
+	w.Reset()
+	o = output{w: &w}
+	o.write(bytes.Repeat([]byte("y"), outBufSize))
+	o.sync()
+	if w.Len() != 0 {
+		t.Fatalf("a full buffer was written: %d bytes", w.Len())
+	}
+	o.writeByte('z')
+	o.sync()
+	if w.Len() != outBufSize {
+		t.Fatalf("overflow by one wrote %d bytes, want %d", w.Len(), outBufSize)
+	}
+	// Flushed output is written in batches, and by sync.
+	w.Reset()
+	o = output{w: &w}
+	o.writeString("line\n")
+	o.flush()
+	if w.Len() != 0 {
+		t.Fatalf("a small flush was written at once")
+	}
+	o.sync()
+	if w.String() != "line\n" {
+		t.Fatalf("sync wrote %q", w.String())
 	}
 }
 

@@ -122,7 +122,9 @@ func (c *Cat) followPointer(s *stream, value []byte) bool {
 }
 
 // warnf gives a warning the way Postfix's msg_warn does: non-printable
-// bytes become '?'.
+// bytes become '?'. The output postcat would have written so far goes
+// first, so the two streams interleave as postcat's do.
 func (c *Cat) warnf(format string, args ...any) {
+	c.out.sync()
 	c.warn(printable(fmt.Sprintf(format, args...)))
 }
