@@ -425,9 +425,7 @@ func (in *injector) finish(id, staging string, now time.Time) error {
 	if in.req.queue == staging {
 		return in.sp.SyncQueueDir(staging)
 	}
-	if err := makeHashDir(in.sp, in.req.queue, id); err != nil {
-		return err
-	}
+	// Move makes a missing hash directory with the queue's owner.
 	return in.sp.Move(id, staging, in.req.queue)
 }
 
@@ -493,38 +491,17 @@ func (in *injector) writeMaildrop() (string, error) {
 	return d.ID, nil
 }
 
-// makeHashDir creates the hash directory of id in queue, if queue is
-// hashed, with the owner of the queue directory.
-func makeHashDir(sp *spool.Spool, queue, id string) error {
-	if !sp.Hashed(queue) {
-		return nil
-	}
-	dir := filepath.Join(sp.Root, sp.Dir(queue, id))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	return chownUnder(filepath.Join(sp.Root, queue), dir)
-}
-
-// adoptOwner gives the file of id in queue (and, for a hashed queue, its
-// hash directories) the owner of the queue directory when we run as root
-// and that owner is someone else: Postfix's daemons run as mail_owner and
-// must be able to read and rename what we write.
+// adoptOwner gives the file of id in queue the owner of the queue
+// directory (and that user's group) when we run as root and that owner
+// is someone else: Postfix's daemons run as mail_owner and must be able
+// to read, rewrite and rename what we write.
 func adoptOwner(sp *spool.Spool, queue, id string) error {
-	return chownUnder(filepath.Join(sp.Root, queue), sp.Path(queue, id))
-}
-
-// chownUnder gives path and the directories between it and the queue
-// directory top the owner queueOwner picks for top.
-func chownUnder(top, path string) error {
-	uid, gid, ok := queueOwner(top)
+	uid, gid, ok := queueOwner(filepath.Join(sp.Root, queue))
 	if !ok {
 		return nil
 	}
-	for d := path; d != top && strings.HasPrefix(d, top+"/"); d = filepath.Dir(d) {
-		if err := os.Lchown(d, uid, gid); err != nil {
-			return fmt.Errorf("chown %s: %w", d, err)
-		}
+	if err := os.Lchown(sp.Path(queue, id), uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", sp.Path(queue, id), err)
 	}
 	return nil
 }
