@@ -11,11 +11,12 @@ type Opt struct {
 	Arg  string
 }
 
-// Getopt parses args the way glibc's getopt does for Postfix's tools:
-// clustered flags (-bh), arguments attached or separate (-cDIR, -c DIR),
-// options and operands mixed (GNU permutation), "--" ends options. spec
-// is a getopt optstring ("bc:dehoqrs:v"). Errors read as glibc's do:
-// "invalid option -- 'x'" and "option requires an argument -- 'c'".
+// Getopt parses args the way glibc's getopt does for Postfix's tools,
+// which ask for POSIX mode ("+" in the optstring): clustered flags (-bh),
+// arguments attached or separate (-cDIR, -c DIR), options end at the
+// first operand (so "postcat FILE -e" names a file "-e") or at "--".
+// spec is a getopt optstring ("bc:dehoqrs:v"). Errors read as glibc's
+// do: "invalid option -- 'x'" and "option requires an argument -- 'c'".
 func Getopt(args []string, spec string) (opts []Opt, operands []string, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -24,8 +25,8 @@ func Getopt(args []string, spec string) (opts []Opt, operands []string, err erro
 			break
 		}
 		if len(a) < 2 || a[0] != '-' {
-			operands = append(operands, a)
-			continue
+			operands = append(operands, args[i:]...)
+			break
 		}
 		for j := 1; j < len(a); j++ {
 			c := a[j]

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"sluice/internal/postcat"
@@ -26,7 +25,7 @@ var postcatQueues = []string{spool.Maildrop, spool.Incoming, spool.Active, spool
 // messages with the given queue IDs) in human-readable form, output and
 // messages as Postfix 3.7 gives them. See package postcat.
 func runPostcat(env *Env) int {
-	opts, operands, err := getoptPosix(env.Args, postcatSpec)
+	opts, operands, err := Getopt(env.Args, postcatSpec)
 	var o postcat.Options
 	confDir, search := "", false
 	for _, op := range opts {
@@ -189,38 +188,4 @@ func postcatPrintable(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// getoptPosix parses options the way Postfix's tools do on Linux: getopt
-// in POSIX mode ("+"), so options end at the first operand and everything
-// after it is an operand ("postcat FILE -e" opens a file named "-e").
-func getoptPosix(args []string, spec string) ([]Opt, []string, error) {
-	end := len(args)
-scan:
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			opts, _, err := Getopt(args[:i], spec)
-			return opts, args[i+1:], err
-		case len(a) < 2 || a[0] != '-':
-			end = i
-			break scan
-		}
-		// Skip the argument of an option that takes one.
-		for j := 1; j < len(a); j++ {
-			k := strings.IndexByte(spec, a[j])
-			if k >= 0 && a[j] != ':' && k+1 < len(spec) && spec[k+1] == ':' {
-				if j == len(a)-1 {
-					i++
-				}
-				break
-			}
-		}
-	}
-	if end > len(args) {
-		end = len(args)
-	}
-	opts, _, err := Getopt(args[:end], spec)
-	return opts, args[end:], err
 }
