@@ -59,14 +59,17 @@ done
 
 echo "warming the page cache ..." >&2
 find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null
-ID=$(cd "$WORK/spool/deferred" && find . -type f | head -1 | xargs basename)
+ID=$(basename "$(find "$WORK/spool/deferred" -type f -print -quit)")
 
 results=$WORK/results.txt
 : >"$results"
 compare() { # compare LABEL POSTFIX-COMMAND SLUICE-COMMAND [hyperfine options]
+	# Options given here replace the default runs and warmup.
 	local label=$1 pf=$2 sl=$3
 	shift 3
-	hyperfine --style basic --runs "$RUNS" --warmup 1 "$@" --export-csv "$WORK/h.csv" \
+	local opts=(--runs "$RUNS" --warmup 1)
+	[ $# -eq 0 ] || opts=("$@")
+	hyperfine --style basic "${opts[@]}" --export-csv "$WORK/h.csv" \
 		-n "postfix: $label" "$pf" -n "sluice: $label" "$sl" >&2
 	awk -F, -v label="$label" 'NR==2{pf=$2} NR==3{sl=$2} END{printf "%-28s postfix %8.3f s   sluice %8.3f s   ratio %6.1fx\n", label, pf, sl, pf/sl}' "$WORK/h.csv" | tee -a "$results"
 }
@@ -75,7 +78,7 @@ compare "mailq" "postqueue -c $ETC -p >/dev/null 2>&1" "$S mailq -C $ETC >/dev/n
 compare "postqueue -j" "postqueue -c $ETC -j >/dev/null 2>&1" "$S postqueue -c $ETC -j >/dev/null"
 compare "qshape deferred" "qshape -c $ETC deferred >/dev/null" "$S qshape -c $ETC deferred >/dev/null"
 compare "qshape -s deferred" "qshape -c $ETC -s deferred >/dev/null" "$S qshape -c $ETC -s deferred >/dev/null"
-compare "postcat -q ID" "postcat -c $ETC -q $ID >/dev/null" "$S postcat -c $ETC -q $ID >/dev/null" --runs 50 -N
+compare "postcat -q ID" "postcat -c $ETC -q $ID >/dev/null" "$S postcat -c $ETC -q $ID >/dev/null" --runs 50 --warmup 3 -N
 
 # Deleting one recipient's mail changes the spool: each run gets a fresh
 # hard-linked copy (both sides only unlink files, so the original stays).
