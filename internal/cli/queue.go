@@ -53,7 +53,8 @@ Selector terms (AND across keys, OR within a key):
   domain=example.com  sender_domain=x.org  reason=refused  reason~'4\.7\.[0-9]'
   class=greylisting  age>2h  age<30m  size>1M  attempts>=3
   rcpts=1 (only one recipient left: with rcpt=, the mail to that address alone)
-  A bare queue ID means id=ID. Operators: = != ~ > < >= <=. Addresses and
+  A bare queue ID means id=ID. Operators: = != ~ > < >= <= (quote terms with
+  < or > for the shell: 'age>2h'). Addresses and
   domains compare without regard to case; * and ? are wildcards.
 Reason classes: ` + "%s" + `
 `
