@@ -139,7 +139,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 			continue // cut short by shutdown: not an attempt worth recording
 		}
 		entry := spool.LogEntry{
-			Recipient: rc.Address, OrigRcpt: rc.Orig, Offset: rc.Offset, DSNOrigRcpt: rc.DSNOrig,
+			Recipient: spool.QuoteAddress(rc.Address), OrigRcpt: rc.Orig, Offset: rc.Offset, DSNOrigRcpt: rc.DSNOrig,
 			NotifyFlags: rc.Notify, Status: r.DSN, Reason: r.Reason,
 		}
 		if r.DiagText != "" {

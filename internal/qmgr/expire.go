@@ -107,7 +107,7 @@ func (m *Manager) expiryEntries(msg *message, pending []spool.Recipient) []spool
 		e, ok := last[r.Offset]
 		if !ok {
 			e = spool.LogEntry{
-				Recipient: r.Address, OrigRcpt: r.Orig, Offset: r.Offset, DSNOrigRcpt: r.DSNOrig,
+				Recipient: spool.QuoteAddress(r.Address), OrigRcpt: r.Orig, Offset: r.Offset, DSNOrigRcpt: r.DSNOrig,
 				NotifyFlags: r.Notify, Status: "4.7.0", Reason: "message is administratively expired",
 			}
 		}
