@@ -198,10 +198,15 @@ func (q *Queue) load(e spool.Entry, nd need) (*Message, error) {
 		if err != nil {
 			q.warn("%s: defer log: %v", e.ID, err)
 		}
+		// An entry names its recipient by the R record's offset, and by
+		// address in the log's quoted form.
 		for _, le := range ents {
-			for i := range m.Recipients {
+			for i, er := range env.Recipients {
 				r := &m.Recipients[i]
-				if r.Address == le.Recipient && !r.Done {
+				if r.Done {
+					continue
+				}
+				if (le.Offset > 0 && le.Offset == er.Offset) || (le.Offset <= 0 && spool.QuoteAddress(er.Address) == le.Recipient) {
 					r.Reason, r.Status = le.Reason, le.Status
 				}
 			}
