@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/control"
 	"sluice/internal/manage"
 	"sluice/internal/showq"
 	"sluice/internal/spool"
@@ -178,6 +177,9 @@ func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
 	if err != nil {
 		return env.Fatalf(exitUnavailable, "%v", err)
 	}
+	if code, ok := listFromDaemon(env, cfg, sp, opt, asJSON); ok {
+		return code
+	}
 	opt.Warn = func(msg string) { env.Warnf("%s", msg) }
 
 	var render func(*showq.Message) error
@@ -208,6 +210,51 @@ func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
 		return exitUnavailable
 	}
 	return 0
+}
+
+// listFromDaemon has the running daemon render the listing from its
+// cache, with this configuration's parameters and this process's time
+// zone; the bytes are those of a scan. ok is false when there is no
+// daemon, or it failed before anything was printed: the caller then reads
+// the files itself.
+func listFromDaemon(env *Env, cfg *config.Config, sp *spool.Spool, opt showq.Options, asJSON bool) (code int, ok bool) {
+	c, err := dialControl(cfg, sp)
+	if err != nil {
+		return 0, false
+	}
+	defer c.Close()
+	req := control.ListingRequest{
+		JSON: asJSON, LongIDs: sp.LongIDs, TZ: zoneName(env),
+		EmptyAddress: opt.EmptyAddress, DupFilterLimit: opt.DupFilterLimit, UTF8: opt.UTF8,
+	}
+	started, err := c.Listing(req, env.Stdout, func(msg string) { env.Warnf("%s", msg) })
+	var fatal *control.FatalError
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.As(err, &fatal):
+		return env.Fatalf(exitUnavailable, "%s", fatal.Msg), true
+	case errors.As(err, new(*control.OutputError)):
+		return exitUnavailable, true
+	case started:
+		return env.Fatalf(exitUnavailable, "Queue report unavailable: %v", err), true
+	}
+	return 0, false
+}
+
+// zoneName is the TZ to tell the daemon so that it shows times in the
+// zone localZone picks: TZ itself, or "" for the system zone, or UTC when
+// Go found no system zone (or TZ is set but empty).
+func zoneName(env *Env) string {
+	if env.Getenv != nil {
+		if tz := env.Getenv("TZ"); tz != "" {
+			return tz
+		}
+	}
+	if time.Local.String() != "Local" {
+		return "UTC"
+	}
+	return ""
 }
 
 // outputError marks a failure to write the listing.
@@ -255,20 +302,5 @@ func localZone(env *Env) *time.Location {
 	if tz == "" {
 		return time.Local
 	}
-	tz = strings.TrimPrefix(tz, ":")
-	if strings.HasPrefix(tz, "/") {
-		if f, err := os.Open(tz); err == nil {
-			defer f.Close()
-			if data, err := io.ReadAll(f); err == nil {
-				if loc, err := time.LoadLocationFromTZData(tz, data); err == nil {
-					return loc
-				}
-			}
-		}
-		return time.UTC
-	}
-	if loc, err := time.LoadLocation(tz); err == nil {
-		return loc
-	}
-	return time.UTC
+	return showq.Zone(tz)
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"sluice/internal/control"
 	"sluice/internal/qshape"
 )
 
@@ -69,14 +70,7 @@ func runQshape(env *Env) int {
 		}
 		// Relative names are under queue_directory; the configuration
 		// is read only when some name needs it.
-		dir := ""
-		if v, ok := flags['c']; ok {
-			dir = "/" // -c without a value: Postfix then reads /main.cf
-			if v != nil {
-				dir = *v
-			}
-		}
-		cfg, err := env.LoadConfig(dir)
+		cfg, err := env.LoadConfig(qshapeConfigDir(flags))
 		if err != nil {
 			return env.Fatalf(1, "%v", err)
 		}
@@ -103,10 +97,63 @@ func runQshape(env *Env) int {
 		out, _ := cmd.Output()
 		opt.Clear = string(out)
 	}
+	if code, ok := qshapeFromDaemon(env, flags, queues, opt); ok {
+		return code
+	}
 	if err := qshape.Run(opt, queues, env.Stdout); err != nil {
 		return env.Fatalf(1, "%v", err)
 	}
 	return 0
+}
+
+// qshapeConfigDir is the configuration directory -c names, or "".
+func qshapeConfigDir(flags map[byte]*string) string {
+	v, ok := flags['c']
+	if !ok {
+		return ""
+	}
+	if v == nil {
+		return "/" // -c without a value: Postfix then reads /main.cf
+	}
+	return *v
+}
+
+// qshapeFromDaemon has the daemon running on the configuration's spool
+// compute the table from its cache, at its time. ok is false when there
+// is no daemon, or it failed (or refused queues outside its spool) before
+// anything was printed: the caller then reads the files itself.
+func qshapeFromDaemon(env *Env, flags map[byte]*string, queues []string, opt qshape.Options) (code int, ok bool) {
+	cfg, err := env.LoadConfig(qshapeConfigDir(flags))
+	if err != nil {
+		return 0, false
+	}
+	sp, err := OpenSpool(cfg)
+	if err != nil {
+		return 0, false
+	}
+	c, err := dialControl(cfg, sp)
+	if err != nil {
+		return 0, false
+	}
+	defer c.Close()
+	req := control.QshapeRequest{Flags: map[string]*string{}, Terminal: isTerminal(env.Stdout), Clear: opt.Clear, Queues: queues}
+	for k, v := range flags {
+		req.Flags[string(rune(k))] = v
+	}
+	started, err := c.Qshape(req, env.Stdout, func(msg string) { env.Warnf("%s", msg) })
+	var fatal *control.FatalError
+	var out *control.OutputError
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.As(err, &fatal):
+		return env.Fatalf(1, "%s", fatal.Msg), true
+	case errors.As(err, &out):
+		return env.Fatalf(1, "%v", out.Err), true
+	case started:
+		return env.Fatalf(1, "%v", err), true
+	}
+	return 0, false
 }
 
 func hasFlag(flags map[byte]*string, c byte) bool {

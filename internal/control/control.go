@@ -2,7 +2,10 @@
 // spool (public/sluice-control) that speaks JSON over HTTP. While
 // `sluice serve` runs, the tools (postsuper, postqueue -f/-i, sluice
 // queue ...) act through it, so every change to the queue goes through the
-// queue manager's coordinator and never races a delivery.
+// queue manager's coordinator and never races a delivery. mailq,
+// postqueue -p/-j and qshape get their output from it: the daemon keeps
+// what it read of each queue file and reads again only the files that
+// changed (render.go).
 //
 // Who may do what follows Postfix: changing the queue is for root and the
 // mail owner; listing is for everyone (authorized_mailq_users defaults to
@@ -24,6 +27,8 @@ import (
 	"time"
 
 	"sluice/internal/manage"
+	"sluice/internal/qshape"
+	"sluice/internal/showq"
 )
 
 // SocketName is the socket's path relative to the queue directory.
@@ -39,6 +44,13 @@ type Backend struct {
 	FlushSite func(site string) error
 	// MailOwner is the uid that may change the queue besides root.
 	MailOwner int
+	// Showq and Qshape keep what listings read of the queue files; nil
+	// means the daemon does not serve listings (the tools then read the
+	// files themselves).
+	Showq  *showq.Cache
+	Qshape *qshape.Cache
+	// Now is the daemon's clock, qshape's "now"; nil means time.Now.
+	Now func() time.Time
 }
 
 // ActRequest asks for one action on some messages.
@@ -90,6 +102,8 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/act", s.handleAct)
 	mux.HandleFunc("GET /v1/messages", s.handleList)
 	mux.HandleFunc("POST /v1/flush", s.handleFlush)
+	mux.HandleFunc("POST /v1/listing", s.handleListing)
+	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

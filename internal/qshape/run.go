@@ -32,11 +32,19 @@ type result struct {
 	bucket  int      // interim mode only: the message's age bucket,
 	naddr   int      // its number of addresses,
 	keys    []string // and the rows to bump
+	// With a cache: the file's path and what to keep of it.
+	path  string
+	entry *cacheEntry
 }
 
 // Run reads the queue files under the given directories (absolute, or
 // relative to the working directory) and writes the table to out.
 func Run(opt Options, queues []string, out io.Writer) error {
+	return run(opt, queues, out, nil)
+}
+
+// run is Run, through the cache generation gen when it is not nil.
+func run(opt Options, queues []string, out io.Writer, gen *generation) error {
 	if opt.Buckets.F > maxBuckets {
 		return fmt.Errorf("bucket count %s is too large (at most %d)", perlFloat(opt.Buckets.F), maxBuckets)
 	}
@@ -67,11 +75,14 @@ func Run(opt Options, queues []string, out io.Writer) error {
 	work := func(e spool.Entry) (result, bool) {
 		w := <-free
 		defer func() { free <- w }()
-		return w.count(files, e, &opt, now, interim)
+		return w.count(files, e, &opt, now, interim, gen)
 	}
 	t := newTable(&opt)
 	var counted int64
 	emit := func(_ spool.Entry, r result) error {
+		if r.entry != nil {
+			gen.keep(r.path, r.entry)
+		}
 		if r.warn != "" {
 			warnf("%s", r.warn)
 		}
@@ -94,6 +105,9 @@ func Run(opt Options, queues []string, out io.Writer) error {
 	if err := spool.ForEach(files.entries, n, work, emit); err != nil {
 		return err
 	}
+	if gen != nil {
+		gen.c.commit(gen, queues)
+	}
 	for _, w := range workers {
 		t.merge(w.tbl)
 	}
@@ -102,13 +116,20 @@ func Run(opt Options, queues []string, out io.Writer) error {
 
 // count reads one file and counts its addresses into the worker's table,
 // or, in interim mode, returns them for emit to count in file order.
-func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool) (result, bool) {
+func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool, gen *generation) (result, bool) {
 	var r result
 	m := &w.msg
 	dirfd, name := files.open(e)
-	if err := w.readMessage(dirfd, name, m); err != nil {
+	var err error
+	if gen != nil {
+		r.path = e.Queue + "/" + e.ID
+		r.entry, err = w.readCached(gen, dirfd, name, r.path, m)
+	} else {
+		err = w.readMessage(dirfd, name, m)
+	}
+	if err != nil {
 		if errors.Is(err, errSkip) {
-			return r, false
+			return r, r.entry != nil
 		}
 		r.warn = fmt.Sprintf("%s/%s: %v", e.Queue, e.ID, err)
 		if !m.bogus {

@@ -11,6 +11,8 @@ import (
 
 	"sluice/internal/control"
 	"sluice/internal/manage"
+	"sluice/internal/qshape"
+	"sluice/internal/showq"
 )
 
 // intake is everything that lets work in: the SMTP listeners, pickup,
@@ -43,6 +45,9 @@ func (s *Server) startIntake() (_ *intake, err error) {
 			return err
 		},
 		MailOwner: mailOwner(s.opt.Config.Get("mail_owner")),
+		Showq:     &showq.Cache{},
+		Qshape:    &qshape.Cache{},
+		Now:       s.clk.Now,
 	})
 	if err != nil {
 		return nil, err

@@ -65,6 +65,12 @@ func Scan(sp *spool.Spool, opt Options, emit func(*Message) error) error {
 
 // ScanEntries lists the given entries, in their order, as Scan does.
 func ScanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, emit func(*Message) error) error {
+	return scanEntries(sp, entries, opt, nil, emit)
+}
+
+// scanEntries is ScanEntries, through the cache generation gen when it
+// is not nil: every entry's result then reaches gen, listed or not.
+func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *generation, emit func(*Message) error) error {
 	workers := opt.Workers
 	if workers <= 0 {
 		// Reading is mostly system calls; a few more goroutines than
@@ -74,15 +80,18 @@ func ScanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, emit func(
 	dirs := &dirCache{root: sp.Root, fds: map[string]dirFD{}}
 	defer dirs.close()
 	pool := sync.Pool{New: func() any {
-		return &worker{sp: sp, opt: &opt, dirs: dirs, disp: newDisplayer(opt.EmptyAddress, opt.UTF8)}
+		return &worker{sp: sp, opt: &opt, dirs: dirs, disp: newDisplayer(opt.EmptyAddress, opt.UTF8), gen: gen}
 	}}
 	work := func(e spool.Entry) (result, bool) {
 		w := pool.Get().(*worker)
 		r := w.read(e)
 		pool.Put(w)
-		return r, r.msg != nil || len(r.warnings) > 0
+		return r, r.msg != nil || len(r.warnings) > 0 || r.entry != nil
 	}
-	return spool.ForEach(entries, workers, work, func(_ spool.Entry, r result) error {
+	return spool.ForEach(entries, workers, work, func(e spool.Entry, r result) error {
+		if r.entry != nil {
+			gen.keep(e.Rel, r.entry)
+		}
 		if opt.Warn != nil {
 			for _, s := range r.warnings {
 				opt.Warn(s)
@@ -144,6 +153,7 @@ func (d *dirCache) close() {
 type result struct {
 	msg      *Message
 	warnings []string
+	entry    *cacheEntry // for the cache generation, when there is one
 }
 
 // worker holds the buffers one reading goroutine reuses.
@@ -159,25 +169,46 @@ type worker struct {
 	seen   addrSet
 	strs   map[string]string // interned log texts
 	warns  []string
+	gen    *generation // the daemon's cache, or nil
 }
 
 func (w *worker) warnf(format string, args ...any) {
 	w.warns = append(w.warns, fmt.Sprintf(format, args...))
 }
 
-// read lists one queue file the way showq does (reference §4.1).
+// read lists one queue file the way showq does (reference §4.1), or
+// takes what the cache holds for it when the file and its defer log are
+// as they were.
 func (w *worker) read(e spool.Entry) result {
 	w.warns = nil
-	m := w.readFile(e)
-	return result{msg: m, warnings: w.warns}
+	var st syscall.Stat_t
+	dfd, ok := w.lookup(e, &st)
+	if !ok {
+		return result{warnings: w.warns}
+	}
+	if w.gen == nil {
+		return result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
+	}
+	key, cacheable := w.key(e, &st)
+	if c := w.gen.get(e.Rel, key); c != nil {
+		return result{msg: c.msg, warnings: c.warnings, entry: c}
+	}
+	r := result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
+	if cacheable && w.gen.settled(key) {
+		r.entry = &cacheEntry{key: key, msg: r.msg, warnings: r.warnings}
+	}
+	w.gen.miss()
+	return r
 }
 
-func (w *worker) readFile(e spool.Entry) *Message {
+// lookup finds e's file: it fills st (lstat) and returns the descriptor
+// of its directory, or false when there is nothing to read.
+func (w *worker) lookup(e spool.Entry, st *syscall.Stat_t) (int, bool) {
 	// showq opens a file by the path its queue and ID map to, so a file
 	// in the wrong hash directory, or in a subdirectory of an unhashed
 	// queue, is not listed.
 	if e.Rel != w.sp.RelPath(e.Queue, e.ID) {
-		return nil
+		return -1, false
 	}
 	slash := strings.LastIndexByte(e.Rel, '/')
 	dfd, err := w.dirs.fd(e.Rel[:slash])
@@ -185,17 +216,21 @@ func (w *worker) readFile(e spool.Entry) *Message {
 		if err != syscall.ENOENT {
 			w.warnf("%s: %v", e.Rel[:slash], err)
 		}
-		return nil
+		return -1, false
 	}
 	// Look before opening, as Postfix does: only a complete regular file
 	// is opened (never a device or a FIFO someone left in the queue).
-	var st syscall.Stat_t
-	if err := w.dirs.lstatAt(dfd, e.Rel, e.ID, &st); err != nil {
+	if err := w.dirs.lstatAt(dfd, e.Rel, e.ID, st); err != nil {
 		if err != syscall.ENOENT {
 			w.warnf("%s: %v", e.Rel, err)
 		}
-		return nil
+		return -1, false
 	}
+	return dfd, true
+}
+
+// readFile reads the file e, found in dfd with the status st.
+func (w *worker) readFile(e spool.Entry, dfd int, st *syscall.Stat_t) *Message {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		w.warnf("%s: uid %d: not a regular file", e.Rel, st.Uid)
 		return nil

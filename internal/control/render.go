@@ -1,0 +1,262 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sluice/internal/qshape"
+	"sluice/internal/showq"
+)
+
+// The listing (mailq, postqueue -p, postqueue -j) and qshape are served
+// from the daemon's caches (showq.Cache, qshape.Cache), which keep what
+// was read of each queue file and re-read only files whose status
+// changed. The daemon renders the same bytes the tool would print from a
+// scan of its own; the tool sends the parameters of its configuration and
+// environment and copies the answer out.
+//
+// The answer is a stream of frames, each a kind byte, a 4-byte big-endian
+// length and that many bytes: 'o' output for standard output, 'w' one
+// warning (without the "tool: warning: " prefix), 'f' a fatal error that
+// ends the answer.
+const (
+	frameOut   = 'o'
+	frameWarn  = 'w'
+	frameFatal = 'f'
+)
+
+// ListingRequest asks for the queue listing: its parameters come from the
+// tool's configuration and environment, not the daemon's.
+type ListingRequest struct {
+	JSON           bool   `json:"json"`     // postqueue -j; else the mailq text
+	LongIDs        bool   `json:"long_ids"` // enable_long_queue_ids
+	TZ             string `json:"tz"`       // the tool's TZ ("" for the system zone)
+	EmptyAddress   string `json:"empty_address"`
+	DupFilterLimit int    `json:"dup_filter_limit"`
+	UTF8           bool   `json:"utf8"`
+}
+
+// QshapeRequest asks for qshape's table.
+type QshapeRequest struct {
+	Flags    map[string]*string `json:"flags"`    // option letter → value (nil: none)
+	Terminal bool               `json:"terminal"` // standard output is a terminal
+	Clear    string             `json:"clear"`    // clear(1)'s sequence, for -N
+	Queues   []string           `json:"queues"`   // absolute, under the spool
+}
+
+// FatalError is a fatal error the daemon reported for a listing, worded
+// as the tool words it.
+type FatalError struct{ Msg string }
+
+func (e *FatalError) Error() string { return e.Msg }
+
+// frameWriter writes frames of one kind.
+type frameWriter struct {
+	w    io.Writer
+	kind byte
+}
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	if err := writeFrame(f.w, f.kind, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func writeFrame(w io.Writer, kind byte, p []byte) error {
+	var hdr [5]byte
+	hdr[0] = kind
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// stream wraps a response in frames; warn and fatal go through it too,
+// so that all frames are written by the handler's goroutine in order.
+type stream struct {
+	bw  *bufio.Writer
+	out io.Writer
+}
+
+func newStream(w http.ResponseWriter) *stream {
+	w.Header().Set("Content-Type", "application/x-sluice-frames")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &stream{bw: bw, out: frameWriter{bw, frameOut}}
+}
+
+func (s *stream) warn(msg string) { writeFrame(s.bw, frameWarn, []byte(msg)) }
+
+func (s *stream) fatal(msg string) { writeFrame(s.bw, frameFatal, []byte(msg)) }
+
+func (s *stream) close() { s.bw.Flush() }
+
+func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
+	var req ListingRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.b.Showq == nil {
+		http.Error(w, "listing not available", http.StatusNotImplemented)
+		return
+	}
+	st := newStream(w)
+	defer st.close()
+	opt := showq.DefaultOptions()
+	opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8 = req.EmptyAddress, req.DupFilterLimit, req.UTF8
+	opt.Warn = st.warn
+	var render func(*showq.Message) error
+	var closeOut func() error
+	if req.JSON {
+		jw := showq.NewJSONWriter(st.out)
+		render, closeOut = jw.Write, jw.Close
+	} else {
+		tw := showq.NewTextWriter(st.out, req.LongIDs, showq.Zone(req.TZ))
+		render, closeOut = tw.Write, tw.Close
+	}
+	var outErr error
+	err := s.b.Showq.Scan(s.b.Queue.Spool, opt, func(m *showq.Message) error {
+		if outErr = render(m); outErr != nil {
+			return outErr
+		}
+		return nil
+	})
+	if err != nil {
+		if outErr == nil {
+			closeOut()
+			st.fatal("Queue report unavailable: " + err.Error())
+		}
+		return
+	}
+	closeOut()
+}
+
+func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
+	var req QshapeRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.b.Qshape == nil {
+		http.Error(w, "qshape not available", http.StatusNotImplemented)
+		return
+	}
+	flags, err := qshapeFlags(req.Flags)
+	if err == nil {
+		err = s.inSpool(req.Queues)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	opt := qshape.FromFlags(flags, req.Terminal)
+	opt.Clear = req.Clear
+	now := time.Now
+	if s.b.Now != nil {
+		now = s.b.Now
+	}
+	at := now()
+	opt.Now = func() time.Time { return at }
+	st := newStream(w)
+	defer st.close()
+	opt.Warnf = func(format string, args ...any) { st.warn(fmt.Sprintf(format, args...)) }
+	if err := s.b.Qshape.Run(opt, req.Queues, st.out); err != nil {
+		st.fatal(err.Error())
+	}
+}
+
+// qshapeFlags turns the request's flags back into qshape's form.
+func qshapeFlags(in map[string]*string) (map[byte]*string, error) {
+	flags := make(map[byte]*string, len(in))
+	for k, v := range in {
+		if len(k) != 1 {
+			return nil, fmt.Errorf("bad qshape option %q", k)
+		}
+		flags[k[0]] = v
+	}
+	return flags, nil
+}
+
+// inSpool checks that every queue is a path in the spool: the daemon
+// reads for anyone who asks, so it shows nothing outside the queue.
+func (s *Server) inSpool(queues []string) error {
+	root := filepath.Clean(s.b.Queue.Spool.Root) + "/"
+	for _, q := range queues {
+		if !strings.HasPrefix(q, "/") || !strings.HasPrefix(filepath.Clean(q)+"/", root) || filepath.Clean(q)+"/" == root {
+			return fmt.Errorf("queue %s is not in the spool %s", q, root)
+		}
+	}
+	return nil
+}
+
+// Listing asks the daemon for the queue listing. Output goes to out, each
+// warning to warn. started reports whether anything was written; when it
+// is false and err is not a *FatalError, the caller may read the queue
+// itself instead.
+func (c *Client) Listing(req ListingRequest, out io.Writer, warn func(string)) (started bool, err error) {
+	return c.stream("/v1/listing", req, out, warn)
+}
+
+// Qshape asks the daemon for qshape's table; as Listing.
+func (c *Client) Qshape(req QshapeRequest, out io.Writer, warn func(string)) (started bool, err error) {
+	return c.stream("/v1/qshape", req, out, warn)
+}
+
+func (c *Client) stream(path string, req any, out io.Writer, warn func(string)) (started bool, err error) {
+	resp, err := c.do(context.Background(), http.MethodPost, path, req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var buf []byte
+	for {
+		var hdr [5]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return started, nil
+			}
+			return started, fmt.Errorf("control: read answer: %w", err)
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return started, fmt.Errorf("control: read answer: %w", err)
+		}
+		switch hdr[0] {
+		case frameOut:
+			started = true
+			if _, err := out.Write(buf); err != nil {
+				return true, &OutputError{err}
+			}
+		case frameWarn:
+			started = true
+			warn(string(buf))
+		case frameFatal:
+			return started, &FatalError{string(buf)}
+		default:
+			return started, fmt.Errorf("control: bad frame %q", hdr[0])
+		}
+	}
+}
+
+// OutputError is a failure to write the answer out (a closed pipe).
+type OutputError struct{ Err error }
+
+func (e *OutputError) Error() string { return e.Err.Error() }
+func (e *OutputError) Unwrap() error { return e.Err }
