@@ -161,9 +161,11 @@ func hasFlag(flags map[byte]*string, c byte) bool {
 	return ok
 }
 
-// isTerminal reports whether w is a terminal, as Perl's -t does.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a standard stream is a terminal, as Perl's
+// -t does: it asks for the terminal's attributes (/dev/null is a
+// character device too, so the file mode cannot tell).
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}

@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"sluice/internal/config"
 	"sluice/internal/manage"
@@ -506,7 +503,7 @@ func queueAct(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queue
 		return 0
 	}
 	if len(ids) > 1 && !o.yes {
-		if !isTTY(env.Stdin) {
+		if !isTerminal(env.Stdin) {
 			fmt.Fprintf(env.Stderr, "%s: %d messages selected; add --yes to act on more than one message without a terminal to confirm on\n", name, len(ids))
 			return 2
 		}
@@ -616,18 +613,6 @@ func postfixAct(env *Env, cfg *config.Config, op manage.Op, ids []string) int {
 	return code
 }
 
-// isTerminal reports whether r is a terminal.
-func isTTY(s any) bool {
-	f, ok := s.(*os.File)
-	if !ok {
-		return false
-	}
-	// /dev/null is a character device too: ask for terminal attributes.
-	var t syscall.Termios
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
-	return errno == 0
-}
-
 // progress draws a progress bar on a terminal's stderr for long work.
 type progress struct {
 	w         io.Writer
@@ -638,7 +623,7 @@ type progress struct {
 }
 
 func newProgress(env *Env, total int, label string) *progress {
-	return &progress{w: env.Stderr, total: total, label: label, on: total >= 200 && isTTY(env.Stderr)}
+	return &progress{w: env.Stderr, total: total, label: label, on: total >= 200 && isTerminal(env.Stderr)}
 }
 
 func (p *progress) step() {
