@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -178,7 +179,10 @@ func (q *Queue) load(e spool.Entry, nd need) (*Message, error) {
 	if !nd.envelope && !nd.attempts {
 		return m, nil
 	}
-	env, rerr := spool.ReadEnvelope(spool.NewReader(f, fi.Size()), spool.ReadOptions{SkipContent: true})
+	rd := readerPool.Get().(*spool.Reader)
+	rd.Reset(f, fi.Size())
+	env, rerr := spool.ReadEnvelope(rd, spool.ReadOptions{SkipContent: true})
+	readerPool.Put(rd)
 	if rerr != nil && e.Queue != spool.Corrupt {
 		return nil, fmt.Errorf("%w", rerr)
 	}
@@ -221,6 +225,10 @@ func (q *Queue) load(e spool.Entry, nd need) (*Message, error) {
 	}
 	return m, nil
 }
+
+// readerPool keeps record readers, and their buffers, across the files
+// of a scan: one buffer per file would be most of a large scan's work.
+var readerPool = sync.Pool{New: func() any { return spool.NewReader(nil, 0) }}
 
 func (q *Queue) now() time.Time {
 	if q.Now != nil {

@@ -159,6 +159,17 @@ func NewReader(src io.ReaderAt, size int64) *Reader {
 	return &Reader{src: src, size: size}
 }
 
+// Reset makes r read src, whose total length is size, from the start,
+// keeping its buffer: a scan over many files reuses one Reader per worker
+// instead of allocating a buffer per file.
+func (r *Reader) Reset(src io.ReaderAt, size int64) {
+	buf := r.buf
+	if r.src == nil {
+		buf = nil // an in-memory reader's buffer is the caller's file
+	}
+	*r = Reader{src: src, size: size, buf: buf[:0], bufOff: 0}
+}
+
 // NewBytesReader returns a Reader over a queue file held in memory.
 func NewBytesReader(b []byte) *Reader {
 	return &Reader{buf: b, bufOff: 0, size: int64(len(b))}

@@ -182,3 +182,29 @@ func TestCorruptFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestReaderReset(t *testing.T) {
+	b, err := os.ReadFile("testdata/queuefile-54AB4BA048.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(nil, 0)
+	for i := 0; i < 3; i++ {
+		// A shorter file after a longer one: nothing of the first may leak.
+		src := b
+		if i == 1 {
+			src = b[:200]
+		}
+		r.Reset(bytes.NewReader(src), int64(len(src)))
+		e, err := ReadEnvelope(r, ReadOptions{SkipContent: true})
+		if i == 1 {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("truncated file after Reset: %v", err)
+			}
+			continue
+		}
+		if err != nil || e.Sender != "alice@facts.test" || len(e.Recipients) != 1 {
+			t.Fatalf("read %d after Reset: %+v, %v", i, e, err)
+		}
+	}
+}
