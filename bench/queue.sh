@@ -7,7 +7,8 @@
 # hyperfine. Environment: BENCH_DIR (default /tmp/sluice-bench), RUNS
 # (default 5).
 #
-# Compared: mailq, postqueue -j, qshape deferred, qshape -s deferred,
+# Compared: mailq, postqueue -j, qshape deferred, qshape -s deferred (each
+# also through a running `sluice serve`, which answers from its cache),
 # postcat -q ID, and deleting the mail of one recipient (sluice queue
 # delete rcpt=… against the man page's mailq|awk|postsuper -d - pipeline).
 # Baseline: reading every queue file once with cat.
@@ -57,6 +58,30 @@ for d in maildrop incoming active deferred hold defer bounce trace; do
 	[ -d "$WORK/spool/$d" ] && chown -R postfix:postfix "$WORK/spool/$d"
 done
 
+# The same spool with a running sluice daemon: its own configuration
+# directory (no master.cf, so the tools use the daemon), relaying to a
+# closed port on loopback (nothing leaves the machine; mkspool's next
+# attempts are hours away, so the daemon leaves the spool alone).
+# A spool built hours ago has its next attempts in the past, which the
+# daemon would start delivering: put them three hours ahead again.
+future=$(( $(date +%s) + 3 * 3600 ))
+find "$WORK/spool/deferred" -type f -print0 | xargs -0 -r touch -m -d "@$future"
+ETC_SLUICE=$WORK/etc-sluice
+mkdir -p "$ETC_SLUICE"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$ETC_SLUICE/main.cf" <<CF
+queue_directory = $WORK/spool
+mail_owner = postfix
+relayhost = [127.0.0.1]:9
+smtpd_listen = 127.0.0.1:$PORT
+maillog_file = $WORK/log/maillog
+CF
+"$S" serve -c "$ETC_SLUICE" >"$WORK/log/serve.out" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
+for _ in $(seq 100); do [ -S "$WORK/spool/public/sluice-control" ] && break; sleep 0.1; done
+[ -S "$WORK/spool/public/sluice-control" ] || { echo "bench: sluice serve did not start" >&2; cat "$WORK/log/serve.out" >&2; exit 1; }
+
 echo "warming the page cache ..." >&2
 find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null
 ID=$(basename "$(find "$WORK/spool/deferred" -type f -print -quit)")
@@ -74,11 +99,22 @@ compare() { # compare LABEL POSTFIX-COMMAND SLUICE-COMMAND [hyperfine options]
 	awk -F, -v label="$label" 'NR==2{pf=$2} NR==3{sl=$2} END{printf "%-28s postfix %8.3f s   sluice %8.3f s   ratio %6.1fx\n", label, pf, sl, pf/sl}' "$WORK/h.csv" | tee -a "$results"
 }
 
-compare "mailq" "postqueue -c $ETC -p >/dev/null 2>&1" "$S mailq -C $ETC >/dev/null"
-compare "postqueue -j" "postqueue -c $ETC -j >/dev/null 2>&1" "$S postqueue -c $ETC -j >/dev/null"
-compare "qshape deferred" "qshape -c $ETC deferred >/dev/null" "$S qshape -c $ETC deferred >/dev/null"
-compare "qshape -s deferred" "qshape -c $ETC -s deferred >/dev/null" "$S qshape -c $ETC -s deferred >/dev/null"
-compare "postcat -q ID" "postcat -c $ETC -q $ID >/dev/null" "$S postcat -c $ETC -q $ID >/dev/null" --runs 50 --warmup 3 -N
+# compare3 LABEL POSTFIX-COMMAND SLUICE-COMMAND SLUICE-DAEMON-COMMAND: as
+# compare, with a third column: the same tool answered by the daemon.
+compare3() {
+	local label=$1 pf=$2 sl=$3 sd=$4
+	cmp -s <(eval "$sl" 2>&1) <(eval "$sd" 2>&1) || echo "bench: $label: the daemon's output differs from sluice's own read" >&2
+	hyperfine --style basic --runs "$RUNS" --warmup 1 --export-csv "$WORK/h.csv" \
+		-n "postfix: $label" "$pf >/dev/null 2>&1" -n "sluice: $label" "$sl >/dev/null" -n "sluice (daemon): $label" "$sd >/dev/null" >&2
+	awk -F, -v label="$label" 'NR==2{pf=$2} NR==3{sl=$2} NR==4{sd=$2} END{printf "%-28s postfix %8.3f s   sluice %8.3f s   ratio %6.1fx   sluice (daemon) %8.3f s   ratio %6.1fx\n", label, pf, sl, pf/sl, sd, pf/sd}' "$WORK/h.csv" | tee -a "$results"
+}
+
+compare3 "mailq" "postqueue -c $ETC -p" "$S mailq -C $ETC" "$S mailq -C $ETC_SLUICE"
+compare3 "postqueue -j" "postqueue -c $ETC -j" "$S postqueue -c $ETC -j" "$S postqueue -c $ETC_SLUICE -j"
+compare3 "qshape deferred" "qshape -c $ETC deferred" "$S qshape -c $ETC deferred" "$S qshape -c $ETC_SLUICE deferred"
+compare3 "qshape -s deferred" "qshape -c $ETC -s deferred" "$S qshape -c $ETC -s deferred" "$S qshape -c $ETC_SLUICE -s deferred"
+# -N runs without a shell (hyperfine discards the output itself).
+compare "postcat -q ID" "postcat -c $ETC -q $ID" "$S postcat -c $ETC -q $ID" --runs 50 --warmup 3 -N
 
 # Deleting one recipient's mail changes the spool: each run gets a fresh
 # hard-linked copy (both sides only unlink files, so the original stays).
