@@ -83,8 +83,8 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 	out := Outcome{ID: id, From: from}
 	path := q.Spool.Path(from, id)
 	if q.Coord == nil {
-		// No daemon: a delivery agent of a daemon we don't know about
-		// holds the file's lock while it delivers; wait for it.
+		// No daemon: only other tools can touch the file. Two of them
+		// acting on one message take turns through the file's lock.
 		f, err := lockFile(path)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {

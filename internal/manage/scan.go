@@ -243,8 +243,8 @@ func (q *Queue) warn(format string, args ...any) {
 	}
 }
 
-// lockFile takes the exclusive lock a delivery holds on a queue file
-// (flock), for actions without a daemon. It returns the open file.
+// lockFile takes an exclusive lock (flock) on a queue file, so tools that
+// act on the files without a daemon take turns. It returns the open file.
 func lockFile(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
