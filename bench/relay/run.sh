@@ -14,9 +14,11 @@
 # tree — sluice's one process; Postfix's master and every daemon it ran
 # (live ones read from /proc, exited ones through master's child times)
 # — user plus system, divided by messages; smtp-source and smtp-sink are
-# not counted for either. Both MTAs fsync each message before saying 250
-# (sluice: file and directory, directory syncs shared between concurrent
-# messages).
+# not counted for either. Both MTAs have each message on disk before
+# saying 250 (Postfix: fsync per file; sluice: by default one syncfs(2)
+# shared by the messages received concurrently, file and directory entry
+# included; sluice_commit_method = fsync syncs each file and shares
+# directory syncs).
 set -euo pipefail
 
 N=${1:-5000}

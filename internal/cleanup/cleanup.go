@@ -24,13 +24,24 @@
 //
 // Submit returns a queue ID only after the file is complete (mode 0700)
 // and both the file and its directory entry are fsynced, so a caller may
-// acknowledge the message (SMTP 250) the moment Submit returns. Concurrent
-// Submits share directory syncs (group commit): each file is synced on
-// its own, and one directory sync that starts after a file was committed
-// covers every file committed before it started. Any failure removes the
-// file and returns an error wrapping ErrQueueWrite (smtpd answers 451
-// 4.3.0), so nothing half written stays behind and nothing unacknowledged
-// is delivered.
+// acknowledge the message (SMTP 250) the moment Submit returns. How the
+// file gets to disk is Config.CommitMethod:
+//
+//   - CommitFsync: each file is fsynced on its own, and concurrent Submits
+//     share directory syncs (group commit): one directory sync that starts
+//     after a file was committed covers every file committed before it
+//     started.
+//   - CommitSyncFS: files are written complete without a sync of their
+//     own, and concurrent Submits share one syncfs(2) of the spool's file
+//     system, which makes every file written before it started and its
+//     directory entry durable. One sync for a batch instead of one per
+//     message, at the price of flushing other programs' dirty data on
+//     the same file system too.
+//
+// Any failure removes the file and returns an error wrapping
+// ErrQueueWrite (smtpd answers 451 4.3.0), so nothing half written stays
+// behind and nothing unacknowledged is delivered. A failed shared sync
+// fails every Submit that waited for it.
 package cleanup
 
 import (
@@ -72,12 +83,27 @@ type Config struct {
 	// Notify is called with the queue ID of every message committed to
 	// incoming/, after the commit; the queue manager's "scan incoming".
 	Notify func(queueID string)
+	// CommitMethod is how a queue file is made durable: CommitFsync
+	// (the default when empty) or CommitSyncFS.
+	CommitMethod string
 }
+
+// Commit methods (main.cf sluice_commit_method).
+const (
+	CommitFsync  = "fsync"  // fsync each file; directory syncs shared
+	CommitSyncFS = "syncfs" // no per-file sync; one shared syncfs(2) per batch
+)
 
 // Cleanup writes queue files. It is safe for concurrent use.
 type Cleanup struct {
-	cfg   Config
-	group *syncGroup
+	cfg Config
+	// groups share syncs between concurrent Submits, one per queue
+	// directory (a directory sync of incoming/ does not cover hold/);
+	// with CommitSyncFS all use the incoming one.
+	groups map[string]*syncGroup
+	// syncFS makes everything written so far durable (CommitSyncFS);
+	// the spool's SyncFS, replaced in tests.
+	syncFS func() error
 }
 
 // New returns a Cleanup for cfg.
@@ -91,7 +117,14 @@ func New(cfg Config) *Cleanup {
 	if cfg.MyOrigin == "" {
 		cfg.MyOrigin = cfg.MyHostname
 	}
-	return &Cleanup{cfg: cfg, group: newSyncGroup()}
+	if cfg.CommitMethod == "" {
+		cfg.CommitMethod = CommitFsync
+	}
+	return &Cleanup{
+		cfg:    cfg,
+		groups: map[string]*syncGroup{spool.Incoming: newSyncGroup(), spool.Hold: newSyncGroup()},
+		syncFS: cfg.Spool.SyncFS,
+	}
 }
 
 // DSN NOTIFY flags as stored in queue files (RFC 3461 §4.1).
@@ -186,7 +219,11 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		f.Abort()
 		return "", err
 	}
-	if err := c.group.sync(func() error { return c.cfg.Spool.SyncQueueDir(queue) }); err != nil {
+	group, syncDone := c.groups[queue], func() error { return c.cfg.Spool.SyncQueueDir(queue) }
+	if c.cfg.CommitMethod == CommitSyncFS {
+		group, syncDone = c.groups[spool.Incoming], c.syncFS
+	}
+	if err := group.sync(syncDone); err != nil {
 		// The file is complete but its name may not be durable; it was
 		// not acknowledged, so remove it rather than deliver it.
 		removeQuietly(c.cfg.Spool, queue, id)
@@ -255,7 +292,11 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("cleanup: %w", err)
 	}
-	if err := f.CommitNoDirSync(extracted...); err != nil {
+	commit := f.CommitNoDirSync
+	if c.cfg.CommitMethod == CommitSyncFS {
+		commit = f.CommitNoSync
+	}
+	if err := commit(extracted...); err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
 	return f.ID, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -518,40 +519,44 @@ func TestFailures(t *testing.T) {
 		}
 		assertEmpty(t, fx.sp, spool.Incoming, 0)
 	})
-	t.Run("disk full", func(t *testing.T) {
-		dir := t.TempDir()
-		if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).Run(); err != nil {
-			t.Skipf("cannot mount a small tmpfs: %v", err)
+	for _, method := range []string{CommitFsync, CommitSyncFS} {
+		t.Run("disk full/"+method, func(t *testing.T) { testDiskFull(t, m, method) })
+	}
+}
+
+func testDiskFull(t *testing.T, m func() *Message, method string) {
+	dir := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).Run(); err != nil {
+		t.Skipf("cannot mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	fx := newFixtureAt(t, dir, func(c *Config) { c.MessageSizeLimit = 0; c.CommitMethod = method })
+	body := strings.Repeat("0123456789abcdef", 1024) // 16 KB per message
+	var ids []string
+	var err error
+	for i := 0; i < 20; i++ {
+		var id string
+		id, err = fx.c.Submit(context.Background(), m(), strings.NewReader("Subject: fill\n\n"+body+"\n"))
+		if err != nil {
+			break
 		}
-		t.Cleanup(func() { exec.Command("umount", dir).Run() })
-		fx := newFixtureAt(t, dir, func(c *Config) { c.MessageSizeLimit = 0 })
-		body := strings.Repeat("0123456789abcdef", 1024) // 16 KB per message
-		var ids []string
-		var err error
-		for i := 0; i < 20; i++ {
-			var id string
-			id, err = fx.c.Submit(context.Background(), m(), strings.NewReader("Subject: fill\n\n"+body+"\n"))
-			if err != nil {
-				break
-			}
-			ids = append(ids, id)
-		}
-		if !errors.Is(err, ErrQueueWrite) {
-			t.Fatalf("after %d messages: err = %v, want ErrQueueWrite", len(ids), err)
-		}
-		// Every acknowledged message is complete; nothing else is there.
-		assertEmpty(t, fx.sp, spool.Incoming, len(ids))
-		for _, id := range ids {
-			readEnvelope(t, fx.sp.Path(spool.Incoming, id))
-		}
-		// After space is freed, mail flows again.
-		for _, id := range ids {
-			os.Remove(fx.sp.Path(spool.Incoming, id))
-		}
-		if _, err := fx.c.Submit(context.Background(), m(), strings.NewReader("Subject: again\n\nb\n")); err != nil {
-			t.Fatalf("after freeing space: %v", err)
-		}
-	})
+		ids = append(ids, id)
+	}
+	if !errors.Is(err, ErrQueueWrite) {
+		t.Fatalf("after %d messages: err = %v, want ErrQueueWrite", len(ids), err)
+	}
+	// Every acknowledged message is complete; nothing else is there.
+	assertEmpty(t, fx.sp, spool.Incoming, len(ids))
+	for _, id := range ids {
+		readEnvelope(t, fx.sp.Path(spool.Incoming, id))
+	}
+	// After space is freed, mail flows again.
+	for _, id := range ids {
+		os.Remove(fx.sp.Path(spool.Incoming, id))
+	}
+	if _, err := fx.c.Submit(context.Background(), m(), strings.NewReader("Subject: again\n\nb\n")); err != nil {
+		t.Fatalf("after freeing space: %v", err)
+	}
 }
 
 // assertEmpty checks that queue holds exactly n files, all ready.
@@ -577,7 +582,17 @@ func assertEmpty(t *testing.T, sp *spool.Spool, queue string, n int) {
 }
 
 func TestConcurrentSubmits(t *testing.T) {
-	fx := newFixture(t, nil)
+	for _, method := range []string{CommitFsync, CommitSyncFS} {
+		t.Run(method, func(t *testing.T) { testConcurrentSubmits(t, method) })
+	}
+}
+
+func testConcurrentSubmits(t *testing.T, method string) {
+	fx := newFixture(t, func(c *Config) { c.CommitMethod = method })
+	// Count the shared syncs, still doing the real one.
+	var syncs atomic.Int32
+	real := fx.c.syncFS
+	fx.c.syncFS = func() error { syncs.Add(1); return real() }
 	const n = 64
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -608,6 +623,112 @@ func TestConcurrentSubmits(t *testing.T) {
 	assertEmpty(t, fx.sp, spool.Incoming, n)
 	if len(fx.notified) != n {
 		t.Errorf("notified %d, want %d", len(fx.notified), n)
+	}
+	switch c := syncs.Load(); {
+	case method == CommitFsync && c != 0:
+		t.Errorf("fsync: %d syncfs calls", c)
+	case method == CommitSyncFS && (c < 1 || c > n):
+		t.Errorf("syncfs: %d syncfs calls for %d messages", c, n)
+	}
+	t.Logf("%s: %d syncfs calls for %d messages", method, syncs.Load(), n)
+}
+
+// With syncfs, a batch of Submits shares one sync, every file is complete
+// and ready before the sync starts, and a failed sync fails every Submit
+// that waited for it: none is acknowledged and no file stays behind.
+func TestSyncFSBatch(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			fx := newFixture(t, func(c *Config) { c.CommitMethod = CommitSyncFS })
+			const n = 16
+			var calls atomic.Int32
+			first := make(chan struct{})
+			release := make(chan struct{})
+			fx.c.syncFS = func() error {
+				if calls.Add(1) == 1 {
+					close(first)
+					<-release
+				}
+				// What this sync covers is complete on disk already:
+				// no embryonic file, every ready file readable.
+				ents, err := os.ReadDir(filepath.Join(fx.sp.Root, spool.Incoming))
+				if err != nil {
+					return err
+				}
+				for _, e := range ents {
+					// After a failed sync, its Submits remove their
+					// files while this one runs: skip vanished ones.
+					fi, err := e.Info()
+					if err != nil || !spool.IsReady(fi.Mode()) {
+						continue
+					}
+					data, err := os.ReadFile(fx.sp.Path(spool.Incoming, e.Name()))
+					if errors.Is(err, fs.ErrNotExist) {
+						continue
+					}
+					if err == nil {
+						_, err = spool.ReadEnvelope(spool.NewBytesReader(data), spool.ReadOptions{})
+					}
+					if err != nil {
+						t.Errorf("ready file %s before the sync: %v", e.Name(), err)
+					}
+				}
+				if fail {
+					return errors.New("syncfs: input/output error")
+				}
+				return nil
+			}
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			submitOne := func(i int) {
+				defer wg.Done()
+				m := &Message{Sender: fmt.Sprintf("s%d@x", i), Recipients: []Recipient{{Address: "r@y"}}}
+				_, errs[i] = fx.c.Submit(context.Background(), m, strings.NewReader(fmt.Sprintf("Subject: %d\n\nbody %d\n", i, i)))
+			}
+			// One Submit starts a sync and holds it; the rest arrive
+			// while it runs and must wait for, and share, the next one.
+			wg.Add(1)
+			go submitOne(0)
+			<-first
+			for i := 1; i < n; i++ {
+				wg.Add(1)
+				go submitOne(i)
+			}
+			// Let the others commit their files and queue up.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				ents, _ := os.ReadDir(filepath.Join(fx.sp.Root, spool.Incoming))
+				if len(ents) == n || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			close(release)
+			wg.Wait()
+			for i, err := range errs {
+				if fail && !errors.Is(err, ErrQueueWrite) {
+					t.Errorf("Submit %d: err = %v, want ErrQueueWrite", i, err)
+				}
+				if !fail && err != nil {
+					t.Errorf("Submit %d: %v", i, err)
+				}
+			}
+			if c := calls.Load(); c < 2 || c > 3 {
+				t.Errorf("%d syncs for %d Submits, want 2 (one held, one shared)", c, n)
+			}
+			if fail {
+				assertEmpty(t, fx.sp, spool.Incoming, 0)
+				if len(fx.notified) != 0 {
+					t.Errorf("notified %v after a failed sync", fx.notified)
+				}
+			} else {
+				assertEmpty(t, fx.sp, spool.Incoming, n)
+				if len(fx.notified) != n {
+					t.Errorf("notified %d, want %d", len(fx.notified), n)
+				}
+			}
+		})
 	}
 }
 

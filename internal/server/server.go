@@ -112,7 +112,7 @@ func start(opt Options) (_ *Server, err error) {
 	s.clean = cleanup.New(cleanup.Config{
 		Spool: s.sp, MyHostname: set.myHostname, MyOrigin: set.myOrigin,
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
-		Now: s.clk.Now, Log: s.log,
+		Now: s.clk.Now, Log: s.log, CommitMethod: set.commit,
 		Notify: func(id string) {
 			if s.qm != nil {
 				s.qm.Notify(id)

@@ -31,6 +31,7 @@ type settings struct {
 	maxBackoff     time.Duration
 	queueRunDelay  time.Duration
 	delayWarning   time.Duration
+	commit         string // sluice_commit_method
 	concLimit      int
 	initialConc    int
 	rcptLimit      int
@@ -69,6 +70,9 @@ func check(c *config.Config) error {
 				errs = append(errs, fmt.Errorf("bad boolean parameter value: %s = %s (use yes or no)", p.Name, v))
 			}
 		}
+	}
+	if m := c.Get("sluice_commit_method"); m != "fsync" && m != "syncfs" {
+		errs = append(errs, fmt.Errorf("bad parameter value: sluice_commit_method = %s (fsync or syncfs)", m))
 	}
 	if lvl := c.Get("smtp_tls_security_level"); lvl != "" && lvl != "none" && lvl != "may" && lvl != "encrypt" {
 		errs = append(errs, fmt.Errorf("bad parameter value: smtp_tls_security_level = %s (none, may or encrypt)", lvl))
@@ -110,6 +114,7 @@ func load(c *config.Config) (*settings, error) {
 		tlsLevel:    c.Get("smtp_tls_security_level"),
 		maillogFile: c.Get("maillog_file"),
 		syslogName:  get(c, "syslog_name", "postfix"),
+		commit:      c.Get("sluice_commit_method"),
 	}
 	if s.queueDir == "" {
 		return nil, errors.New("queue_directory is empty")

@@ -190,7 +190,7 @@ func (q *File) ContentLen() int64 { return q.off - q.size.DataOffset }
 // directory. Only after Commit returns nil may the message be
 // acknowledged.
 func (q *File) Commit(extracted ...NewRecipient) error {
-	return q.commit(extracted, true)
+	return q.commit(extracted, syncAll)
 }
 
 // CommitNoDirSync is Commit without the directory sync, for callers that
@@ -198,10 +198,24 @@ func (q *File) Commit(extracted ...NewRecipient) error {
 // The caller must call Spool.SyncQueueDir before acknowledging any of
 // them.
 func (q *File) CommitNoDirSync(extracted ...NewRecipient) error {
-	return q.commit(extracted, false)
+	return q.commit(extracted, syncFile)
 }
 
-func (q *File) commit(extracted []NewRecipient, syncDir bool) error {
+// CommitNoSync is Commit without any sync: the file is complete and
+// ready but neither it nor its directory entry is known to be on disk.
+// The caller must make them durable (Spool.SyncFS) before acknowledging.
+func (q *File) CommitNoSync(extracted ...NewRecipient) error {
+	return q.commit(extracted, syncNone)
+}
+
+// How much of a commit commit syncs.
+const (
+	syncNone = iota // nothing; the caller syncs the file system
+	syncFile        // the file; the caller syncs the directory
+	syncAll         // the file and its directory
+)
+
+func (q *File) commit(extracted []NewRecipient, how int) error {
 	if q.done {
 		return errors.New("spool: queue file already committed or aborted")
 	}
@@ -226,7 +240,7 @@ func (q *File) commit(extracted []NewRecipient, syncDir bool) error {
 	if err := q.f.Chmod(ModeReady); err != nil {
 		return q.fail(err)
 	}
-	if !q.sp.NoSync {
+	if !q.sp.NoSync && how != syncNone {
 		if err := q.f.Sync(); err != nil {
 			return q.fail(err)
 		}
@@ -236,7 +250,7 @@ func (q *File) commit(extracted []NewRecipient, syncDir bool) error {
 	if err != nil {
 		return q.fail(err)
 	}
-	if syncDir {
+	if how == syncAll {
 		if err := q.sp.syncDir(filepath.Dir(q.Path)); err != nil {
 			return q.fail(err)
 		}
