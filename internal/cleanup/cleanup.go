@@ -51,6 +51,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"sluice/internal/maillog"
@@ -104,6 +105,9 @@ type Cleanup struct {
 	// syncFS makes everything written so far durable (CommitSyncFS);
 	// the spool's SyncFS, replaced in tests.
 	syncFS func() error
+	// readers holds *bufio.Reader for message content, reused across
+	// Submits.
+	readers sync.Pool
 }
 
 // New returns a Cleanup for cfg.
@@ -342,7 +346,13 @@ type contentWriter struct {
 }
 
 func (w *contentWriter) copy(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br, _ := w.c.readers.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(r, 64<<10)
+	} else {
+		br.Reset(r)
+	}
+	defer func() { br.Reset(nil); w.c.readers.Put(br) }()
 	w.inHeaders = true
 	w.seen = map[string]bool{}
 	var line []byte

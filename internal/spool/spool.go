@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,7 +55,8 @@ type Spool struct {
 	// NoSync skips fsync; only benchmarks that build large test spools set it.
 	NoSync bool
 
-	tmpSeq atomic.Uint64 // makes temporary file names unique in this process
+	tmpSeq  atomic.Uint64 // makes temporary file names unique in this process
+	writers sync.Pool     // *bufio.Writer for new queue files, reused across files
 }
 
 // New returns a Spool at root with Postfix's default layout parameters.

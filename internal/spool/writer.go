@@ -108,7 +108,23 @@ func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error)
 		f.Close()
 		return nil, fmt.Errorf("spool: name new queue file: %w", err)
 	}
-	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	w, _ := s.writers.Get().(*bufio.Writer)
+	if w == nil {
+		w = bufio.NewWriterSize(f, 64<<10)
+	} else {
+		w.Reset(f)
+	}
+	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: w}, nil
+}
+
+// releaseWriter gives the file's buffer back for the next new file.
+func (q *File) releaseWriter() {
+	if q.w == nil {
+		return
+	}
+	q.w.Reset(nil)
+	q.sp.writers.Put(q.w)
+	q.w = nil
 }
 
 func (q *File) put(typ byte, data string) {
@@ -233,6 +249,7 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 	if err := q.w.Flush(); err != nil {
 		return q.fail(err)
 	}
+	q.releaseWriter()
 	hdr := AppendRecordString(nil, RecSize, q.size.Format())
 	if _, err := q.f.WriteAt(hdr, 0); err != nil {
 		return q.fail(err)
@@ -275,6 +292,7 @@ func (q *File) Abort() {
 		return
 	}
 	q.done = true
+	q.releaseWriter()
 	if q.f != nil {
 		q.f.Close()
 	}
