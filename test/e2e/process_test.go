@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/smtp"
 	"os"
@@ -170,12 +171,17 @@ func (d *daemon) mailLog() string {
 // waitEmpty waits until the queue is empty.
 func (d *daemon) waitEmpty(timeout time.Duration) {
 	d.t.Helper()
+	// One look can miss a file that moves between queues while they are
+	// listed one after another; three empty looks in a row cannot.
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if d.queued() == 0 {
+	for empty := 0; time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if d.queued() != 0 {
+			empty = 0
+			continue
+		}
+		if empty++; empty == 3 {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	sp := spool.New(d.spool)
 	var left []string
@@ -331,6 +337,20 @@ func TestSendmailAndFlush(t *testing.T) {
 	if !strings.Contains(mq, "(host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again later (in reply to RCPT TO command))") || !strings.Contains(mq, "bob@dest.test") {
 		t.Errorf("mailq:\n%s", mq)
 	}
+	// The log line comes before the move into deferred/; a flush while the
+	// message is still active would miss it (as Postfix's would), so wait
+	// for the move.
+	inDeferred := func() bool {
+		found := false
+		filepath.WalkDir(filepath.Join(d.spool, "deferred"), func(_ string, de fs.DirEntry, err error) error {
+			found = found || (err == nil && de.Type().IsRegular())
+			return nil
+		})
+		return found
+	}
+	for deadline := time.Now().Add(10 * time.Second); !inDeferred() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	sink.RcptReply("bob@dest.test", fakesmtp.Reply{})
 	// What postqueue -f asks the daemon, through its control socket.
 	c, err := control.Dial(d.spool)
@@ -341,16 +361,19 @@ func TestSendmailAndFlush(t *testing.T) {
 	if err := c.Flush(context.Background(), ""); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
-	d.waitEmpty(10 * time.Second)
+	// Wait for the delivery itself: a scan of the queues can miss a file
+	// that moves from deferred/ to active/ while it looks.
 	found := false
-	for _, m := range sink.Delivered() {
-		if strings.Contains(string(m.Data), "via sendmail") {
-			found = true
+	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); {
+		for _, m := range sink.Delivered() {
+			found = found || strings.Contains(string(m.Data), "via sendmail")
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if !found {
-		t.Errorf("flushed message not delivered:\n%s", d.mailLog())
+		t.Fatalf("flushed message not delivered:\n%s", d.mailLog())
 	}
+	d.waitEmpty(10 * time.Second)
 }
 
 // rewrite replaces the daemon's main.cf line that starts with key.
