@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"sluice/internal/spool"
@@ -67,40 +66,10 @@ func NewDrop(sp *spool.Spool, now time.Time) (*Drop, error) {
 			return nil, fmt.Errorf("pickup: maildrop directory: %w", err)
 		}
 	}
-	// Postfix's postdrop creates "<usec>.<pid>" and renames it to its ID;
-	// linking, then removing the temporary name, never replaces a file.
-	tmp := filepath.Join(dir, fmt.Sprintf("%d.%d", now.UnixMicro(), os.Getpid()))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	// As postdrop: a temporary name first, then the ID from the inode.
+	f, id, err := sp.CreateNamed(spool.Maildrop, now, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("pickup: create maildrop file: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("pickup: create maildrop file: %w", err)
-	}
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	var id string
-	for try := 0; ; try++ {
-		t := now.Add(time.Duration(try) * time.Microsecond)
-		if sp.LongIDs {
-			id = spool.LongID(t, ino)
-		} else {
-			id = spool.ShortID(t, ino)
-		}
-		err = os.Link(tmp, filepath.Join(dir, id))
-		if err == nil || !errors.Is(err, fs.ErrExist) || try > 10 {
-			break
-		}
-	}
-	os.Remove(tmp)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pickup: name maildrop file: %w", err)
+		return nil, fmt.Errorf("pickup: %w", err)
 	}
 	return &Drop{ID: id, Path: filepath.Join(dir, id), sp: sp, f: f, w: bufio.NewWriterSize(f, 32<<10)}, nil
 }

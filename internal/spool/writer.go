@@ -75,21 +75,45 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 }
 
 func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error) {
+	f, id, err := s.createNamed(ops, queue, now, ModeEmbryonic)
+	if err != nil {
+		return nil, err
+	}
+	w, _ := s.writers.Get().(*bufio.Writer)
+	if w == nil {
+		w = bufio.NewWriterSize(f, 64<<10)
+	} else {
+		w.Reset(f)
+	}
+	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: w}, nil
+}
+
+// CreateNamed creates a new file in queue with mode perm and names it by
+// its queue ID, as Postfix does: the file is made under a temporary name
+// (not a valid ID, so scanners skip it), its inode gives the ID, and a
+// link to the ID names it; a link never replaces an existing file. The
+// caller writes the file and makes it ready. sendmail's maildrop writer
+// uses it too.
+func (s *Spool) CreateNamed(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
+	return s.createNamed(osOps{}, queue, now, perm)
+}
+
+func (s *Spool) createNamed(ops fileOps, queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
 	dir := filepath.Join(s.Root, queue)
 	tmp := filepath.Join(dir, fmt.Sprintf("%d.%d.%d", now.UnixMicro(), os.Getpid(), s.tmpSeq.Add(1)))
-	f, err := ops.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, ModeEmbryonic)
+	f, err := ops.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return nil, fmt.Errorf("spool: create queue file in %s: %w", queue, err)
+		return nil, "", fmt.Errorf("spool: create queue file in %s: %w", queue, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		ops.Remove(tmp)
-		return nil, fmt.Errorf("spool: stat new queue file: %w", err)
+		return nil, "", fmt.Errorf("spool: stat new queue file: %w", err)
 	}
 	// The ID comes from the time of naming and the inode, as Postfix's
 	// does; the inode is unique among live files, so the name is free
-	// unless something outside sluice made it. Link refuses to replace.
+	// unless something outside sluice made it.
 	var id string
 	for try := 0; ; try++ {
 		t := now.Add(time.Duration(try) * time.Microsecond)
@@ -106,15 +130,9 @@ func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error)
 	ops.Remove(tmp)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("spool: name new queue file: %w", err)
+		return nil, "", fmt.Errorf("spool: name new queue file: %w", err)
 	}
-	w, _ := s.writers.Get().(*bufio.Writer)
-	if w == nil {
-		w = bufio.NewWriterSize(f, 64<<10)
-	} else {
-		w.Reset(f)
-	}
-	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: w}, nil
+	return f, id, nil
 }
 
 // releaseWriter gives the file's buffer back for the next new file.
