@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"sluice/internal/config"
 	"sluice/internal/spool"
@@ -134,9 +133,4 @@ func OpenSpool(c *config.Config) (*spool.Spool, error) {
 		return nil, fmt.Errorf("queue_directory is empty")
 	}
 	return s, nil
-}
-
-// splitList splits on commas and white space.
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 }
