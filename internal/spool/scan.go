@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Entry is a name found in a queue directory: a candidate queue file.
@@ -96,17 +97,14 @@ func ForEach[T any](entries []Entry, workers int, work func(Entry) (T, bool), em
 	for start := 0; start < len(entries); start += batch {
 		end := min(start+batch, len(entries))
 		var wg sync.WaitGroup
-		var next int64 = int64(start)
-		var mu sync.Mutex
+		var next atomic.Int64
+		next.Store(int64(start))
 		for w := 0; w < workers; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for {
-					mu.Lock()
-					i := next
-					next++
-					mu.Unlock()
+					i := next.Add(1) - 1
 					if i >= int64(end) {
 						return
 					}
