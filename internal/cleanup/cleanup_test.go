@@ -130,15 +130,11 @@ func submit(t *testing.T, fx *fixture, m *Message, content string) (string, stri
 	return id, path
 }
 
-func TestLocalSubmission(t *testing.T) {
-	// mail_name=Postfix makes the file comparable with Postfix's byte for byte.
-	fx := newFixture(t, func(c *Config) { c.MailName = "Postfix" })
-	m := &Message{Sender: "alice", FullName: "Alice Q", Recipients: []Recipient{{Address: "bob"}}}
-	id, path := submit(t, fx, m, "Subject: t1\nTo: x@example.com\n\nbody1\n")
-	// The layout and sizes match what Postfix 3.7.11 wrote for the same
-	// submission (sendmail -f alice -F 'Alice Q' bob): the same offsets,
-	// record by record, once the queue ID has the same length.
-	want := `    0 message_size:             279             250               1               0             279               0
+// localSubmissionGolden is what Postfix 3.7.11 wrote for the same
+// submission (sendmail -f alice -F 'Alice Q' bob), rendered by dump, for
+// a short queue ID of 11 characters (the reference ID below). QUEUEID and
+// MSGID stand for the queue ID and the Message-Id's local part.
+const localSubmissionGolden = `    0 message_size:             279             250               1               0             279               0
    97 message_arrival_time: 1795964910 322038
   116 named_attribute: create_time=1795964910
   140 named_attribute: rewrite_context=local
@@ -152,7 +148,7 @@ func TestLocalSubmission(t *testing.T) {
   300 N 	id QUEUEID; Sun, 29 Nov 2026 15:08:30 +0000 (UTC)
   356 N Subject: t1
   369 N To: x@example.com
-  388 N Message-Id: <20261129150830.QUEUEID@facts.test>
+  388 N Message-Id: <MSGID@facts.test>
   441 N Date: Sun, 29 Nov 2026 15:08:30 +0000 (UTC)
   486 N From: Alice Q <alice@facts.test>
   520 N 
@@ -160,38 +156,113 @@ func TestLocalSubmission(t *testing.T) {
   529 *** HEADER EXTRACTED ***
   531 *** MESSAGE FILE END ***
 `
-	if len(id) != 11 {
-		// Offsets depend on the ID's length (it is in two headers).
-		t.Logf("queue ID %s has %d characters; offsets shift", id, len(id))
-		want = shiftOffsets(want, len(id)-11)
+
+// The golden's reference ID: microseconds 322038 (4E9F6), inode 0x7A3C1D.
+const localSubmissionRefID = "4E9F67A3C1D"
+
+func TestLocalSubmission(t *testing.T) {
+	// The queue ID is in two headers, so its length moves every later
+	// offset and the message size. Each case forces an inode number, and
+	// with it an ID length, on either ID code path; one case keeps the
+	// file system's own inode, whatever length that gives.
+	cases := []struct {
+		name  string
+		long  bool
+		inode uint64 // 0: the file's real inode
+	}{
+		{"short, 6 characters", false, 0x1},
+		{"short, 10 characters", false, 0xABCDE},
+		{"short, 11 characters (the reference)", false, 0x7A3C1D},
+		{"short, 14 characters", false, 0x123456789},
+		{"short, real inode", false, 0},
+		{"long, small inode", true, 0x1},
+		{"long, large inode", true, 0x123456789},
+		{"long, real inode", true, 0},
 	}
-	if got := dump(t, path, id); got != want {
-		t.Errorf("queue file differs\n got:\n%s\nwant:\n%s", got, want)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// mail_name=Postfix makes the file comparable with Postfix's byte for byte.
+			fx := newFixture(t, func(c *Config) { c.MailName = "Postfix" })
+			fx.sp.LongIDs = tc.long
+			if tc.inode != 0 {
+				fx.sp.Inode = func(fs.FileInfo) uint64 { return tc.inode }
+			}
+			m := &Message{Sender: "alice", FullName: "Alice Q", Recipients: []Recipient{{Address: "bob"}}}
+			id, path := submit(t, fx, m, "Subject: t1\nTo: x@example.com\n\nbody1\n")
+			if spool.IsLongID(id) != tc.long {
+				t.Fatalf("queue ID %s: long=%v, want %v", id, spool.IsLongID(id), tc.long)
+			}
+			if tc.inode != 0 && !tc.long {
+				if want := spool.ShortID(testNow, tc.inode); id != want {
+					t.Fatalf("queue ID %s, want %s", id, want)
+				}
+			}
+			want := expectLocalSubmission(t, id)
+			if got := dump(t, path, id); got != strings.ReplaceAll(want, id, "QUEUEID") {
+				t.Errorf("queue file differs\n got:\n%s\nwant:\n%s", got, strings.ReplaceAll(want, id, "QUEUEID"))
+			}
+			msgid := messageIDLocal(id)
+			if !strings.Contains(fx.log.String(), "postfix/cleanup[100]: "+id+": message-id=<"+msgid+"@facts.test>\n") {
+				t.Errorf("log: %q", fx.log.String())
+			}
+			if len(fx.notified) != 1 || fx.notified[0] != id {
+				t.Errorf("notified %v, want [%s]", fx.notified, id)
+			}
+			postcatCheck(t, path)
+		})
 	}
-	if !strings.Contains(fx.log.String(), "postfix/cleanup[100]: "+id+": message-id=<20261129150830."+id+"@facts.test>\n") {
-		t.Errorf("log: %q", fx.log.String())
-	}
-	if len(fx.notified) != 1 || fx.notified[0] != id {
-		t.Errorf("notified %v, want [%s]", fx.notified, id)
-	}
-	postcatCheck(t, path)
 }
 
-// shiftOffsets adjusts the offsets of content records after the first
-// line holding the queue ID (a different ID length moves them).
-func shiftOffsets(s string, delta int) string {
-	lines := strings.Split(s, "\n")
-	shift := 0
-	for i, l := range lines {
-		if len(l) < 6 {
-			continue
-		}
-		var off int
-		fmt.Sscanf(l[:5], "%d", &off)
-		lines[i] = fmt.Sprintf("%5d", off+shift) + l[5:]
-		shift += strings.Count(l, "QUEUEID") * delta
+// messageIDLocal is the local part of the Message-Id cleanup makes for
+// queue ID id at testNow: the time and the ID for a short ID, the ID alone
+// for a long one (long IDs are unique on their own), as Postfix does.
+func messageIDLocal(id string) string {
+	if spool.IsLongID(id) {
+		return id
 	}
-	return strings.Join(lines, "\n")
+	return "20261129150830." + id
+}
+
+// expectLocalSubmission derives the golden for queue ID id from the
+// reference: it puts the ID in, then moves every offset by the growth of
+// the lines before it and the message size by the growth of the content,
+// as the writer counts them.
+func expectLocalSubmission(t *testing.T, id string) string {
+	t.Helper()
+	subst := func(line, qid string) string {
+		return strings.NewReplacer("QUEUEID", qid, "MSGID", messageIDLocal(qid)).Replace(line)
+	}
+	var out []string
+	shift, contentGrowth := 0, 0
+	lines := strings.Split(strings.TrimSuffix(localSubmissionGolden, "\n"), "\n")
+	for _, l := range lines {
+		var off int
+		if _, err := fmt.Sscanf(l[:5], "%d", &off); err != nil {
+			t.Fatalf("golden line %q: %v", l, err)
+		}
+		real, ref := subst(l, id), subst(l, localSubmissionRefID)
+		out = append(out, fmt.Sprintf("%5d", off+shift)+real[5:])
+		// A content record's length grows with the text it holds.
+		growth := len(real) - len(ref)
+		shift += growth
+		if strings.HasPrefix(l[5:], " N ") {
+			contentGrowth += growth
+		}
+	}
+	// The message_size record: the content's size is its first and fifth
+	// field, each padded to 15 columns, so the record's length stays put.
+	f := strings.Fields(out[0][len("    0 message_size:"):])
+	var size int
+	fmt.Sscanf(f[0], "%d", &size)
+	f[0] = fmt.Sprint(size + contentGrowth)
+	f[4] = f[0]
+	var b strings.Builder
+	b.WriteString("    0 message_size:")
+	for _, v := range f {
+		fmt.Fprintf(&b, " %15s", v)
+	}
+	out[0] = b.String()
+	return strings.Join(out, "\n") + "\n"
 }
 
 func TestSMTPSubmission(t *testing.T) {

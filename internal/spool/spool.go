@@ -54,6 +54,12 @@ type Spool struct {
 	LongIDs    bool            // enable_long_queue_ids
 	// NoSync skips fsync; only benchmarks that build large test spools set it.
 	NoSync bool
+	// Inode, when set, stands in for a new file's inode number when its
+	// queue ID is made. A queue ID's length follows the inode number's
+	// (a short ID is five hex digits of microseconds, then the inode in
+	// hex), so tests set it to make IDs of every length on any file
+	// system; it must return a number unique among the queue's live files.
+	Inode func(fs.FileInfo) uint64
 
 	tmpSeq  atomic.Uint64 // makes temporary file names unique in this process
 	writers sync.Pool     // *bufio.Writer for new queue files, reused across files
@@ -238,6 +244,15 @@ func syncDir(dir string) error {
 }
 
 // inode returns the inode number of an open file.
+// inodeOf is the inode number that names a new file: the file's own,
+// unless the spool was given a stand-in.
+func (s *Spool) inodeOf(fi fs.FileInfo) uint64 {
+	if s.Inode != nil {
+		return s.Inode(fi)
+	}
+	return inode(fi)
+}
+
 func inode(fi fs.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return st.Ino

@@ -118,9 +118,9 @@ func (s *Spool) createNamed(ops fileOps, queue string, now time.Time, perm fs.Fi
 	for try := 0; ; try++ {
 		t := now.Add(time.Duration(try) * time.Microsecond)
 		if s.LongIDs {
-			id = LongID(t, inode(fi))
+			id = LongID(t, s.inodeOf(fi))
 		} else {
-			id = ShortID(t, inode(fi))
+			id = ShortID(t, s.inodeOf(fi))
 		}
 		err = ops.Link(tmp, s.Path(queue, id))
 		if err == nil || !errors.Is(err, fs.ErrExist) || try > 10 {
