@@ -37,46 +37,26 @@ if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; t
 fi
 say "Go $have"
 
-# --- Postfix (the oracle), swaks ------------------------------------------------
-postfix_tools=(postfix postconf postqueue postcat postsuper postdrop qshape sendmail smtp-sink smtp-source)
-missing_tools() {
-	local t
-	for t in "${postfix_tools[@]}"; do
-		[ -x "/usr/sbin/$t" ] || command -v "$t" >/dev/null 2>&1 || echo "$t"
-	done
-	command -v swaks >/dev/null 2>&1 || echo swaks
-	getent passwd postfix >/dev/null || echo "user:postfix"
-	command -v gcc >/dev/null 2>&1 || echo gcc # go test -race needs cgo
-}
+# --- Postfix (the oracle), swaks, a C compiler ---------------------------------
+. scripts/deps.sh
+# COMMAND=PACKAGE for everything the tests run.
+wanted=(postfix=postfix postconf=postfix postqueue=postfix postcat=postfix postsuper=postfix
+	postdrop=postfix qshape=postfix sendmail=postfix smtp-sink=postfix smtp-source=postfix
+	user:postfix=postfix swaks=swaks
+	gcc=gcc file:/usr/include/stdio.h=libc6-dev # go test -race needs cgo
+	file:/etc/ssl/certs/ca-certificates.crt=ca-certificates # go mod download over HTTPS
+)
+missing_tools() { deps_missing "${wanted[@]}"; }
 missing=$(missing_tools)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		say "installing Postfix, swaks and gcc (missing: $(echo $missing))"
-		export DEBIAN_FRONTEND=noninteractive
-		# "No configuration": the package writes no main.cf and its
-		# postinst starts nothing; our tests run their own instances.
-		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-		made_policy=
-		if [ ! -e /usr/sbin/policy-rc.d ]; then
-			# Belt and braces: no service may start during the install.
-			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-			chmod 755 /usr/sbin/policy-rc.d
-			made_policy=1
-		fi
-		aptlog=$(mktemp)
-		if ! { apt-get update -q && apt-get install -y -q --no-install-recommends postfix swaks gcc libc6-dev; } </dev/null >"$aptlog" 2>&1; then
-			tail -n 40 "$aptlog" >&2
-			[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
-			die "apt-get could not install postfix, swaks and gcc (log above)"
-		fi
-		rm -f "$aptlog"
-		[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+		deps_install $missing || die "could not install $(echo $missing)"
 		missing=$(missing_tools)
-		[ -z "$missing" ] || die "still missing after installing Postfix: $(echo $missing)"
+		[ -z "$missing" ] || die "still missing after apt-get: $(echo $missing)"
 	elif [ "${SLUICE_NO_POSTFIX:-}" = 1 ]; then
-		printf '\n!!! SLUICE_NO_POSTFIX=1: Postfix is missing (%s); the oracle tests will be SKIPPED and prove nothing.\n\n' "$(echo $missing)" >&2
+		printf '\n!!! SLUICE_NO_POSTFIX=1: missing %s; the oracle tests will be SKIPPED and prove nothing.\n\n' "$(echo $missing)" >&2
 	else
-		die "Postfix is missing ($(echo $missing)) and I cannot install it (need root and apt-get). Install postfix and swaks, or set SLUICE_NO_POSTFIX=1 to skip the oracle tests explicitly."
+		die "missing $(echo $missing) and I cannot install it (need root and apt-get). Install them, or set SLUICE_NO_POSTFIX=1 to skip the oracle tests explicitly."
 	fi
 fi
 if [ -z "$(missing_tools)" ]; then
@@ -97,7 +77,7 @@ go vet ./...
 # --- tests -----------------------------------------------------------------------
 # A private TMPDIR: the oracle's Postfix instances live under it, so any
 # master a crashed test left behind can be found and stopped below.
-tmp=$(mktemp -d /tmp/sluice-test.XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")
 chmod 755 "$tmp"
 stop_strays() {
 	local pidfile pid
