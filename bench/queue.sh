@@ -18,11 +18,9 @@ N=${1:-100000}
 WORK=${BENCH_DIR:-/tmp/sluice-bench}
 RUNS=${RUNS:-5}
 export TZ=UTC
-for t in hyperfine postqueue postcat qshape postsuper mailq; do
-	command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin
-	command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install postfix hyperfine)" >&2; exit 1; }
-done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (Postfix's tools read a stopped spool only as root)" >&2; exit 1; }
+. bench/lib.sh
+bench_need hyperfine=hyperfine postqueue=postfix postcat=postfix qshape=postfix postsuper=postfix mailq=postfix user:postfix=postfix
 
 mkdir -p "$WORK"
 S=$WORK/sluice
@@ -39,6 +37,8 @@ fi
 # A configuration through which both Postfix's tools and sluice's read it.
 config() { # config DIR SPOOL
 	mkdir -p "$1" "$WORK/data" "$WORK/log"
+	# sluice serve (below) and Postfix's postsuper both append to it.
+	postfix_log "$WORK/log/maillog"
 	cp /usr/share/postfix/master.cf.dist "$1/master.cf"
 	cat >"$1/main.cf" <<CF
 compatibility_level = 3.6
@@ -68,7 +68,7 @@ future=$(( $(date +%s) + 3 * 3600 ))
 find "$WORK/spool/deferred" -type f -print0 | xargs -0 -r touch -m -d "@$future"
 ETC_SLUICE=$WORK/etc-sluice
 mkdir -p "$ETC_SLUICE"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 cat >"$ETC_SLUICE/main.cf" <<CF
 queue_directory = $WORK/spool
 mail_owner = postfix

@@ -20,6 +20,9 @@
 # included; sluice_commit_method = fsync syncs each file and shares
 # directory syncs).
 set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "bench/relay: run as root (smtp-sink -u postfix, a private Postfix)" >&2; exit 1; }
+. "$(dirname "$0")/../lib.sh"
+bench_need postfix=postfix smtp-source=postfix smtp-sink=postfix user:postfix=postfix bc=bc pgrep=procps getconf=libc-bin
 
 N=${1:-5000}
 S=${2:-20}
@@ -38,7 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 waitport() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; return 1; }
 now() { date +%s.%N; }
 
@@ -114,7 +116,7 @@ setup_postfix() {
 	cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf"
 	cp /etc/postfix/dynamicmaps.cf "$PF/etc/" 2>/dev/null || true
 	[ -d /etc/postfix/dynamicmaps.cf.d ] && cp -r /etc/postfix/dynamicmaps.cf.d "$PF/etc/"
-	touch "$PF/maillog"; chown postfix "$PF/maillog" "$PF/data"
+	postfix_log "$PF/maillog"; chown postfix "$PF/data"
 	PP=$(freeport)
 	P2=$(freeport); sink "$P2"
 	cat >"$PF/etc/main.cf" <<CF
