@@ -29,6 +29,7 @@ import (
 	"sluice/internal/manage"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
+	"sluice/internal/spool"
 )
 
 // SocketName is the socket's path relative to the queue directory.
@@ -79,22 +80,8 @@ type Server struct {
 // Listen creates the socket under the queue directory root, replacing a
 // stale one, and returns a server ready to Serve.
 func Listen(root string, b Backend) (*Server, error) {
-	path := filepath.Join(root, SocketName)
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	os.Chmod(filepath.Dir(path), 0o711)
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control: %s: another daemon is running on this spool", path)
-	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := spool.ListenSocket(filepath.Join(root, SocketName))
 	if err != nil {
-		return nil, fmt.Errorf("control: listen %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	s := &Server{b: b, ln: ln}

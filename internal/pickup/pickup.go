@@ -138,23 +138,10 @@ func (p *Pickup) Run(ctx context.Context) error {
 }
 
 func (p *Pickup) listen() (net.Listener, error) {
-	path := SocketPath(p.cfg.Spool)
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return nil, fmt.Errorf("pickup socket: %w", err)
-	}
-	// A socket left by a daemon that died is in the way; a live one
-	// answers, and then another pickup runs and this one stays quiet.
-	if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("pickup socket %s: another pickup is listening", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := spool.ListenSocket(SocketPath(p.cfg.Spool))
 	if err != nil {
-		return nil, fmt.Errorf("pickup socket: %w", err)
+		return nil, fmt.Errorf("pickup: %w", err)
 	}
-	// Like Postfix's public/ sockets: any local user may trigger.
-	os.Chmod(path, 0o666)
 	return l, nil
 }
 

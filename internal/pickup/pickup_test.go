@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +103,34 @@ func TestDropFormat(t *testing.T) {
 }
 
 func TestPickupQueues(t *testing.T) {
-	fx := newFixture(t)
+	// Queue IDs of every length, on both ID code paths: nothing below may
+	// depend on the file system's inode numbers.
+	for _, tc := range []struct {
+		name  string
+		long  bool
+		inode uint64 // 0: the file's real inode
+	}{
+		{"short, real inode", false, 0},
+		{"short, 6 characters", false, 0x1},
+		{"short, 10 characters", false, 0xABCDE},
+		{"short, 15 characters", false, 0x123456789A},
+		{"long, real inode", true, 0},
+		{"long, small inode", true, 0x2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t)
+			fx.sp.LongIDs = tc.long
+			if tc.inode != 0 {
+				// Each new file (maildrop, then incoming) gets its own number.
+				var n atomic.Uint64
+				fx.sp.Inode = func(fs.FileInfo) uint64 { return tc.inode + n.Add(1) - 1 }
+			}
+			testPickupQueues(t, fx)
+		})
+	}
+}
+
+func testPickupQueues(t *testing.T, fx *fixture) {
 	arrival := time.Unix(1795965207, 338547000)
 	id := drop(t, fx.sp, &DropEnvelope{
 		Arrival: arrival, FullName: "Full, Name", Sender: "a@b.c", EnvID: "envid1", Ret: cleanup.RetHdrs,
@@ -119,6 +148,9 @@ func TestPickupQueues(t *testing.T) {
 		t.Fatalf("incoming holds %d files", len(ents))
 	}
 	newID := ents[0].Name()
+	if spool.IsLongID(newID) != fx.sp.LongIDs {
+		t.Errorf("queue ID %s: long=%v, want %v", newID, spool.IsLongID(newID), fx.sp.LongIDs)
+	}
 	c, err := spool.OpenContent(fx.sp.Path(spool.Incoming, newID))
 	if err != nil {
 		t.Fatal(err)

@@ -168,9 +168,10 @@ func (m *mta) waitFor(what string, cond func() bool) {
 func (m *mta) logNow(s string) bool { return strings.Contains(m.logbuf.String(), s) }
 
 // logHas reports whether the mail log has s, waiting a little for it:
-// the daemon writes its log in batches (every 100 ms).
+// the daemon writes its log in batches (every 100 ms), and a loaded
+// machine may take far longer.
 func (m *mta) logHas(s string) bool {
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if strings.Contains(m.logbuf.String(), s) {
 			return true
