@@ -145,11 +145,12 @@ func start(opt Options) (_ *Server, err error) {
 		return nil, err
 	}
 	if s.pid, err = lockPID(s.sp.Root); err != nil {
-		s.log.Log("master", "fatal: %v", err)
+		s.log.Log("master", "fatal: %v", err) // close flushes it
 		return nil, err
 	}
 	s.removeOrphans(s.clk.Now())
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
+	s.logBuf.Flush() // the master's lines are few and worth seeing at once
 
 	s.clean.Store(s.newCleanup(set))
 	s.bounce.Store(s.newBouncer(set))
@@ -393,6 +394,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.log.Warn("master", "%v; still logging to the old file", err)
 	}
 	s.log.Log("master", "reload -- version %s, configuration %s", Version, cfg.Dir)
+	s.logBuf.Flush()
 	return nil
 }
 
