@@ -30,13 +30,22 @@ log goes to maillog_file = /var/log/sluice/mail.log and to standard
 error. An unknown or malformed parameter stops the start with an error
 naming it.
 
-Signals: SIGTERM or SIGINT stops accepting mail, lets deliveries in flight
-end (or abandons them after a few seconds: their files go back to the
-incoming queue at the next start) and exits 0. SIGHUP reloads main.cf: a
+Only one daemon runs on a spool: queue_directory/pid/master.pid holds
+the daemon's process ID and stays locked (flock) while it runs; a second
+start is refused with "fatal: the sluice mail system is already running".
+A pid file left by a daemon that was killed holds no lock and blocks
+nothing. At start, temporary files that killed processes left in the
+spool are removed (each one is logged).
+
+Signals: SIGHUP reloads main.cf, as postfix reload does: a
 configuration that fails its checks is refused and the running one is
-kept; a good one restarts the mail system in the same process, as
-postfix reload does (listeners reopen, active mail returns to incoming).
-The process ID is written to queue_directory/pid/master.pid.
+kept; a good one applies to new SMTP connections and new deliveries,
+while SMTP sessions and deliveries in progress go on undisturbed (the
+listening sockets stay open). The mail log then shows "reload -- version
+V, configuration DIR". SIGTERM or SIGINT stops accepting mail, gives
+deliveries and sessions in flight sluice_shutdown_grace (10s) to end,
+cuts what is left (such messages go back to the incoming queue at the
+next start) and exits 0, after "terminating on signal 15".
 `
 
 func runServe(env *Env) int {
@@ -93,39 +102,41 @@ func runServe(env *Env) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan *server.Server, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, server.Options{Config: cfg, LogCopy: env.Stderr, Ready: func(s *server.Server) { ready <- s }})
+	}()
+	var srv *server.Server
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- server.Run(ctx, server.Options{Config: cfg, LogCopy: env.Stderr}) }()
-		reload := false
-		for !reload {
-			select {
-			case err := <-done:
+		select {
+		case srv = <-ready:
+		case err := <-done:
+			if err != nil {
+				return env.Fatalf(1, "%v", err)
+			}
+			return 0
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
 				cancel()
-				if err != nil {
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 					return env.Fatalf(1, "%v", err)
 				}
 				return 0
-			case sig := <-sigs:
-				if sig != syscall.SIGHUP {
-					cancel()
-					if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-						return env.Fatalf(1, "%v", err)
-					}
-					return 0
-				}
-				next, err := load()
-				if err != nil {
-					env.Warnf("reload refused, keeping the running configuration: %v", err)
-					continue
-				}
-				cfg, reload = next, true
+			}
+			if srv == nil {
+				env.Warnf("reload ignored: the mail system is still starting")
+				continue
+			}
+			next, err := load()
+			if err == nil {
+				err = srv.Reload(next)
+			}
+			if err != nil {
+				env.Warnf("reload refused, keeping the running configuration: %v", err)
 			}
 		}
-		cancel()
-		if err := <-done; err != nil {
-			return env.Fatalf(1, "%v", err)
-		}
-		fmt.Fprintf(env.Stderr, "%s: reload -- configuration %s\n", env.Name, cfg.Dir)
 	}
 }

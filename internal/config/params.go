@@ -61,6 +61,7 @@ var Params = []Param{
 	{Name: "syslog_name", Default: "postfix", Doc: "the name before /service in mail log lines; postfix by default so log tools such as pflogsumm read sluice's log unchanged"},
 	{Name: "mail_name", Default: "sluice", Doc: "the mail system's name in Received: headers (Postfix's default is Postfix)"},
 	{Name: "sluice_commit_method", Default: "syncfs", Doc: "how a received message is made durable before smtpd answers 250 (sluice only): syncfs writes each queue file without a sync of its own and makes a whole batch of concurrently received messages, files and directory entries, durable with one syncfs(2) of the spool's file system; fsync syncs each file on its own and shares directory syncs. Both acknowledge only what is on disk; syncfs costs one sync per batch instead of one per message, but also flushes other programs' dirty data on the same file system, so on a spool shared with write-heavy programs fsync can be faster"},
+	{Name: "sluice_shutdown_grace", Default: "10s", Unit: 's', Doc: "how long sluice serve, on SIGTERM, waits for deliveries and SMTP sessions in flight before it cuts them and exits (sluice only; Postfix's master lets its processes end at their earliest convenience). A cut delivery's message stays in active/ and goes back to incoming/ at the next start, so it is sent again; a cut session's message was never acknowledged"},
 	{Name: "config_directory", Default: "/etc/sluice", Doc: "where main.cf is read from: -c DIR, else MAIL_CONFIG, else this default (Postfix's is /etc/postfix)"},
 }
 

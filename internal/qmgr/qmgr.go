@@ -127,6 +127,11 @@ type Manager struct {
 	held      map[string]int  // IDs acquired by actions: not taken while held
 	recovered map[string]bool // moved back from active/ at start
 
+	// timesMu guards the backoff and lifetime limits in cfg, which
+	// finish reads off the loop and Reconfigure changes; every other
+	// field of cfg is read and written on the loop only.
+	timesMu sync.RWMutex
+
 	syncMu   sync.Mutex
 	syncDirs map[string]bool // directories with renames not yet synced
 	syncKick chan struct{}

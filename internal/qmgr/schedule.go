@@ -93,6 +93,8 @@ func (m *Manager) forgetIdle() {
 // retries come at roughly doubling intervals (reference §8.2).
 func (m *Manager) backoff(now time.Time, created int64) time.Duration {
 	age := now.Sub(time.Unix(created, 0))
+	m.timesMu.RLock() // finish calls this off the loop; Reconfigure writes
+	defer m.timesMu.RUnlock()
 	return min(max(age, m.cfg.MinBackoff), m.cfg.MaxBackoff)
 }
 
@@ -102,9 +104,11 @@ func (m *Manager) expired(now time.Time, msg *message) bool {
 	if msg.forced {
 		return true
 	}
+	m.timesMu.RLock() // finish calls this off the loop; Reconfigure writes
 	life := m.cfg.MaxLifetime
 	if msg.env.Sender == "" {
 		life = m.cfg.BounceLifetime
 	}
+	m.timesMu.RUnlock()
 	return !now.Before(time.Unix(msg.env.CreateTime, 0).Add(life))
 }

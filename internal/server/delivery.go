@@ -3,34 +3,24 @@ package server
 import (
 	"context"
 	"io"
-	"net"
 	"strings"
-	"time"
+	"sync/atomic"
 
 	"sluice/internal/qmgr"
 	"sluice/internal/smtp"
 	"sluice/internal/spool"
 )
 
-// smtpDeliverer adapts the SMTP client to the queue manager.
-type smtpDeliverer struct{ c *smtp.Client }
+// smtpDeliverer adapts the SMTP client to the queue manager. The client
+// is swapped on reload.
+type smtpDeliverer struct{ c atomic.Pointer[smtp.Client] }
 
-func (s *Server) newDeliverer() (qmgr.Deliverer, error) {
-	var res smtp.Resolver = net.DefaultResolver
-	if s.opt.Resolver != nil {
-		res = s.opt.Resolver
+// swap makes c the client of new deliveries and closes the old one's
+// idle connections (its deliveries in flight go on).
+func (d *smtpDeliverer) swap(c *smtp.Client) {
+	if old := d.c.Swap(c); old != nil {
+		old.Close()
 	}
-	return &smtpDeliverer{c: &smtp.Client{
-		Resolver:       res,
-		HeloName:       s.set.myHostname,
-		RelayHost:      s.set.relayHost,
-		Port:           s.opt.SMTPPort,
-		ConnectTimeout: s.set.connectTimeout,
-		TLSLevel:       s.set.tlsLevel,
-		// Keep connections for the next message to the same place, as
-		// Postfix's connection cache does for busy destinations.
-		MaxIdle: 2 * time.Second,
-	}}, nil
 }
 
 func (d *smtpDeliverer) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.Result {
@@ -52,7 +42,7 @@ func (d *smtpDeliverer) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.
 	for _, r := range req.Recipients {
 		m.Recipients = append(m.Recipients, smtp.Recipient{Address: r.Address, ORCPT: r.DSNOrig, Notify: r.Notify, Offset: r.Offset})
 	}
-	results := d.c.Deliver(ctx, req.Nexthop, m)
+	results := d.c.Load().Deliver(ctx, req.Nexthop, m)
 	out := make([]qmgr.Result, 0, len(results))
 	for _, r := range results {
 		q := qmgr.Result{

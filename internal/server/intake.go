@@ -1,13 +1,9 @@
 package server
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"os/user"
 	"strconv"
-	"sync"
-	"time"
 
 	"sluice/internal/control"
 	"sluice/internal/manage"
@@ -15,27 +11,36 @@ import (
 	"sluice/internal/showq"
 )
 
-// intake is everything that lets work in: the SMTP listeners, pickup,
-// and the control socket.
-type intake struct {
-	ctl     *control.Server
-	stops   []func(ctx context.Context)
-	listens []net.Addr
-	wg      sync.WaitGroup
-}
-
-func (s *Server) startIntake() (_ *intake, err error) {
-	in := &intake{}
+// startIntake opens everything that lets work in: the SMTP sockets and
+// their server, pickup, and the control socket.
+func (s *Server) startIntake() (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ports = map[string]*port{}
 	defer func() {
 		if err != nil {
-			in.stop()
+			for _, p := range s.ports {
+				p.close()
+			}
+			s.ports = nil
 		}
 	}()
-	if err := s.startSMTPD(in); err != nil {
-		return nil, err
+	var ports []*port
+	for _, a := range s.set.listen {
+		if s.ports[a] != nil {
+			continue
+		}
+		p, err := openPort(a)
+		if err != nil {
+			return err
+		}
+		s.ports[a] = p
+		ports = append(ports, p)
 	}
-	if err := s.startPickup(in); err != nil {
-		return nil, err
+	clean := s.clean.Load()
+	g, err := s.newGen(s.cfg, clean, ports)
+	if err != nil {
+		return err
 	}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
@@ -50,34 +55,35 @@ func (s *Server) startIntake() (_ *intake, err error) {
 		Now:       s.clk.Now,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	in.ctl = ctl
-	in.wg.Add(1)
+	s.ctl = ctl
+	s.ctlDone = make(chan struct{})
 	go func() {
-		defer in.wg.Done()
+		defer close(s.ctlDone)
 		if err := ctl.Serve(); err != nil {
 			s.log.Warn("master", "control socket: %v", err)
 		}
 	}()
-	return in, nil
+	s.serveGen(g, ports)
+	s.gen = g
+	s.pick = s.startPickup(clean)
+	return nil
 }
 
-func (in *intake) addrs() []net.Addr { return in.listens }
-
-// stop closes the listeners and waits a little for sessions to end.
-func (in *intake) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for i := len(in.stops) - 1; i >= 0; i-- {
-		in.stops[i](ctx)
+// Addrs returns the addresses the SMTP server listens on.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	seen := map[string]bool{}
+	for _, a := range s.set.listen {
+		if p := s.ports[a]; p != nil && !seen[a] {
+			seen[a] = true
+			out = append(out, p.ln.Addr())
+		}
 	}
-	in.stops = nil
-	if in.ctl != nil {
-		in.ctl.Shutdown(ctx)
-		in.ctl = nil
-	}
-	in.wg.Wait()
+	return out
 }
 
 // mailOwner returns the uid of the mail_owner user, or -1.
@@ -92,5 +98,3 @@ func mailOwner(name string) int {
 	}
 	return uid
 }
-
-var _ = fmt.Sprint

@@ -2,19 +2,44 @@
 // the whole mail system in one process — SMTP intake (smtpd), local
 // submission (pickup of maildrop/), cleanup, the queue manager, the SMTP
 // delivery client, bounces, the control socket and the mail log — on one
-// spool.
+// spool. Its life follows Postfix's master.
 //
-// Start-up: the configuration is checked first (an unknown or malformed
+// Start: the configuration is checked first (an unknown or malformed
 // parameter stops the start), the queue directory is created when it is
-// missing, pid/master.pid is written (tools use it to see a live daemon),
-// then the queue manager moves active/ back to incoming/ and starts, and
-// only then do the listeners open.
+// missing, and pid/master.pid is locked with flock(2) and holds our pid
+// for the daemon's life. A second daemon on the spool finds the lock
+// taken and stops with "fatal: the sluice mail system is already
+// running"; a file left by a daemon that was killed holds no lock and
+// blocks nothing, whatever process its pid now names. Under the lock,
+// temporary files that killed processes left in the spool are removed
+// (removeOrphans), "daemon started -- version V, configuration DIR" is
+// logged, the queue manager moves active/ back to incoming/ and starts,
+// and only then do the listeners open.
 //
-// Stop (SIGTERM, or the context ending): the listeners close first, so no
-// new mail is accepted; sessions in progress get a moment to end; the
-// queue manager gives deliveries in flight a few seconds and then
-// abandons them — their files stay in active/ and go back to incoming/ at
-// the next start; pid/master.pid is removed.
+// Reload (Reload; SIGHUP): the new main.cf is checked, and a bad one is
+// refused with the running configuration kept. A good one applies to new
+// work only: new SMTP connections go to a new SMTP server (the listening
+// sockets stay open; addresses added are opened, addresses removed are
+// closed), while sessions in progress finish on the server they began on;
+// the queue manager takes the new limits and relayhost without leaving
+// its active queue, so deliveries in flight go on; new deliveries and
+// bounces use the new settings; pickup restarts with the new cleanup; the
+// mail log file is reopened (after a rotation, or at a new
+// maillog_file). "reload -- version V, configuration DIR" is logged. The
+// spool's shape (queue_directory, hash_queue_names, hash_queue_depth,
+// enable_long_queue_ids) changes only at the next start, as Postfix's
+// queue_directory does.
+//
+// Stop (SIGTERM, or the context ending): the sockets close first, so no
+// new mail is accepted; sessions and deliveries in progress get
+// sluice_shutdown_grace to end, then they are cut — a cut delivery's
+// file stays in active/ and goes back to incoming/ at the next start;
+// "terminating on signal 15" is logged and pid/master.pid is removed.
+//
+// The mail log is written in batches, but every line logged while a
+// message was accepted is written to the log file before the client is
+// told 250 (see maillog.Buffer), so a kill -9 loses no line of mail that
+// was acknowledged.
 package server
 
 import (
@@ -26,14 +51,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/bounce"
 	"sluice/internal/cleanup"
 	"sluice/internal/clock"
 	"sluice/internal/config"
+	"sluice/internal/control"
 	"sluice/internal/maillog"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
@@ -60,17 +86,31 @@ type Options struct {
 
 // Server is a running mail system.
 type Server struct {
-	opt   Options
-	set   *settings
-	sp    *spool.Spool
-	clk   clock.Clock
-	log   *maillog.Logger
-	logF  *os.File
-	logW  *logWriter
-	clean *cleanup.Cleanup
-	qm    *qmgr.Manager
-	in    *intake
-	pidf  string
+	opt    Options
+	sp     *spool.Spool
+	clk    clock.Clock
+	log    *maillog.Logger
+	logBuf *maillog.Buffer
+	pid    *pidLock
+	qm     *qmgr.Manager
+	deliv  *smtpDeliverer
+	bounce atomic.Pointer[bounce.Bouncer]
+	clean  atomic.Pointer[cleanup.Cleanup]
+
+	// mu orders Reload against start and stop, and guards what they
+	// change.
+	mu       sync.Mutex
+	cfg      *config.Config
+	set      *settings
+	logF     *os.File
+	ports    map[string]*port // by configured address
+	gen      *smtpdGen        // the SMTP server taking new connections
+	draining []*smtpdGen      // older ones finishing their sessions
+	drains   sync.WaitGroup
+	pick     *pickupRun
+	ctl      *control.Server
+	ctlDone  chan struct{}
+	stopping bool
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -88,7 +128,7 @@ func start(opt Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opt: opt, set: set, clk: opt.Clock}
+	s := &Server{opt: opt, set: set, cfg: opt.Config, clk: opt.Clock}
 	if s.clk == nil {
 		s.clk = clock.Real()
 	}
@@ -104,12 +144,42 @@ func start(opt Options) (_ *Server, err error) {
 	if err := s.openLog(); err != nil {
 		return nil, err
 	}
-	if err := s.writePID(); err != nil {
+	if s.pid, err = lockPID(s.sp.Root); err != nil {
+		s.log.Log("master", "fatal: %v", err) // close flushes it
 		return nil, err
 	}
+	s.removeOrphans(s.clk.Now())
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
+	s.logBuf.Flush() // the master's lines are few and worth seeing at once
 
-	s.clean = cleanup.New(cleanup.Config{
+	s.clean.Store(s.newCleanup(set))
+	s.bounce.Store(s.newBouncer(set))
+	s.deliv = &smtpDeliverer{}
+	s.deliv.swap(s.newSMTPClient(set))
+	l := limits(set)
+	s.qm, err = qmgr.New(qmgr.Config{
+		Spool: s.sp, Clock: s.clk, Deliverer: s.deliv, Notifier: notifier{s}, Log: s.log,
+		RelayHost:          l.RelayHost,
+		ConcurrencyLimit:   l.ConcurrencyLimit,
+		InitialConcurrency: l.InitialConcurrency,
+		RecipientLimit:     l.RecipientLimit,
+		ProcessLimit:       l.ProcessLimit,
+		ActiveLimit:        l.ActiveLimit,
+		QueueRunDelay:      l.QueueRunDelay,
+		MinBackoff:         l.MinBackoff,
+		MaxBackoff:         l.MaxBackoff,
+		MaxLifetime:        l.MaxLifetime,
+		BounceLifetime:     l.BounceLifetime,
+		ShutdownGrace:      l.ShutdownGrace,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) newCleanup(set *settings) *cleanup.Cleanup {
+	return cleanup.New(cleanup.Config{
 		Spool: s.sp, MyHostname: set.myHostname, MyOrigin: set.myOrigin,
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
 		Now: s.clk.Now, Log: s.log, CommitMethod: set.commit,
@@ -119,16 +189,25 @@ func start(opt Options) (_ *Server, err error) {
 			}
 		},
 	})
-	bouncer := bounce.New(bounce.Config{
+}
+
+func (s *Server) newBouncer(set *settings) *bounce.Bouncer {
+	return bounce.New(bounce.Config{
 		MyHostname: set.myHostname, Submit: s.submitNotice, Now: s.clk.Now,
 		SizeLimit: set.bounceSize, MaxLifetime: set.maxLifetime, DelayWarning: set.delayWarning, Log: s.log,
 	})
-	deliverer, err := s.newDeliverer()
-	if err != nil {
-		return nil, err
-	}
-	s.qm, err = qmgr.New(qmgr.Config{
-		Spool: s.sp, Clock: s.clk, Deliverer: deliverer, Notifier: bouncer, Log: s.log,
+}
+
+// notifier hands the queue manager's notices to the current bouncer.
+type notifier struct{ s *Server }
+
+func (n notifier) Send(ctx context.Context, r *bounce.Report) (string, error) {
+	return n.s.bounce.Load().Send(ctx, r)
+}
+
+// limits are the queue manager's parameters from set.
+func limits(set *settings) qmgr.Limits {
+	return qmgr.Limits{
 		RelayHost:          set.relayHost,
 		ConcurrencyLimit:   set.concLimit,
 		InitialConcurrency: set.initialConc,
@@ -140,11 +219,8 @@ func start(opt Options) (_ *Server, err error) {
 		MaxBackoff:         zeroIsNone(set.maxBackoff),
 		MaxLifetime:        zeroIsNone(set.maxLifetime),
 		BounceLifetime:     zeroIsNone(set.bounceLifetime),
-	})
-	if err != nil {
-		return nil, err
+		ShutdownGrace:      zeroIsNone(set.grace),
 	}
-	return s, nil
 }
 
 // zeroIsNone maps a configured 0 to qmgr's "really zero" (negative);
@@ -163,35 +239,163 @@ func (s *Server) run(ctx context.Context) error {
 	qdone := make(chan error, 1)
 	go func() { qdone <- s.qm.Run(qctx) }()
 
-	in, err := s.startIntake()
-	if err != nil {
+	if err := s.startIntake(); err != nil {
 		stopQ()
 		<-qdone
 		return err
 	}
-	s.in = in
 	if s.opt.Ready != nil {
 		s.opt.Ready(s)
 	}
+	var qerr error
 	select {
 	case <-ctx.Done():
-	case err := <-qdone:
-		in.stop()
-		return fmt.Errorf("queue manager stopped: %w", err)
+		qerr = s.stop(stopQ, qdone)
+	case qerr = <-qdone:
+		qdone <- qerr
+		s.stop(stopQ, qdone)
+		qerr = fmt.Errorf("queue manager stopped: %w", qerr)
 	}
-	in.stop()
-	stopQ()
-	qerr := <-qdone
 	s.log.Log("master", "terminating on signal 15")
 	return qerr
 }
 
-// Addrs returns the addresses the SMTP server listens on.
-func (s *Server) Addrs() []net.Addr {
-	if s.in == nil {
-		return nil
+// stop closes the sockets and pickup, gives SMTP sessions and deliveries
+// in flight the grace time together, then cuts what is left.
+func (s *Server) stop(stopQ context.CancelFunc, qdone chan error) error {
+	s.mu.Lock()
+	s.stopping = true
+	grace := s.set.grace
+	ports, gen, draining, pick := s.ports, s.gen, s.draining, s.pick
+	s.ports, s.gen, s.draining, s.pick = nil, nil, nil, nil
+	s.mu.Unlock()
+
+	for _, p := range ports {
+		p.close()
 	}
-	return s.in.addrs()
+	pick.stop()
+	stopQ() // the queue manager waits up to the same grace (its ShutdownGrace)
+	if gen != nil {
+		s.drains.Add(1)
+		go func() { defer s.drains.Done(); gen.drain(grace) }()
+	}
+	cutOld := time.AfterFunc(grace, func() {
+		for _, g := range draining {
+			g.cutNow()
+		}
+	})
+	defer cutOld.Stop()
+	qerr := <-qdone
+	s.drains.Wait()
+	if s.ctl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.ctl.Shutdown(ctx)
+		cancel()
+		<-s.ctlDone
+	}
+	return qerr
+}
+
+// Reload applies a new configuration to the running system (see the
+// package comment). On error nothing has changed.
+func (s *Server) Reload(cfg *config.Config) error {
+	set, err := load(cfg)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || s.gen == nil {
+		return errNotReady
+	}
+	for _, c := range []struct {
+		name    string
+		changed bool
+	}{
+		{"queue_directory", s.set.queueDir != set.queueDir},
+		{"hash_queue_names", s.set.hashQueues != set.hashQueues},
+		{"hash_queue_depth", s.set.hashDepth != set.hashDepth},
+		{"enable_long_queue_ids", s.set.longIDs != set.longIDs},
+	} {
+		if c.changed {
+			s.log.Warn("master", "%s changed: it takes effect at the next start (stop and start, not reload)", c.name)
+		}
+	}
+
+	// Everything that can fail comes first.
+	clean := s.newCleanup(set)
+	newPorts := map[string]*port{}
+	var opened, ports []*port
+	fail := func(err error) error {
+		for _, p := range opened {
+			p.close()
+		}
+		return err
+	}
+	for _, a := range set.listen {
+		if newPorts[a] != nil {
+			continue
+		}
+		p := s.ports[a]
+		if p == nil {
+			if p, err = openPort(a); err != nil {
+				return fail(err)
+			}
+			opened = append(opened, p)
+		}
+		newPorts[a] = p
+		ports = append(ports, p)
+	}
+	gen, err := s.newGen(cfg, clean, ports)
+	if err != nil {
+		return fail(err)
+	}
+
+	s.clean.Store(clean)
+	s.bounce.Store(s.newBouncer(set))
+	s.deliv.swap(s.newSMTPClient(set))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.qm.Reconfigure(ctx, limits(set)); err != nil {
+		s.log.Warn("master", "queue manager: %v", err)
+	}
+	cancel()
+
+	old := s.gen
+	s.serveGen(gen, ports)
+	s.gen = gen
+	s.draining = append(s.draining, old)
+	s.drains.Add(1)
+	go func() {
+		defer s.drains.Done()
+		old.drain(old.timeout)
+		s.mu.Lock()
+		for i, g := range s.draining {
+			if g == old {
+				s.draining = append(s.draining[:i], s.draining[i+1:]...)
+				break
+			}
+		}
+		s.mu.Unlock()
+	}()
+	for a, p := range s.ports {
+		if newPorts[a] == nil {
+			p.close()
+		}
+	}
+	s.ports = newPorts
+
+	s.pick.stop()
+	s.pick = s.startPickup(clean)
+
+	prevSet := s.set
+	s.set, s.cfg = set, cfg
+	if err := s.reopenLog(); err != nil {
+		s.set.maillogFile = prevSet.maillogFile
+		s.log.Warn("master", "%v; still logging to the old file", err)
+	}
+	s.log.Log("master", "reload -- version %s, configuration %s", Version, cfg.Dir)
+	s.logBuf.Flush()
+	return nil
 }
 
 // Queue returns the queue manager (for the control socket and tests).
@@ -202,137 +406,101 @@ func (s *Server) Spool() *spool.Spool { return s.sp }
 
 // submitNotice queues a bounce or delay notice from <> through cleanup.
 func (s *Server) submitNotice(ctx context.Context, rcpt string, text []byte) (string, error) {
-	return s.clean.Submit(ctx, &cleanup.Message{
+	return s.clean.Load().Submit(ctx, &cleanup.Message{
 		Sender:     "",
 		Recipients: []cleanup.Recipient{{Address: rcpt}},
 	}, bytes.NewReader(text))
 }
 
+// submitter is how SMTP sessions queue a message: through cleanup, then
+// the mail log is flushed, so that every line logged while the message
+// was accepted (its "client=" line, cleanup's lines) is in the log file
+// before the 250 that the caller sends next.
+func (s *Server) submitter(c *cleanup.Cleanup) func(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error) {
+	return func(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error) {
+		id, err := c.Submit(ctx, m, r)
+		if err == nil {
+			s.logBuf.Flush()
+		}
+		return id, err
+	}
+}
+
 // openLog opens the mail log: maillog_file (created with its directory)
-// and the copy writer.
+// and the copy writer, behind one buffer.
 func (s *Server) openLog() error {
+	w, f, err := s.logOutput(s.set.maillogFile)
+	if err != nil {
+		return err
+	}
+	s.logF = f
+	s.logBuf = maillog.NewBuffer(w, logFlushInterval)
+	s.log = maillog.New(s.logBuf, s.set.myHostname, s.set.syslogName, s.clk.Now)
+	return nil
+}
+
+// logOutput opens the log file path (none when empty) and joins it with
+// the copy writer.
+func (s *Server) logOutput(path string) (io.Writer, *os.File, error) {
 	var ws []io.Writer
-	if f := s.set.maillogFile; f != "" {
-		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-			return fmt.Errorf("mail log: %w", err)
+	var lf *os.File
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, nil, fmt.Errorf("mail log: %w", err)
 		}
-		lf, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
-			return fmt.Errorf("mail log: %w", err)
+			return nil, nil, fmt.Errorf("mail log: %w", err)
 		}
-		s.logF = lf
-		ws = append(ws, lf)
+		lf = f
+		ws = append(ws, f)
 	}
 	if s.opt.LogCopy != nil {
 		ws = append(ws, s.opt.LogCopy)
 	}
-	s.logW = newLogWriter(io.MultiWriter(ws...), logFlushInterval)
-	s.log = maillog.New(s.logW, s.set.myHostname, s.set.syslogName, s.clk.Now)
-	return nil
+	return io.MultiWriter(ws...), lf, nil
 }
 
-// logFlushInterval is how long a mail log line may wait in memory. A
-// busy server writes its log in a few large writes instead of two system
-// calls per line; tail -f sees lines at most this late.
-const logFlushInterval = 100 * time.Millisecond
-
-// logWriter buffers whole log lines and writes them out every interval
-// (and when the buffer is large, and on Close).
-type logWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	buf   []byte
-	stop  chan struct{}
-	done  chan struct{}
-	limit int
-}
-
-func newLogWriter(w io.Writer, every time.Duration) *logWriter {
-	l := &logWriter{w: w, stop: make(chan struct{}), done: make(chan struct{}), limit: 64 << 10}
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				l.Flush()
-				return
-			case <-t.C:
-				l.Flush()
-			}
-		}
-	}()
-	return l
-}
-
-func (l *logWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	if len(l.buf) >= l.limit {
-		l.flushLocked()
+// reopenLog opens maillog_file anew (a rotation moved the old one away,
+// or the name changed) and closes the old file. Called with mu held.
+func (s *Server) reopenLog() error {
+	w, f, err := s.logOutput(s.set.maillogFile)
+	if err != nil {
+		return err
 	}
-	return len(p), nil
-}
-
-// Flush writes out what is buffered.
-func (l *logWriter) Flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.flushLocked()
-}
-
-func (l *logWriter) flushLocked() {
-	if len(l.buf) == 0 {
-		return
-	}
-	// The mail log must never stop mail; a failed write is dropped.
-	_, _ = l.w.Write(l.buf)
-	l.buf = l.buf[:0]
-}
-
-// Close flushes and stops the writer.
-func (l *logWriter) Close() {
-	close(l.stop)
-	<-l.done
-}
-
-// writePID writes pid/master.pid as Postfix does (the number, right
-// aligned, and a newline), refusing to start over a live daemon.
-func (s *Server) writePID() error {
-	path := filepath.Join(s.sp.Root, "pid", "master.pid")
-	if b, err := os.ReadFile(path); err == nil {
-		if pid, err := strconv.Atoi(string(bytes.TrimSpace(b))); err == nil && pid > 0 && pid != os.Getpid() && alive(pid) {
-			return fmt.Errorf("the mail system is already running (pid %d, %s)", pid, path)
-		}
-	}
-	if err := os.WriteFile(path, []byte(fmt.Sprintf("%10d\n", os.Getpid())), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	s.pidf = path
-	return nil
-}
-
-func (s *Server) close() {
-	if s.pidf != "" {
-		if b, err := os.ReadFile(s.pidf); err == nil {
-			if pid, _ := strconv.Atoi(string(bytes.TrimSpace(b))); pid == os.Getpid() {
-				os.Remove(s.pidf)
-			}
-		}
-	}
-	if s.logW != nil {
-		s.logW.Close()
-	}
+	s.logBuf.SetOutput(w)
 	if s.logF != nil {
 		s.logF.Close()
 	}
+	s.logF = f
+	return nil
+}
+
+// logFlushInterval is how long a mail log line that precedes no
+// acknowledgement may wait in memory. A busy server writes its log in a
+// few large writes instead of one system call per line; tail -f sees
+// such lines at most this late.
+const logFlushInterval = 100 * time.Millisecond
+
+// close flushes and closes the mail log, then gives up the pid lock:
+// the last thing, so that a new daemon starts only after this one's last
+// line.
+func (s *Server) close() {
+	if s.logBuf != nil {
+		s.logBuf.Close()
+	}
+	s.mu.Lock()
+	if s.logF != nil {
+		s.logF.Close()
+		s.logF = nil
+	}
+	s.mu.Unlock()
+	s.pid.release()
 }
 
 var errNotReady = errors.New("server: not ready")
 
-// Submit queues a message through cleanup, as intake does.
+// Submit queues a message through cleanup, as an SMTP session does.
 func (s *Server) Submit(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error) {
-	return s.clean.Submit(ctx, m, r)
+	return s.submitter(s.clean.Load())(ctx, m, r)
 }

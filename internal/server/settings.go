@@ -42,6 +42,7 @@ type settings struct {
 	tlsLevel       string
 	maillogFile    string
 	syslogName     string
+	grace          time.Duration // sluice_shutdown_grace
 }
 
 // check validates every parameter set in main.cf: unknown names are an
@@ -155,6 +156,7 @@ func load(c *config.Config) (*settings, error) {
 		{"queue_run_delay", &s.queueRunDelay},
 		{"delay_warning_time", &s.delayWarning},
 		{"smtp_connect_timeout", &s.connectTimeout},
+		{"sluice_shutdown_grace", &s.grace},
 	}
 	for _, t := range times {
 		d, err := c.Duration(t.name)

@@ -2,63 +2,114 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
+	"sluice/internal/cleanup"
+	"sluice/internal/config"
 	"sluice/internal/pickup"
 	"sluice/internal/smtpd"
 )
 
-// startSMTPD opens the smtpd_listen addresses and serves them.
-func (s *Server) startSMTPD(in *intake) error {
-	cfg, err := smtpd.FromConfig(s.opt.Config)
+// smtpdGen is one SMTP server: the one built at start, or one built by a
+// reload. A reload starts a new generation on the daemon's sockets and
+// lets the previous one finish its sessions with the configuration they
+// began with, as Postfix's old smtpd processes do after postfix reload.
+type smtpdGen struct {
+	srv      *smtpd.Server
+	handoffs map[string]*handoff // by configured address
+	timeout  time.Duration       // smtpd_timeout: how long a session may idle
+	served   chan struct{}       // closed when Serve has returned
+	cut      chan struct{}       // closed to end the drain at once
+	cutOnce  sync.Once
+}
+
+// newGen builds (but does not start) an SMTP server for cfg, fed by ports.
+func (s *Server) newGen(cfg *config.Config, clean *cleanup.Cleanup, ports []*port) (*smtpdGen, error) {
+	scfg, err := smtpd.FromConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.Cleanup, cfg.Log = s.clean, s.log
-	srv, err := smtpd.New(cfg)
-	if err != nil {
-		return err
+	g := &smtpdGen{handoffs: map[string]*handoff{}, timeout: scfg.Timeout, served: make(chan struct{}), cut: make(chan struct{})}
+	scfg.Listen = nil
+	scfg.Listeners = nil
+	for _, p := range ports {
+		h := newHandoff(p.ln.Addr())
+		g.handoffs[p.addr] = h
+		scfg.Listeners = append(scfg.Listeners, h)
 	}
-	if err := srv.Listen(); err != nil {
-		return err
+	scfg.Cleanup, scfg.Log = clean, s.log
+	scfg.Submit = s.submitter(clean)
+	if g.srv, err = smtpd.New(scfg); err != nil {
+		return nil, err
 	}
-	in.listens = srv.Addrs()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	return g, nil
+}
+
+// serve starts the server and points the ports at it.
+func (s *Server) serveGen(g *smtpdGen, ports []*port) {
 	go func() {
-		defer close(done)
-		if err := srv.Serve(ctx); err != nil {
+		defer close(g.served)
+		if err := g.srv.Serve(context.Background()); err != nil {
 			s.log.Warn("smtpd", "%v", err)
 		}
 	}()
-	in.stops = append(in.stops, func(stopCtx context.Context) {
-		// Stop accepting; sessions in progress may finish their
-		// transaction for a few seconds, then they are cut.
-		sctx, scancel := context.WithTimeout(stopCtx, 3*time.Second)
-		defer scancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		cancel()
-		<-done
-	})
-	return nil
+	for _, p := range ports {
+		p.attach(g.handoffs[p.addr])
+	}
 }
 
-// startPickup runs pickup on maildrop/ (sluice sendmail's path).
-func (s *Server) startPickup(in *intake) error {
-	p := pickup.New(pickup.Config{Spool: s.sp, Cleanup: s.clean, Log: s.log})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+// drain stops the server's accepting and waits for its sessions to end:
+// for at most wait, or until cut. Sessions still open then are dropped;
+// a message whose data was being received then gets no 250 and is not
+// queued, so its client still has it.
+func (g *smtpdGen) drain(wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
 	go func() {
-		defer close(done)
+		select {
+		case <-g.cut:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, h := range g.handoffs {
+		h.Close()
+	}
+	if err := g.srv.Shutdown(ctx); err != nil {
+		g.srv.Close()
+	}
+	<-g.served
+}
+
+func (g *smtpdGen) cutNow() { g.cutOnce.Do(func() { close(g.cut) }) }
+
+// pickupRun is pickup on maildrop/ (sluice sendmail's path) with one
+// cleanup; a reload replaces it.
+type pickupRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *Server) startPickup(clean *cleanup.Cleanup) *pickupRun {
+	p := pickup.New(pickup.Config{Spool: s.sp, Cleanup: clean, Log: s.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &pickupRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
 		if err := p.Run(ctx); err != nil {
 			s.log.Warn("pickup", "%v", err)
 		}
 	}()
-	in.stops = append(in.stops, func(context.Context) {
-		cancel()
-		<-done
-	})
-	return nil
+	return r
+}
+
+// stop ends pickup between files: a maildrop file is removed only after
+// its queue file is committed, so a file cut short is picked up again.
+func (r *pickupRun) stop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
 }
