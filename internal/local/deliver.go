@@ -195,10 +195,11 @@ func (r *run) alias(st expansion, addr, lp, base, ext string) bool {
 			r.final(addr, Deferred, "4.3.0", fmt.Sprintf("%s, line %d: bad alias %q: %v", al.File, al.Line, name, err))
 			return true
 		}
-		cred, err := r.a.ownerCred(table.uid, table.gid)
-		if err != nil {
-			r.final(addr, Deferred, "4.3.0", err.Error())
-			return true
+		// Commands and files run as the table's owner; default_privs
+		// (root's stand-in) is looked up when one is met.
+		var cred *Cred
+		if table.uid != 0 {
+			cred = &Cred{Name: fmt.Sprintf("uid %d", table.uid), UID: table.uid, GID: table.gid}
 		}
 		next := st
 		next.level++
@@ -219,15 +220,6 @@ func (r *run) alias(st expansion, addr, lp, base, ext string) bool {
 		return true
 	}
 	return false
-}
-
-// ownerCred is whom an alias table's or :include: file's commands and
-// files run as: its owner, or default_privs when root owns it.
-func (a *Agent) ownerCred(uid, gid uint32) (*Cred, error) {
-	if uid != 0 {
-		return &Cred{Name: fmt.Sprintf("uid %d", uid), UID: uid, GID: gid}, nil
-	}
-	return a.defaultPrivs()
 }
 
 func (a *Agent) defaultPrivs() (*Cred, error) {
@@ -352,11 +344,9 @@ func (r *run) include(st expansion, path string) {
 	if !r.a.cfg.Propagate[classInclude] {
 		next.ext = ""
 	}
+	next.cred, next.user = nil, nil // root's file: default_privs, when needed
 	if owner.Uid != 0 {
 		next.cred = &Cred{Name: fmt.Sprintf("uid %d", owner.Uid), UID: owner.Uid, GID: owner.Gid}
-	} else if next.cred, err = r.a.defaultPrivs(); err != nil {
-		r.final(st.current, Deferred, "4.3.0", err.Error())
-		return
 	}
 	r.items(next, items)
 }

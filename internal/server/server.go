@@ -34,6 +34,7 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/clock"
 	"sluice/internal/config"
+	"sluice/internal/local"
 	"sluice/internal/maillog"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
@@ -56,6 +57,9 @@ type Options struct {
 	SMTPPort int
 	// Ready, when set, is called once the listeners are open.
 	Ready func(*Server)
+	// Users is the passwd table of local delivery; the system's
+	// (/etc/passwd, /etc/group) when nil. Tests inject their own.
+	Users local.Users
 }
 
 // Server is a running mail system.
@@ -69,6 +73,7 @@ type Server struct {
 	logW  *logWriter
 	clean *cleanup.Cleanup
 	qm    *qmgr.Manager
+	local *local.Agent
 	in    *intake
 	pidf  string
 }
@@ -123,13 +128,17 @@ func start(opt Options) (_ *Server, err error) {
 		MyHostname: set.myHostname, Submit: s.submitNotice, Now: s.clk.Now,
 		SizeLimit: set.bounceSize, MaxLifetime: set.maxLifetime, DelayWarning: set.delayWarning, Log: s.log,
 	})
-	deliverer, err := s.newDeliverer()
+	smtpDel, err := s.newDeliverer()
 	if err != nil {
 		return nil, err
 	}
+	if s.local, err = s.newLocal(); err != nil {
+		return nil, err
+	}
 	s.qm, err = qmgr.New(qmgr.Config{
-		Spool: s.sp, Clock: s.clk, Deliverer: deliverer, Notifier: bouncer, Log: s.log,
+		Spool: s.sp, Clock: s.clk, Deliverer: &router{smtp: smtpDel, local: s.local}, Notifier: bouncer, Log: s.log,
 		RelayHost:          set.relayHost,
+		Local:              s.local.IsLocal,
 		ConcurrencyLimit:   set.concLimit,
 		InitialConcurrency: set.initialConc,
 		RecipientLimit:     set.rcptLimit,
