@@ -192,9 +192,16 @@ func (m *Manager) saveCorrupt(id string, why error) {
 	}
 }
 
-// nexthop is where a recipient's mail goes: the relayhost, or the
-// domain of the address (lower-cased).
+// LocalNexthop is the destination of local deliveries; no domain or
+// relayhost can be named so.
+const LocalNexthop = "local:"
+
+// nexthop is where a recipient's mail goes: LocalNexthop, the relayhost,
+// or the domain of the address (lower-cased).
 func (m *Manager) nexthop(addr string) string {
+	if m.cfg.Local != nil && m.cfg.Local(addr) {
+		return LocalNexthop
+	}
 	if m.cfg.RelayHost != "" {
 		return m.cfg.RelayHost
 	}

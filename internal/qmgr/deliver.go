@@ -18,7 +18,8 @@ type Deliverer interface {
 type Delivery struct {
 	QueueID    string
 	Path       string // the queue file, in active/
-	Nexthop    string // relayhost or the recipients' domain
+	Nexthop    string // relayhost or the recipients' domain; LocalNexthop for local delivery
+	Transport  string // "local" or "smtp": which deliverer, and the mail log's service name
 	Envelope   *spool.Envelope
 	Recipients []spool.Recipient // all for Nexthop, sorted
 }
@@ -60,6 +61,18 @@ type Result struct {
 	// peer gave one; RemoteMTA the name of that peer. Both go into DSNs.
 	DiagText  string
 	RemoteMTA string
+	// Finals, when set, are logged in place of the recipient's one line:
+	// the final deliveries that local aliases and .forward files made of
+	// it (to=<root@host>, orig_to=<postmaster@host>, ...).
+	Finals []Final
+}
+
+// Final is one final delivery of an expanded recipient, for the log.
+type Final struct {
+	To     string
+	Status Status
+	DSN    string
+	Reason string
 }
 
 // job is one delivery: a message's recipients for one destination.
@@ -100,6 +113,9 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 	msg := j.msg
 	var results []Result
 	service := "smtp"
+	if j.dest.name == LocalNexthop {
+		service = "local"
+	}
 	if j.suspended != "" {
 		service = "error"
 		dsn := j.suspendedDSN
@@ -111,7 +127,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 		}
 	} else {
 		results = m.cfg.Deliverer.Deliver(ctx, &Delivery{
-			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Envelope: msg.env, Recipients: j.rcpts,
+			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Transport: service, Envelope: msg.env, Recipients: j.rcpts,
 		})
 	}
 	byOffset := make(map[int64]*Result, len(results))
@@ -165,12 +181,23 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 				j.failReason, j.failDSN = r.Reason, r.DSN
 			}
 		}
-		lines = append(lines, maillog.Delivery{
+		line := maillog.Delivery{
 			QueueID: msg.id, To: rc.Address, OrigTo: rc.Orig, Relay: r.Relay, ConnUse: r.ConnUse,
 			Delay:  now.Sub(msg.arrival),
 			Delays: [4]time.Duration{msg.activeAt.Sub(msg.arrival), handoff.Sub(msg.activeAt), r.Setup, r.Transfer},
 			DSN:    r.DSN, Status: r.Status.String(), Text: r.Reason,
-		})
+		}
+		if len(r.Finals) == 0 {
+			lines = append(lines, line)
+		}
+		for _, f := range r.Finals {
+			l := line
+			l.To, l.DSN, l.Status, l.Text = f.To, f.DSN, f.Status.String(), f.Reason
+			if l.OrigTo == "" {
+				l.OrigTo = rc.Address
+			}
+			lines = append(lines, l)
+		}
 	}
 	j.siteFailure = j.suspended == "" && !reached && j.deferred > 0 && !aborted
 	// The bounce log first, then the D marks: a crash in between

@@ -30,6 +30,10 @@ type Config struct {
 	Log       *maillog.Logger
 
 	RelayHost string // relayhost: when set, the next hop of every recipient
+	// Local, when set, says which recipients the local transport
+	// delivers (mydestination): they go to the destination LocalNexthop,
+	// never to the relayhost, and are logged by "local".
+	Local func(addr string) bool
 
 	ConcurrencyLimit   int // default_destination_concurrency_limit (20)
 	InitialConcurrency int // initial_destination_concurrency (5)

@@ -60,6 +60,7 @@ import (
 	"sluice/internal/clock"
 	"sluice/internal/config"
 	"sluice/internal/control"
+	"sluice/internal/local"
 	"sluice/internal/maillog"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
@@ -82,6 +83,9 @@ type Options struct {
 	SMTPPort int
 	// Ready, when set, is called once the listeners are open.
 	Ready func(*Server)
+	// Users is the passwd table of local delivery; the system's
+	// (/etc/passwd, /etc/group) when nil. Tests inject their own.
+	Users local.Users
 }
 
 // Server is a running mail system.
@@ -94,6 +98,7 @@ type Server struct {
 	pid    *pidLock
 	qm     *qmgr.Manager
 	deliv  *smtpDeliverer
+	local  atomic.Pointer[local.Agent]
 	bounce atomic.Pointer[bounce.Bouncer]
 	clean  atomic.Pointer[cleanup.Cleanup]
 
@@ -156,9 +161,15 @@ func start(opt Options) (_ *Server, err error) {
 	s.bounce.Store(s.newBouncer(set))
 	s.deliv = &smtpDeliverer{}
 	s.deliv.swap(s.newSMTPClient(set))
+	agent, err := s.newLocal(opt.Config)
+	if err != nil {
+		return nil, err
+	}
+	s.local.Store(agent)
 	l := limits(set)
 	s.qm, err = qmgr.New(qmgr.Config{
-		Spool: s.sp, Clock: s.clk, Deliverer: s.deliv, Notifier: notifier{s}, Log: s.log,
+		Spool: s.sp, Clock: s.clk, Deliverer: &router{smtp: s.deliv, s: s}, Notifier: notifier{s}, Log: s.log,
+		Local:              func(addr string) bool { return s.local.Load().IsLocal(addr) },
 		RelayHost:          l.RelayHost,
 		ConcurrencyLimit:   l.ConcurrencyLimit,
 		InitialConcurrency: l.InitialConcurrency,
@@ -351,9 +362,15 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return fail(err)
 	}
 
+	agent, err := s.newLocal(cfg)
+	if err != nil {
+		return fail(err)
+	}
+
 	s.clean.Store(clean)
 	s.bounce.Store(s.newBouncer(set))
 	s.deliv.swap(s.newSMTPClient(set))
+	s.local.Store(agent)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := s.qm.Reconfigure(ctx, limits(set)); err != nil {
 		s.log.Warn("master", "queue manager: %v", err)

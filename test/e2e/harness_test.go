@@ -20,6 +20,7 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/clock"
 	"sluice/internal/config"
+	"sluice/internal/local"
 	"sluice/internal/server"
 	"sluice/internal/spool"
 	"sluice/internal/testutil/fakedns"
@@ -40,6 +41,7 @@ type mta struct {
 	logbuf *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	users  local.Users // local delivery's passwd table; the system's when nil
 }
 
 type syncBuffer struct {
@@ -102,7 +104,7 @@ func (m *mta) start() {
 	m.done = make(chan error, 1)
 	go func() {
 		m.done <- server.Run(ctx, server.Options{
-			Config: cfg, LogCopy: m.logbuf, Clock: m.clk, Resolver: m.dns.Resolver(), SMTPPort: m.sink.Port,
+			Config: cfg, LogCopy: m.logbuf, Clock: m.clk, Resolver: m.dns.Resolver(), SMTPPort: m.sink.Port, Users: m.users,
 			Ready: func(s *server.Server) { ready <- s },
 		})
 	}()

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sluice/internal/local"
+	"sluice/internal/testutil/fakesmtp"
+)
+
+// newLocalMTA is an in-process sluice whose mydestination mail goes to
+// a test mail spool, with a test alias file and an injected user table
+// (every user is the test's own uid, so no root is needed).
+func newLocalMTA(t *testing.T, aliases string) (*mta, string) {
+	t.Helper()
+	dir := t.TempDir()
+	spoolDir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(spoolDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	aliasFile := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(aliasFile, []byte(aliases), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := newMTA(t, "mail_spool_directory = "+spoolDir, "alias_maps = texthash:"+aliasFile, "recipient_delimiter = +")
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	m.users = local.StaticUsers{
+		"alice": {Name: "alice", UID: uid, GID: gid, Home: filepath.Join(dir, "alice"), Shell: "/bin/sh"},
+	}
+	return m, spoolDir
+}
+
+func TestLocalDeliveryToMailbox(t *testing.T) {
+	m, spoolDir := newLocalMTA(t, "postmaster: root\nroot: alice\n")
+	m.start()
+	m.send("carol@src.test", []string{"alice+news@sluice.test"}, "for alice's mailbox")
+	mbox := filepath.Join(spoolDir, "alice")
+	m.waitFor("the mailbox", func() bool {
+		b, _ := os.ReadFile(mbox)
+		return strings.Contains(string(b), "for alice's mailbox")
+	})
+	id := m.queueID("alice+news@sluice.test")
+	m.waitFor("removal", func() bool { return m.logNow(id + ": removed") })
+	if !m.logHas(id+": to=<alice+news@sluice.test>, relay=local, delay=") || !m.logHas(", dsn=2.0.0, status=sent (delivered to mailbox)") {
+		t.Errorf("mail log:\n%s", m.logbuf.String())
+	}
+	if !strings.Contains(m.logbuf.String(), "postfix/local[") {
+		t.Errorf("delivery not logged by local:\n%s", m.logbuf.String())
+	}
+	b, _ := os.ReadFile(mbox)
+	if !strings.HasPrefix(string(b), "From carol@src.test  ") || !strings.Contains(string(b), "\nReturn-Path: <carol@src.test>\nX-Original-To: alice+news@sluice.test\nDelivered-To: alice+news@sluice.test\nReceived: from ") {
+		t.Errorf("mailbox:\n%s", b)
+	}
+	if n := len(m.sink.Delivered()); n != 0 {
+		t.Errorf("%d transactions went to the relay", n)
+	}
+
+	// Postmaster follows the aliases to alice; the log says so.
+	m.send("carol@src.test", []string{"postmaster@sluice.test"}, "to the postmaster")
+	m.waitFor("postmaster's mail", func() bool { return m.logNow("to=<alice@sluice.test>, orig_to=<postmaster@sluice.test>, relay=local") })
+	if !m.logHas("status=sent (delivered to mailbox)") {
+		t.Errorf("mail log:\n%s", m.logbuf.String())
+	}
+}
+
+func TestBounceToLocalSenderLandsInMailbox(t *testing.T) {
+	m, spoolDir := newLocalMTA(t, "postmaster: root\nroot: alice\n")
+	m.sink.RcptReply("nobody@dest.test", fakesmtp.Reply{Text: "550 5.1.1 <nobody@dest.test>: no such user"})
+	m.start()
+	// A local user's message (a cron job's, say) that a remote server refuses.
+	m.send("alice@sluice.test", []string{"nobody@dest.test"}, "cron output")
+	mbox := filepath.Join(spoolDir, "alice")
+	m.waitFor("the bounce in alice's mailbox", func() bool {
+		b, _ := os.ReadFile(mbox)
+		return strings.Contains(string(b), "Undelivered Mail Returned to Sender") || strings.Contains(string(b), "no such user")
+	})
+	b, _ := os.ReadFile(mbox)
+	if !strings.HasPrefix(string(b), "From MAILER-DAEMON  ") || !strings.Contains(string(b), "\nReturn-Path: <>\n") || !strings.Contains(string(b), "Final-Recipient: rfc822; nobody@dest.test") {
+		t.Errorf("bounce in mailbox:\n%s", b)
+	}
+	if !m.logHas("to=<alice@sluice.test>, relay=local") {
+		t.Errorf("mail log:\n%s", m.logbuf.String())
+	}
+}
+
+func TestLocalUnknownUserBounces(t *testing.T) {
+	m, _ := newLocalMTA(t, "postmaster: root\nroot: alice\n")
+	m.start()
+	m.send("carol@dest.test", []string{"ghost@sluice.test"}, "to nobody")
+	m.waitFor("the bounce", func() bool {
+		return m.logNow(`to=<ghost@sluice.test>, relay=local`) && m.logNow(`dsn=5.1.1, status=bounced (unknown user: "ghost")`)
+	})
+	m.waitFor("the DSN to the sender", func() bool { return len(m.delivered("carol@dest.test")) == 1 })
+}
+
+// TestLocalRealUserSendmail runs the sluice binary as root with a real
+// user made for the test (useradd, removed after): cron's mail to root
+// goes through sendmail, pickup and the aliases postmaster -> root ->
+// the user, into a mailbox the user owns.
+func TestLocalRealUserSendmail(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (useradd, delivery as another user)")
+	}
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("no useradd")
+	}
+	name := fmt.Sprintf("sluicet%d", time.Now().UnixNano()%1000000)
+	if out, err := exec.Command("useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Skipf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	out, err := exec.Command("id", "-u", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+
+	sink := fakesmtp.Start(t, fakesmtp.Options{})
+	dir := t.TempDir()
+	spoolDir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(spoolDir, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	aliasFile := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(aliasFile, []byte("# test aliases\npostmaster: root\nroot: "+name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t, sink.Addr, "mail_spool_directory = "+spoolDir, "alias_maps = hash:"+aliasFile)
+	d.start()
+	defer d.kill()
+	if out, err := d.tool("Subject: Cron <root@host> run-parts\n\ncron output\nFrom the job.\n", "sendmail", "-f", "root", "-i", "root"); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	mbox := filepath.Join(spoolDir, name)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(d.mailLog(), "status=sent (delivered to mailbox)") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := d.mailLog()
+	if !strings.Contains(log, "to=<"+name+"@sluice.test>, orig_to=<root>, relay=local") || !strings.Contains(log, "status=sent (delivered to mailbox)") {
+		t.Fatalf("mail log:\n%s\nstderr:\n%s", log, d.stderr.String())
+	}
+	b, err := os.ReadFile(mbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "From root@sluice.test  ") || !strings.Contains(string(b), "\nX-Original-To: root\nDelivered-To: root@sluice.test\n") ||
+		!strings.Contains(string(b), "\n>From the job.\n") {
+		t.Errorf("mailbox:\n%s", b)
+	}
+	fi, _ := os.Stat(mbox)
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mailbox owner %d mode %v, want %d 0600", st.Uid, fi.Mode().Perm(), uid)
+	}
+	if len(sink.Delivered()) != 0 {
+		t.Error("local mail went to the relayhost")
+	}
+	d.waitEmpty(10 * time.Second)
+}
