@@ -196,7 +196,7 @@ func runPython(t *testing.T, script, arg string) []pyMessage {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		t.Fatal("python3 is not installed (scripts/test.sh installs it)")
 	}
 	out, err := exec.Command(py, "-c", script, arg).CombinedOutput()
 	if err != nil {
@@ -275,7 +275,7 @@ func TestMboxDeliveryReadByPython(t *testing.T) {
 func TestMboxReadByMailx(t *testing.T) {
 	mailx, err := exec.LookPath("bsd-mailx")
 	if err != nil {
-		t.Skip("bsd-mailx not installed (apt-get install bsd-mailx)")
+		t.Fatal("bsd-mailx is not installed (scripts/test.sh installs it: apt-get install bsd-mailx)")
 	}
 	e := newTestEnv(t, "", nil)
 	wantSent(t, e.deliver("carol@remote.test", testMessage, "alice@host.test"))
@@ -650,7 +650,7 @@ func TestDotlockHeldDefersOrWaits(t *testing.T) {
 func TestFcntlLockHeldDefers(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		t.Fatal("python3 is not installed (scripts/test.sh installs it)")
 	}
 	e := newTestEnv(t, "", nil)
 	wantSent(t, e.deliver("s@remote.test", testMessage, "alice@host.test"))

@@ -335,6 +335,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 
 	// Everything that can fail comes first.
 	clean := s.newCleanup(set)
+	agent, err := s.newLocal(cfg)
+	if err != nil {
+		return err
+	}
 	newPorts := map[string]*port{}
 	var opened, ports []*port
 	fail := func(err error) error {
@@ -358,11 +362,6 @@ func (s *Server) Reload(cfg *config.Config) error {
 		ports = append(ports, p)
 	}
 	gen, err := s.newGen(cfg, clean, ports)
-	if err != nil {
-		return fail(err)
-	}
-
-	agent, err := s.newLocal(cfg)
 	if err != nil {
 		return fail(err)
 	}

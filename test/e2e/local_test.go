@@ -109,11 +109,11 @@ func TestLocalRealUserSendmail(t *testing.T) {
 		t.Skip("needs root (useradd, delivery as another user)")
 	}
 	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("no useradd")
+		t.Fatal("no useradd (package passwd)")
 	}
 	name := fmt.Sprintf("sluicet%d", time.Now().UnixNano()%1000000)
 	if out, err := exec.Command("useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Skipf("useradd: %v %s", err, out)
+		t.Fatalf("useradd: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("userdel", name).Run() })
 	out, err := exec.Command("id", "-u", name).Output()
