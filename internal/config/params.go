@@ -61,6 +61,16 @@ var Params = []Param{
 	{Name: "syslog_name", Default: "postfix", Doc: "the name before /service in mail log lines; postfix by default so log tools such as pflogsumm read sluice's log unchanged"},
 	{Name: "mail_name", Default: "sluice", Doc: "the mail system's name in Received: headers (Postfix's default is Postfix)"},
 	{Name: "sluice_commit_method", Default: "syncfs", Doc: "how a received message is made durable before smtpd answers 250 (sluice only): syncfs writes each queue file without a sync of its own and makes a whole batch of concurrently received messages, files and directory entries, durable with one syncfs(2) of the spool's file system; fsync syncs each file on its own and shares directory syncs. Both acknowledge only what is on disk; syncfs costs one sync per batch instead of one per message, but also flushes other programs' dirty data on the same file system, so on a spool shared with write-heavy programs fsync can be faster"},
+	// Address resolution before the relay decision (internal/rewrite)
+	// and loop protection.
+	{Name: "allow_percent_hack", Default: "yes", Doc: "resolve user%domain as user@domain once the address's own domain is local, as trivial-rewrite does"},
+	{Name: "swap_bangpath", Default: "yes", Doc: "resolve a UUCP bang path domain!user as user@domain"},
+	{Name: "resolve_dequoted_address", Default: "yes", Doc: "look inside a quoted local part: \"user@elsewhere\"@myhostname resolves as user@elsewhere"},
+	{Name: "resolve_null_domain", Default: "no", Doc: "resolve user@ (an empty domain) as a local address instead of refusing it as bad syntax"},
+	{Name: "resolve_numeric_domain", Default: "no", Doc: "resolve user@1.2.3.4 as the address literal user@[1.2.3.4] instead of refusing it as bad syntax"},
+	{Name: "allow_untrusted_routing", Default: "no", Doc: "let clients outside mynetworks send sender-routed addresses (user%host@, host!user@, user@host@) to local and relay_domains destinations"},
+	{Name: "proxy_interfaces", Default: "", Doc: "addresses this host receives mail on through a proxy or NAT: their address literals are local, and an MX host at one of them is this host"},
+	{Name: "hopcount_limit", Default: "50", Doc: "refuse a message with this many Received: headers (this host's own included): 554 5.4.0 Error: too many hops"},
 	{Name: "config_directory", Default: "/etc/sluice", Doc: "where main.cf is read from: -c DIR, else MAIL_CONFIG, else this default (Postfix's is /etc/postfix)"},
 }
 
