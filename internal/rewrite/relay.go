@@ -27,12 +27,12 @@ func (v Verdict) Reply() string {
 
 // Reply texts, as Postfix's smtpd words them.
 const (
-	TextBadSyntax     = "Bad recipient address syntax"
-	TextRelayDenied   = "Relay access denied"
-	CodeBadSyntax     = 501
-	DSNBadSyntax      = "5.1.3"
-	CodeRelayDenied   = 554 // relay_domains_reject_code
-	DSNRelayDenied    = "5.7.1"
+	TextBadSyntax   = "Bad recipient address syntax"
+	TextRelayDenied = "Relay access denied"
+	CodeBadSyntax   = 501
+	DSNBadSyntax    = "5.1.3"
+	CodeRelayDenied = 554 // relay_domains_reject_code
+	DSNRelayDenied  = "5.7.1"
 )
 
 // Check decides whether a client may send mail to rcpt:
