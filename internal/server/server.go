@@ -109,19 +109,20 @@ func start(opt Options) (_ *Server, err error) {
 	}
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
 
+	bouncer := bounce.New(bounce.Config{
+		MyHostname: set.myHostname, Submit: s.submitNotice, Now: s.clk.Now,
+		SizeLimit: set.bounceSize, MaxLifetime: set.maxLifetime, DelayWarning: set.delayWarning, Log: s.log,
+	})
 	s.clean = cleanup.New(cleanup.Config{
 		Spool: s.sp, MyHostname: set.myHostname, MyOrigin: set.myOrigin,
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
+		HopcountLimit: set.hopLimit, Notifier: bouncer,
 		Now: s.clk.Now, Log: s.log, CommitMethod: set.commit,
 		Notify: func(id string) {
 			if s.qm != nil {
 				s.qm.Notify(id)
 			}
 		},
-	})
-	bouncer := bounce.New(bounce.Config{
-		MyHostname: set.myHostname, Submit: s.submitNotice, Now: s.clk.Now,
-		SizeLimit: set.bounceSize, MaxLifetime: set.maxLifetime, DelayWarning: set.delayWarning, Log: s.log,
 	})
 	deliverer, err := s.newDeliverer()
 	if err != nil {
