@@ -27,6 +27,10 @@ func (s *Server) newDeliverer() (qmgr.Deliverer, error) {
 		Port:           s.opt.SMTPPort,
 		ConnectTimeout: s.set.connectTimeout,
 		TLSLevel:       s.set.tlsLevel,
+		// Loop detection (see smtp/loop.go).
+		MyHostname: s.set.myHostname,
+		IsSelf:     s.isSelf,
+		Warn:       func(f string, a ...any) { s.log.Warn("smtp", f, a...) },
 		// Keep connections for the next message to the same place, as
 		// Postfix's connection cache does for busy destinations.
 		MaxIdle: 2 * time.Second,

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/bounce"
@@ -71,6 +72,7 @@ type Server struct {
 	qm    *qmgr.Manager
 	in    *intake
 	pidf  string
+	self  atomic.Pointer[selfSet] // receiving endpoints, for loop detection
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -171,6 +173,7 @@ func (s *Server) run(ctx context.Context) error {
 		return err
 	}
 	s.in = in
+	s.setSelf(in.addrs())
 	if s.opt.Ready != nil {
 		s.opt.Ready(s)
 	}
