@@ -70,6 +70,17 @@
 // "\"user@outside\"@myhostname" and "user@outside@myhostname" are all
 // refused to untrusted clients, as Postfix refuses them.
 //
+// # Use from smtpd
+//
+// Once, at start: own, _ := OwnAddrs(listeners, c.List("proxy_interfaces"),
+// net.InterfaceAddrs); r := New(FromConfig(c, own)). Per RCPT TO:
+// addr, err := ParsePath(arg) (on error: 501 5.1.3 Bad recipient address
+// syntax); v := r.Check(addr, clientInMynetworks); when !v.OK answer
+// v.Code, v.DSN, v.Text (v.Reply() is the whole line) and, for 554 only,
+// log "NOQUEUE: reject: RCPT from CLIENT: "+v.Reply()+"; from=<…> to=<addr>
+// proto=… helo=<…>". Queue the recipient as the client gave it (addr),
+// not v.Result.Address: Postfix resolves again when it delivers.
+//
 // Not done (sluice has no such tables): virtual and canonical maps,
 // transport_maps, lookup tables in mydestination or relay_domains, and
 // append_dot_mydomain (no from compatibility level 1 on).
