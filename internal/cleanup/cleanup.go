@@ -87,6 +87,12 @@ type Config struct {
 	// CommitMethod is how a queue file is made durable: CommitFsync
 	// (the default when empty) or CommitSyncFS.
 	CommitMethod string
+	// HopcountLimit is hopcount_limit: 0 means 50, negative no limit
+	// (see hops.go).
+	HopcountLimit int
+	// Notifier bounces local submissions that cleanup refuses (too many
+	// hops); nil logs a warning instead.
+	Notifier Notifier
 }
 
 // Commit methods (main.cf sluice_commit_method).
@@ -218,7 +224,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	id, err := c.write(ctx, f, m, r, now, arrival)
+	id, hops, err := c.write(ctx, f, m, r, now, arrival)
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -233,13 +239,21 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		removeQuietly(c.cfg.Spool, queue, id)
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
+	if hops {
+		// A local submission over the hop limit: queued only to be
+		// returned to its sender.
+		c.bounceHops(ctx, queue, id, arrival)
+		return id, nil
+	}
 	if queue == spool.Incoming && c.cfg.Notify != nil {
 		c.cfg.Notify(id)
 	}
 	return id, nil
 }
 
-func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (string, error) {
+// write writes the queue file. hops reports a local submission with too
+// many hops, committed for a bounce; from SMTP that is an error.
+func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, err error) {
 	if m.Started != nil {
 		m.Started(f.ID)
 	}
@@ -271,7 +285,7 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	// (reference §2.3): the union over the recipients, as Postfix stores.
 	env.QmgrFlags = int64(notifyAll) << 1
 	if err := f.WriteEnvelope(env); err != nil {
-		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
 	firstRcpt := ""
 	if n := len(m.Recipients); n == 1 {
@@ -285,25 +299,31 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 		limit: c.cfg.MessageSizeLimit, ctx: ctx,
 	}
 	if err := cw.copy(r); err != nil {
-		return "", err
+		return "", false, err
+	}
+	if cw.tooManyHops {
+		if m.Received.Protocol != "" {
+			return "", false, errTooManyHops()
+		}
+		hops = true
 	}
 	for _, a := range cw.extracted {
 		extracted = append(extracted, c.newRecipient(Recipient{Address: a}))
 	}
 	if len(env.Recipients)+len(extracted) == 0 {
-		return "", ErrNoRecipients
+		return "", false, ErrNoRecipients
 	}
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("cleanup: %w", err)
+		return "", false, fmt.Errorf("cleanup: %w", err)
 	}
 	commit := f.CommitNoDirSync
 	if c.cfg.CommitMethod == CommitSyncFS {
 		commit = f.CommitNoSync
 	}
 	if err := commit(extracted...); err != nil {
-		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	return f.ID, nil
+	return f.ID, hops, nil
 }
 
 func (c *Cleanup) newRecipient(rc Recipient) spool.NewRecipient {
@@ -343,6 +363,9 @@ type contentWriter struct {
 	seen      map[string]bool
 	messageID string
 	extracted []string
+	received  int // Received: headers, for the hop count
+	// tooManyHops: received reached hopcount_limit.
+	tooManyHops bool
 }
 
 func (w *contentWriter) copy(r io.Reader) error {
@@ -437,6 +460,16 @@ const headerSizeLimit = 102400
 func (w *contentWriter) endHeaders() {
 	w.flushHeader()
 	w.inHeaders = false
+	if w.c.tooManyHops(w.received) {
+		// The rest is still read: smtpd answers at the end of DATA, and a
+		// local submission is bounced with its content.
+		w.tooManyHops = true
+		w.c.cfg.Log.Warn("cleanup", "%s: message rejected: hopcount exceeded", w.id)
+		if w.m.Received.Protocol != "" {
+			// Postfix logs no message-id for mail it refuses to a client.
+			return
+		}
+	}
 	for _, h := range w.c.missingHeaders(w.id, w.m, w.seen, w.now, w.arrival) {
 		if strings.HasPrefix(h, "Message-Id: ") {
 			w.messageID = strings.TrimPrefix(h, "Message-Id: ")
@@ -467,6 +500,8 @@ func (w *contentWriter) flushHeader() {
 		if w.messageID == "" {
 			w.messageID = value
 		}
+	case "received":
+		w.received++
 	}
 	if w.m.ExtractRecipients {
 		switch name {

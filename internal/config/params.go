@@ -81,6 +81,16 @@ var Params = []Param{
 	{Name: "mailbox_size_limit", Default: "51200000", Doc: "largest mbox file, in bytes; 0 for no limit"},
 	{Name: "command_time_limit", Default: "1000s", Doc: "time limit for delivery to a command"},
 	{Name: "propagate_unmatched_extensions", Default: "canonical, virtual", Doc: "lookups whose unmatched address extension is carried on to the result (alias, forward, include are local's)"},
+	// Address resolution before the relay decision (internal/rewrite)
+	// and loop protection.
+	{Name: "allow_percent_hack", Default: "yes", Doc: "resolve user%domain as user@domain once the address's own domain is local, as trivial-rewrite does"},
+	{Name: "swap_bangpath", Default: "yes", Doc: "resolve a UUCP bang path domain!user as user@domain"},
+	{Name: "resolve_dequoted_address", Default: "yes", Doc: "look inside a quoted local part: \"user@elsewhere\"@myhostname resolves as user@elsewhere"},
+	{Name: "resolve_null_domain", Default: "no", Doc: "resolve user@ (an empty domain) as a local address instead of refusing it as bad syntax"},
+	{Name: "resolve_numeric_domain", Default: "no", Doc: "resolve user@1.2.3.4 as the address literal user@[1.2.3.4] instead of refusing it as bad syntax"},
+	{Name: "allow_untrusted_routing", Default: "no", Doc: "let clients outside mynetworks send sender-routed addresses (user%host@, host!user@, user@host@) to local and relay_domains destinations"},
+	{Name: "proxy_interfaces", Default: "", Doc: "addresses this host receives mail on through a proxy or NAT: their address literals are local, and an MX host at one of them is this host"},
+	{Name: "hopcount_limit", Default: "50", Doc: "refuse a message with this many Received: headers (this host's own included): 554 5.4.0 Error: too many hops"},
 	{Name: "config_directory", Default: "/etc/sluice", Doc: "where main.cf is read from: -c DIR, else MAIL_CONFIG, else this default (Postfix's is /etc/postfix)"},
 }
 

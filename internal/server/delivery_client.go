@@ -21,6 +21,10 @@ func (s *Server) newSMTPClient(set *settings) *smtp.Client {
 		Port:           s.opt.SMTPPort,
 		ConnectTimeout: set.connectTimeout,
 		TLSLevel:       set.tlsLevel,
+		// Loop detection (see smtp/loop.go).
+		MyHostname: set.myHostname,
+		IsSelf:     s.isSelf,
+		Warn:       func(f string, a ...any) { s.log.Warn("smtp", f, a...) },
 		// Keep connections for the next message to the same place, as
 		// Postfix's connection cache does for busy destinations.
 		MaxIdle: 2 * time.Second,

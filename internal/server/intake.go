@@ -75,6 +75,11 @@ func (s *Server) startIntake() (err error) {
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.addrsLocked()
+}
+
+// addrsLocked is Addrs with s.mu held.
+func (s *Server) addrsLocked() []net.Addr {
 	var out []net.Addr
 	seen := map[string]bool{}
 	for _, a := range s.set.listen {

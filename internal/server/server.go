@@ -101,6 +101,7 @@ type Server struct {
 	local  atomic.Pointer[local.Agent]
 	bounce atomic.Pointer[bounce.Bouncer]
 	clean  atomic.Pointer[cleanup.Cleanup]
+	self   atomic.Pointer[selfSet] // receiving endpoints, for loop detection
 
 	// mu orders Reload against start and stop, and guards what they
 	// change.
@@ -193,6 +194,7 @@ func (s *Server) newCleanup(set *settings) *cleanup.Cleanup {
 	return cleanup.New(cleanup.Config{
 		Spool: s.sp, MyHostname: set.myHostname, MyOrigin: set.myOrigin,
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
+		HopcountLimit: set.hopLimit, Notifier: notifier{s},
 		Now: s.clk.Now, Log: s.log, CommitMethod: set.commit,
 		Notify: func(id string) {
 			if s.qm != nil {
@@ -255,6 +257,7 @@ func (s *Server) run(ctx context.Context) error {
 		<-qdone
 		return err
 	}
+	s.setSelf(s.Addrs())
 	if s.opt.Ready != nil {
 		s.opt.Ready(s)
 	}
@@ -405,6 +408,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 
 	prevSet := s.set
 	s.set, s.cfg = set, cfg
+	s.setSelf(s.addrsLocked())
 	if err := s.reopenLog(); err != nil {
 		s.set.maillogFile = prevSet.maillogFile
 		s.log.Warn("master", "%v; still logging to the old file", err)

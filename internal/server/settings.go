@@ -38,6 +38,7 @@ type settings struct {
 	processLimit   int
 	activeLimit    int
 	bounceSize     int
+	hopLimit       int // hopcount_limit
 	connectTimeout time.Duration
 	tlsLevel       string
 	maillogFile    string
@@ -132,6 +133,7 @@ func load(c *config.Config) (*settings, error) {
 		{"default_process_limit", &s.processLimit},
 		{"qmgr_message_active_limit", &s.activeLimit},
 		{"bounce_size_limit", &s.bounceSize},
+		{"hopcount_limit", &s.hopLimit},
 	}
 	for _, i := range ints {
 		n, err := c.Int(i.name)

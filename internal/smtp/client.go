@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -111,6 +113,17 @@ type Client struct {
 	// MaxIdle is how long a connection is kept for the next message to the
 	// same next hop; 0 closes connections after each delivery.
 	MaxIdle time.Duration
+	// MyHostname is this host's myhostname: a server on the standard
+	// port that answers EHLO with it is this host (see loop.go). Empty
+	// turns that check off.
+	MyHostname string
+	// IsSelf reports whether an address and port is one this host
+	// receives mail on (its listeners, and proxy_interfaces on the
+	// standard port); mail to it loops back. Nil: nothing is.
+	IsSelf func(netip.AddrPort) bool
+	// Warn logs a warning ("host … greeted me with my own hostname …");
+	// nil drops them.
+	Warn func(format string, args ...any)
 
 	mu     sync.Mutex
 	idle   map[string][]*session
@@ -172,6 +185,7 @@ type delivery struct {
 	m       *Message
 	results []Result
 	decided []bool // a final outcome (sent or bounced) is known
+	nexthop string // as configured, for "mail for … loops back to myself"
 	setup   time.Duration
 	xfer    time.Duration
 }
@@ -211,6 +225,7 @@ func (d *delivery) run(ctx context.Context, nexthop string) {
 	if c.RelayHost != "" {
 		hop = c.RelayHost
 	}
+	d.nexthop = strings.TrimSpace(hop)
 	dest, err := parseDestination(hop, c.port())
 	if err != nil {
 		d.fail(d.pending(), failure{soft: true, dsn: "4.3.5", reason: err.Error()})
@@ -242,10 +257,14 @@ func (d *delivery) run(ctx context.Context, nexthop string) {
 		if len(d.pending()) == 0 || sessions >= maxSessions || ctx.Err() != nil {
 			break
 		}
+		if c.isSelf(t) {
+			d.fail(d.pending(), loopFailure(d.nexthop, t.relay()))
+			break
+		}
 		plaintext := false
 		for {
 			t0 := time.Now()
-			s, f, retryPlain := c.connect(ctx, t, plaintext)
+			s, f, retryPlain := c.connect(ctx, t, plaintext, d.nexthop)
 			d.setup += time.Since(t0)
 			if f != nil {
 				d.fail(d.pending(), *f)

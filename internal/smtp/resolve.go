@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -85,6 +86,7 @@ type target struct {
 	host string // MX host name, or the address itself for literals
 	ip   net.IP
 	port int
+	pref uint16 // MX preference
 }
 
 func (t target) namaddr() string { return t.host + "[" + t.ip.String() + "]" }
@@ -118,6 +120,7 @@ func (c *Client) resolve(ctx context.Context, d destination) ([]target, *failure
 	}
 	var out []target
 	var soft, hard *failure
+	looped := false
 	for _, mx := range mxs {
 		host := strings.TrimSuffix(strings.ToLower(mx.Host), ".")
 		if host == "" {
@@ -133,11 +136,25 @@ func (c *Client) resolve(ctx context.Context, d destination) ([]target, *failure
 			}
 			continue
 		}
+		if slices.ContainsFunc(ts, c.isSelf) {
+			// This host is an MX host: only better ones are worth
+			// trying. The records come sorted by preference, so
+			// everything after this one is no better either.
+			looped = true
+			out = slices.DeleteFunc(out, func(t target) bool { return t.pref >= mx.Pref })
+			break
+		}
+		for i := range ts {
+			ts[i].pref = mx.Pref
+		}
 		out = append(out, ts...)
 		if len(out) >= maxAddresses {
 			out = out[:maxAddresses]
 			break
 		}
+	}
+	if len(out) == 0 && looped {
+		return nil, &failure{dsn: loopDSN, reason: fmt.Sprintf("mail for %s loops back to myself", d.host)}
 	}
 	if len(out) == 0 {
 		if soft != nil {

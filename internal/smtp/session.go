@@ -70,6 +70,9 @@ type session struct {
 	born   time.Time
 	broken bool // the conversation is in an unknown state: never reuse
 	timer  *time.Timer
+	// nexthop is the next hop the session was opened for, as
+	// configured, for "mail for … loops back to myself".
+	nexthop string
 }
 
 // bind ties the session's I/O to ctx until the returned function is
@@ -202,7 +205,7 @@ func (s *session) probe() error {
 // the TLS level, STARTTLS. On failure it returns the failure, the session
 // if one was established (closed), and whether the caller should retry
 // over plaintext.
-func (c *Client) connect(ctx context.Context, t target, plaintext bool) (*session, *failure, bool) {
+func (c *Client) connect(ctx context.Context, t target, plaintext bool, nexthop string) (*session, *failure, bool) {
 	dial := c.Dial
 	if dial == nil {
 		var d net.Dialer
@@ -216,7 +219,7 @@ func (c *Client) connect(ctx context.Context, t target, plaintext bool) (*sessio
 	}
 	raw := &timedConn{Conn: nc, timeout: c.commandTimeout()}
 	s := &session{
-		c: c, raw: raw, conn: raw, t: t, relay: t.relay(), born: time.Now(),
+		c: c, raw: raw, conn: raw, t: t, relay: t.relay(), born: time.Now(), nexthop: nexthop,
 		r: bufio.NewReader(raw), w: bufio.NewWriter(raw),
 	}
 	unbind := s.bind(ctx)
@@ -239,6 +242,9 @@ func (s *session) handshake(plaintext bool) (*failure, bool) {
 	if rep.class() != 2 {
 		f := s.refused(rep, true)
 		return &f, false
+	}
+	if len(rep.lines) > 0 && len(rep.lines[0]) > 4 && s.namesMe(rep.lines[0][4:]) {
+		s.c.warn("host %s greeted me with my own hostname %s", s.relay, s.c.MyHostname)
 	}
 	if f := s.hello(); f != nil {
 		return f, false
@@ -292,6 +298,9 @@ func (s *session) hello() *failure {
 	}
 	s.ext = map[string]string{}
 	if rep.class() == 2 {
+		if f := s.helloNamesMe(rep); f != nil {
+			return f
+		}
 		s.esmtp = true
 		for _, l := range rep.lines[1:] {
 			if len(l) < 4 {
@@ -318,7 +327,18 @@ func (s *session) hello() *failure {
 		f := s.refused(rep, false)
 		return &f
 	}
-	return nil
+	return s.helloNamesMe(rep)
+}
+
+// helloNamesMe fails a session whose server answered EHLO or HELO with
+// our own name (see loop.go).
+func (s *session) helloNamesMe(rep reply) *failure {
+	if len(rep.lines) == 0 || len(rep.lines[0]) <= 4 || !s.namesMe(rep.lines[0][4:]) {
+		return nil
+	}
+	s.c.warn("host %s replied to HELO/EHLO with my own hostname %s", s.relay, s.c.MyHostname)
+	f := loopFailure(s.nexthop, s.relay)
+	return &f
 }
 
 func (s *session) startTLS() error {

@@ -91,6 +91,20 @@ func newMTA(t *testing.T, extra ...string) *mta {
 	return m
 }
 
+// setListen replaces smtpd_listen in main.cf (before start).
+func (m *mta) setListen(addr string) {
+	m.t.Helper()
+	p := filepath.Join(m.dir, "main.cf")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "smtpd_listen = 127.0.0.1:0\n", "smtpd_listen = "+addr+"\n", 1))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
 // start runs the server until the test ends.
 func (m *mta) start() {
 	m.t.Helper()
