@@ -156,10 +156,23 @@ func TestConnectionReuse(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range srv.Sessions() {
-		if !s.Quit && !s.Closed {
-			t.Errorf("session %d still open after Close: %q", s.ID, s.Commands)
+	// The fake server notices the QUIT or the closed connection a moment
+	// after Close returns.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		open := 0
+		for _, s := range srv.Sessions() {
+			if !s.Quit && !s.Closed {
+				open++
+				if time.Now().After(deadline) {
+					t.Errorf("session %d still open after Close: %q", s.ID, s.Commands)
+				}
+			}
 		}
+		if open == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
