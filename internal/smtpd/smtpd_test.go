@@ -234,11 +234,11 @@ func TestBasicSession(t *testing.T) {
 	id := c.chat(`
 		S: ^220 facts.test ESMTP
 		C: EHLO client.test
-		S: ^250-.*PIPELINING.*8BITMIME.*SMTPUTF8.*DSN.*SIZE 10240000
+		S: ^250-facts.test\n250-PIPELINING\n250-SIZE 10240000\n250-VRFY\n250-ETRN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-DSN\n250-SMTPUTF8\n250 CHUNKING$
 		C: MAIL FROM:<s@src.test>
-		S: ^250 2\.0\.0
+		S: ^250 2\.1\.0 Ok$
 		C: RCPT TO:<user@example.net>
-		S: ^250 2\.0\.0
+		S: ^250 2\.1\.5 Ok$
 		C: DATA
 		S: ^354
 		C: Subject: hello
@@ -344,7 +344,7 @@ func TestRelayControl(t *testing.T) {
 		C: RCPT TO:<u@relay.test>
 		S: ^250
 		C: RCPT TO:<local>
-		S: ^501
+		S: ^250 2\.1\.5 Ok$
 		C: RCPT TO:<u@notrelay.test>
 		S: ^554 5\.7\.1
 		C: DATA
@@ -360,7 +360,7 @@ func TestRelayControl(t *testing.T) {
 	for _, r := range env.Recipients {
 		got = append(got, r.Address)
 	}
-	if strings.Join(got, " ") != "postmaster@facts.test u@sub.relay.test u@relay.test" {
+	if strings.Join(got, " ") != "postmaster@facts.test u@sub.relay.test u@relay.test local@facts.test" {
 		t.Errorf("recipients %v", got)
 	}
 	// A client from outside gets no Message-Id/Date/From added... unless
@@ -372,7 +372,7 @@ func TestRelayControl(t *testing.T) {
 	if !strings.Contains(log, "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@example.com>: Relay access denied; from=<x@elsewhere.test> to=<victim@example.com> proto=ESMTP helo=<outsider>\n") {
 		t.Errorf("no reject line:\n%s", log)
 	}
-	if !strings.Contains(log, " ehlo=1 mail=1 rcpt=3/6 data=1 quit=1 commands=7/10\n") {
+	if !strings.Contains(log, " ehlo=1 mail=1 rcpt=4/6 data=1 quit=1 commands=8/10\n") {
 		t.Errorf("counts:\n%s", log)
 	}
 }
@@ -481,21 +481,31 @@ func TestMalformedInput(t *testing.T) {
 	c.chat(`
 		S: ^220
 		C: MAIL FROM:<a@b>
-		S: ^5\d\d
+		S: ^250 2\.1\.0 Ok$
+		C: RCPT TO:<a@b>
+		S: ^250 2\.1\.5 Ok$
+		C: MAIL FROM:<a@b>
+		S: ^503 5\.5\.1 Error: nested MAIL command$
 		C: EHLO x
 		S: ^250
 		C: RCPT TO:<a@b>
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need MAIL command$
 		C: DATA
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need RCPT command$
 		C: MAIL FROM:<unterminated
-		S: ^501
+		S: ^501 5\.1\.7 Bad sender address syntax$
 		C: MAIL FROM:<a@b> FOO=BAR
-		S: ^5\d\d
-		C! \0\xff garbage\r\n
-		S: ^5\d\d
+		S: ^555 5\.5\.4 Unsupported option: FOO=BAR$
+		C! \0garbage\r\n
+		S: ^500 5\.5\.2 Error: bad syntax$
+		C: FOO bar
+		S: ^500 5\.5\.2 Error: command not recognized$
 		C: RCPT TO:
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need MAIL command$
+		C: MAIL FROM:<>
+		S: ^250
+		C: RCPT TO:
+		S: ^501 5\.5\.4 Syntax: RCPT TO:<address>$
 	`)
 	// A second client is served normally: nothing crashed.
 	c2 := h.dial(t)
@@ -507,7 +517,7 @@ func TestMalformedInput(t *testing.T) {
 		S: ^221
 	`)
 	c.conn.Close()
-	h.waitLog(t, "unknown=")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=2/5 rcpt=1/4 data=0/1 unknown=0/1 commands=4/12\n")
 }
 
 func TestLostConnection(t *testing.T) {
@@ -527,7 +537,7 @@ func TestLostConnection(t *testing.T) {
 	`)
 	c.conn.Close()
 	log := h.waitLog(t, "disconnect from")
-	if !strings.Contains(log, "lost connection after DATA from unknown[127.0.0.1]\n") {
+	if !strings.Contains(log, "lost connection after DATA (18 bytes) from unknown[127.0.0.1]\n") {
 		t.Errorf("no lost-connection line:\n%s", log)
 	}
 	if n := countQueue(t, h.sp, spool.Incoming); n != 0 {
@@ -610,7 +620,7 @@ func TestStartTLS(t *testing.T) {
 	if !strings.Contains(text, " with ESMTPS id "+id) {
 		t.Errorf("protocol under TLS:\n%s", text)
 	}
-	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 commands=6\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7\n")
 
 	// Without a certificate there is no STARTTLS.
 	h2 := start(t, nil)
