@@ -44,9 +44,9 @@ type session struct {
 	tls           bool
 	tx            *transaction // nil outside a mail transaction
 	bdat          *bdatTransfer
-	errors        int // Postfix's error_count
-	junk          int // HELO/EHLO/NOOP/VRFY/ETRN/RSET commands so far
-	code          int // the last reply's code
+	errors        int  // Postfix's error_count
+	junk          int  // HELO/EHLO/NOOP/VRFY/ETRN/RSET commands so far
+	code          int  // the last reply's code
 	okOverride    bool // count the command as a success whatever code
 	counts        [numCommands]tally
 	lastCmd       string // for "... after CMD from": CONNECT, HELO, ...
