@@ -107,14 +107,24 @@ func (s *Server) serveConn(c net.Conn, limited bool) {
 			c.Close()
 			return
 		}
-		defer s.limits.release(ss.addr)
 	}
+	released := !limited
+	defer func() {
+		if !released {
+			s.limits.release(ss.addr)
+		}
+	}()
 	ss.ident()
 	s.log("connect from %s", ss.origin())
 	ss.run(limited)
 	ss.abortBDAT()
 	ss.flush()
 	c.Close()
+	// The session's slot is free before the log says it ended.
+	if !released {
+		s.limits.release(ss.addr)
+		released = true
+	}
 	s.log("disconnect from %s%s", ss.origin(), ss.summary())
 }
 
@@ -174,12 +184,12 @@ func (ss *session) addrString() string {
 func (ss *session) run(limited bool) {
 	if limited {
 		ss.checkPregreet()
+		if ss.closing { // smtpd_forbid_unauth_pipelining
+			ss.end = endForbidden
+			return
+		}
 	}
 	ss.writeLine("220 " + ss.cfg.Banner)
-	if ss.closing {
-		ss.end = endForbidden
-		return
-	}
 	for !ss.closing {
 		if ss.errors >= ss.cfg.HardErrorLimit {
 			ss.reply("421 4.7.0 " + ss.cfg.Hostname + " Error: too many errors")

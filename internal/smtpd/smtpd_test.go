@@ -164,8 +164,7 @@ func (c *client) chat(script string) []string {
 		case strings.HasPrefix(line, "C: "):
 			pending.WriteString(line[3:] + "\r\n")
 		case strings.HasPrefix(line, "C! "):
-			raw := strings.NewReplacer(`\r`, "\r", `\n`, "\n", `\0`, "\x00").Replace(line[3:])
-			pending.WriteString(raw)
+			pending.WriteString(unescape(line[3:]))
 		case strings.HasPrefix(line, "S: "):
 			flush()
 			re := regexp.MustCompile("(?s)" + line[3:])
@@ -182,6 +181,36 @@ func (c *client) chat(script string) []string {
 	}
 	flush()
 	return out
+}
+
+// unescape turns \r, \n, \0 and \xHH in a chat line into bytes.
+func unescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case 'r':
+			b.WriteByte('\r')
+		case 'n':
+			b.WriteByte('\n')
+		case '0':
+			b.WriteByte(0)
+		case 'x':
+			v, err := strconv.ParseUint(s[i+2:i+4], 16, 8)
+			if err != nil {
+				panic("bad \\x escape in " + s)
+			}
+			b.WriteByte(byte(v))
+			i += 2
+		default:
+			b.WriteByte(s[i+1])
+		}
+		i++
+	}
+	return b.String()
 }
 
 // waitLog waits until the mail log contains s.
