@@ -189,11 +189,15 @@ func TestBDAT(t *testing.T) {
 		S: ^250
 		C: RCPT TO:<b@facts.test>
 		S: ^250
-		C! BDAT 101 LAST\r\n` + strings.Repeat("y", 101) + `
+		C! BDAT 101\r\n` + strings.Repeat("y", 101) + `
 		S: ^552 5\.3\.4 Chunk exceeds message size limit$
-		C: QUIT
-		S: ^221
+		C! BDAT 3 LAST\r\nabc
+		S: ^551 5\.0\.0 Discarded 3 bytes after earlier error$
+		C: BDAT 2x
+		S: ^521 5\.5\.4 Syntax: BDAT count \[LAST\]$
 	`)
+	c2.expectClosed()
+	h2.waitLog(t, "warning: NOQUEUE: malformed BDAT command syntax from unknown[127.0.0.1]: BDAT 2x\n")
 	h2.waitLog(t, "disconnect from")
 	if n := countQueue(t, h2.sp, spool.Incoming); n != 0 {
 		t.Errorf("%d messages queued", n)

@@ -199,7 +199,7 @@ type bdatTransfer struct {
 	result chan submitResult
 	res    *submitResult // once Submit returned
 	size   int64
-	failed string // the reply for every chunk up to LAST, once failed
+	failed string // the reply to the chunk that failed; later ones are discarded
 }
 
 type submitResult struct {
@@ -235,8 +235,12 @@ func (ss *session) doBdat(args string) {
 	}
 	last := len(f) == 2 && strings.EqualFold(f[1], "LAST")
 	if len(f) == 0 || len(f) > 2 || len(f) == 2 && !last || err != nil || n < 0 || f[0][0] == '+' {
-		// Without a size there is no knowing where the chunk ends.
-		ss.reply("501 5.5.4 Syntax: BDAT count [LAST]")
+		// Without a size there is no knowing where the chunk ends: as
+		// Postfix, refuse with 521 and close.
+		ss.s.warn("NOQUEUE: malformed BDAT command syntax from %s: %.100s", ss.origin(), strings.TrimSpace("BDAT "+args))
+		ss.reply("521 5.5.4 Syntax: BDAT count [LAST]")
+		ss.abortBDAT()
+		ss.closing, ss.end = true, endForbidden
 		return
 	}
 	refuse := ""
@@ -259,6 +263,7 @@ func (ss *session) doBdat(args string) {
 		ss.startBDAT()
 	}
 	b := ss.bdat
+	failedBefore := b.failed != ""
 	if b.failed == "" && ss.cfg.MessageSizeLimit > 0 && b.size+n > ss.cfg.MessageSizeLimit {
 		ss.s.warn("BDAT request from %s exceeds message size limit", ss.origin())
 		b.failed = "552 5.3.4 Chunk exceeds message size limit"
@@ -281,6 +286,12 @@ func (ss *session) doBdat(args string) {
 		}
 	}
 	switch {
+	case failedBefore:
+		ss.reply("551 5.0.0 Discarded " + strconv.FormatInt(n, 10) + " bytes after earlier error")
+		if last {
+			ss.abortBDAT()
+			ss.tx = nil
+		}
 	case b.failed != "":
 		ss.reply(b.failed)
 		if last {
