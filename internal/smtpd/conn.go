@@ -324,10 +324,23 @@ func (ss *session) flush() {
 	}
 }
 
-// writeLine queues one reply line (CRLF added).
+// writeLine queues one reply line (CRLF added). Client text echoed in a
+// reply ("Unsupported option: X") has its control characters replaced
+// by '?': a reply is one line, and no terminal escapes go back.
 func (ss *session) writeLine(s string) {
 	if ss.writeErr != nil {
 		return
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			s = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return '?'
+				}
+				return r
+			}, s)
+			break
+		}
 	}
 	ss.bw.WriteString(s)
 	if _, err := ss.bw.WriteString("\r\n"); err != nil {
