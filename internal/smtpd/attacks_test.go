@@ -572,8 +572,10 @@ func TestPostfixSequencing(t *testing.T) {
 		S: ^501 5\.5\.4 Bad RET parameter syntax$
 		C: MAIL FROM:
 		S: ^501 5\.5\.4 Syntax: MAIL FROM:<address>$
-		C: MAIL FROM:a@b.test
+		C: MAIL FROM:a@b.test SIZE=10 SIZE=20
 		S: ^250 2\.1\.0 Ok$
+		C: ETRN
+		S: ^503 Error: MAIL transaction in progress$
 		C: QUIT extra
 		S: ^221 2\.0\.0 Bye$
 	`)

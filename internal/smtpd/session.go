@@ -424,10 +424,10 @@ func (ss *session) doVrfy(args string) {
 
 func (ss *session) doEtrn(args string) {
 	switch {
-	case args == "":
-		ss.reply("500 Syntax: ETRN domain")
 	case ss.tx != nil:
 		ss.reply("503 Error: MAIL transaction in progress")
+	case args == "":
+		ss.reply("500 Syntax: ETRN domain")
 	default:
 		// sluice keeps no fast-flush logs: no domain is eligible.
 		ss.reply("459 <" + args + ">: service unavailable")
@@ -443,19 +443,21 @@ func (ss *session) doQuit(string) {
 // mailParams applies MAIL's ESMTP parameters to tx; it returns the
 // error reply, or "".
 func (ss *session) mailParams(tx *transaction, params []string) string {
-	var seenBody, seenSize bool
+	var seenBody bool
 	for _, p := range params {
 		name, value, hasValue := strings.Cut(p, "=")
 		switch strings.ToUpper(name) {
 		case "SIZE":
 			n, err := strconv.ParseUint(value, 10, 63)
-			if !hasValue || seenSize || err != nil && !isRangeErr(err) {
+			// A repeated SIZE is taken, the last one counting, as Postfix
+			// takes it.
+			if !hasValue || err != nil && !isRangeErr(err) {
 				return "501 5.5.4 Bad message size syntax"
 			}
 			if err != nil { // larger than any limit
 				n = 1<<63 - 1
 			}
-			seenSize, tx.size = true, int64(n)
+			tx.size = int64(n)
 		case "BODY":
 			switch strings.ToUpper(value) {
 			case "7BIT":
