@@ -549,7 +549,7 @@ func TestPostfixSequencing(t *testing.T) {
 		C: VRFY postmaster
 		S: ^252 2\.0\.0 postmaster$
 		C: ETRN
-		S: ^500 Syntax: ETRN domain$
+		S: ^503 Error: MAIL transaction in progress$
 		C: RSET x
 		S: ^501 5\.5\.4 Syntax: RSET$
 		C: HELO
@@ -562,6 +562,8 @@ func TestPostfixSequencing(t *testing.T) {
 		S: ^503 5\.5\.1 Error: authentication not enabled$
 		C: RSET
 		S: ^250 2\.0\.0 Ok$
+		C: ETRN
+		S: ^500 Syntax: ETRN domain$
 		C: MAIL FROM:<a@b.test> SIZE=99999999999
 		S: ^552 5\.3\.4 Message size exceeds fixed limit$
 		C: MAIL FROM:<a@b.test> SIZE=x
@@ -574,8 +576,6 @@ func TestPostfixSequencing(t *testing.T) {
 		S: ^501 5\.5\.4 Syntax: MAIL FROM:<address>$
 		C: MAIL FROM:a@b.test SIZE=10 SIZE=20
 		S: ^250 2\.1\.0 Ok$
-		C: ETRN
-		S: ^503 Error: MAIL transaction in progress$
 		C: QUIT extra
 		S: ^221 2\.0\.0 Bye$
 	`)
