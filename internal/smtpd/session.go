@@ -135,7 +135,9 @@ func (ss *session) command(line []byte) {
 	}
 	ss.lastCmd = upper
 	ss.code = 0
-	if ss.br.Buffered() > 0 && (cmd.last || !ss.pipelining) {
+	// Postfix checks known commands only: input after an unknown
+	// command is not flagged.
+	if known && ss.br.Buffered() > 0 && (cmd.last || !ss.pipelining) {
 		ss.improperPipelining()
 	}
 	if ss.closing { // refused for pipelining
