@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -642,4 +643,38 @@ func TestProcessLimit(t *testing.T) {
 	h.waitLog(t, "disconnect from unknown[127.0.0.1] noop=1 quit=1 commands=2\n")
 	d := h.dial(t)
 	d.chat("S: ^220\nC: QUIT\nS: ^221")
+	h.waitLog(t, `warning: service "smtp" has reached its process limit "2": new clients are refused (first: unknown[127.0.0.1])`+"\n")
+}
+
+// TestStartTLSInjection: commands sent in plain text right after
+// STARTTLS are dropped, not run under TLS (CVE-2011-0411's class).
+func TestStartTLSInjection(t *testing.T) {
+	cert := selfSigned(t)
+	h := start(t, func(c *Config) { c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}} })
+	c := h.dial(t)
+	c.chat(`
+		S: ^220
+		C: EHLO x
+		S: STARTTLS
+		C: STARTTLS
+		C: MAIL FROM:<injected@evil.test>
+		S: ^220 2\.0\.0 Ready to start TLS$
+	`)
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c = &client{t: t, conn: tc, r: bufio.NewReader(tc)}
+	c.chat(`
+		C: EHLO x
+		S: ^250-facts\.test\n250-PIPELINING\n250-SIZE 10240000\n250-VRFY\n250-ETRN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-DSN\n250-SMTPUTF8\n250 CHUNKING$
+		C: RCPT TO:<a@facts.test>
+		S: ^503 5\.5\.1 Error: need MAIL command$
+		C: STARTTLS
+		S: ^554 5\.5\.1 Error: TLS already active$
+		C: QUIT
+		S: ^221
+	`)
+	h.waitLog(t, "improper command pipelining after STARTTLS from unknown[127.0.0.1]: MAIL FROM:<injected@evil.test>\\r\\n\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1/2 rcpt=0/1 quit=1 commands=4/6\n")
 }

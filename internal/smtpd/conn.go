@@ -100,7 +100,9 @@ func (s *Server) serveConn(c net.Conn, limited bool) {
 		if r := s.limits.admit(ss.addr, s.cfg.Hostname); r != nil {
 			ss.ident()
 			s.log("connect from %s", ss.origin())
-			s.warn(r.warning, ss.origin())
+			if r.warning != "" {
+				s.warn(r.warning, ss.origin())
+			}
 			ss.writeLine(r.reply)
 			ss.flush()
 			s.log("disconnect from %s%s", ss.origin(), ss.summary())

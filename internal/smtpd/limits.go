@@ -36,6 +36,8 @@ type limiter struct {
 	clients  map[netip.Addr]*clientCounter
 	// lastSweep is when sweep last ran.
 	lastSweep time.Time
+	// lastProcessWarn is when the process limit was last logged.
+	lastProcessWarn time.Time
 }
 
 // clientCounter is one client address's sessions in progress and its
@@ -59,8 +61,9 @@ func newLimiter(cfg Limits, now func() time.Time) *limiter {
 // the greeting and the warning to log (with the client's name filled in
 // by the caller).
 type refusal struct {
-	reply string // without the host name: filled in by the session
-	// warning is a format with one %s, the client as name[addr].
+	reply string
+	// warning is a format with one %s, the client as name[addr]; empty
+	// when nothing is to be logged.
 	warning string
 }
 
@@ -70,10 +73,14 @@ func (l *limiter) admit(addr netip.Addr, hostname string) *refusal {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cfg.Process > 0 && l.sessions >= l.cfg.Process {
-		return &refusal{
-			reply:   "421 4.3.2 All server ports are busy",
-			warning: "service smtp has reached its process limit " + strconv.Itoa(l.cfg.Process) + ": refused %s",
+		r := &refusal{reply: "421 4.3.2 All server ports are busy"}
+		// As Postfix's master, warn once in a while, not for every
+		// client: a flood must not flood the log too.
+		if now := l.now(); l.lastProcessWarn.IsZero() || now.Sub(l.lastProcessWarn) >= time.Minute {
+			l.lastProcessWarn = now
+			r.warning = `service "smtp" has reached its process limit "` + strconv.Itoa(l.cfg.Process) + `": new clients are refused (first: %s)`
 		}
+		return r
 	}
 	exempt := !addr.IsValid() || inNetworks(addr, l.cfg.Exceptions)
 	var cc *clientCounter
