@@ -162,6 +162,12 @@ func TestBDAT(t *testing.T) {
 		S: ^250 2\.0\.0 Ok: 0 bytes$
 		C: DATA
 		S: ^503 5\.5\.1 Error: DATA after BDAT$
+		C: RCPT TO:<late@facts.test>
+		S: ^503 5\.5\.1 Error: RCPT after BDAT$
+		C: MAIL FROM:<again@src.test>
+		S: ^503 5\.5\.1 Error: MAIL after BDAT$
+		C: NOOP
+		S: ^250
 		C! BDAT 12 LAST\r\nRSET\r\nQUIT\r\n
 		S: ^250 2\.0\.0 Ok: queued as ([0-9A-F]+)$
 		C: QUIT
@@ -171,7 +177,7 @@ func TestBDAT(t *testing.T) {
 	if !strings.Contains(text, "Subject: chunks\n") || !strings.HasSuffix(text, "\n\nRSET\nQUIT\n") {
 		t.Errorf("content:\n%s", text)
 	}
-	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=0/1 bdat=3/4 quit=1 commands=7/9\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=1/2 rcpt=1/2 data=0/1 bdat=3/4 noop=1 quit=1 commands=8/12\n")
 
 	// An unfinished transfer ended by RSET queues nothing.
 	h2 := start(t, func(c *Config) { c.MessageSizeLimit = 100 })

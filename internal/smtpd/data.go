@@ -264,7 +264,7 @@ func (ss *session) doBdat(args string) {
 	}
 	b := ss.bdat
 	failedBefore := b.failed != ""
-	if b.failed == "" && ss.cfg.MessageSizeLimit > 0 && b.size+n > ss.cfg.MessageSizeLimit {
+	if b.failed == "" && ss.cfg.MessageSizeLimit > 0 && n > ss.cfg.MessageSizeLimit-b.size {
 		ss.s.warn("BDAT request from %s exceeds message size limit", ss.origin())
 		b.failed = "552 5.3.4 Chunk exceeds message size limit"
 		b.pw.CloseWithError(errTooBig)

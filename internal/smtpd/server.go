@@ -36,7 +36,14 @@
 //
 // Message data is never held whole: DATA is unstuffed line by line into
 // the reader cleanup's Submit reads, through a 4 KB buffer; BDAT chunks
-// are copied through a pipe. Long body lines pass through in pieces.
+// are copied through a pipe to a Submit that runs for the whole
+// transfer. Long body lines pass through in pieces. A BDAT whose size
+// cannot be parsed gets "521 5.5.4 Syntax: BDAT count [LAST]" and the
+// connection is closed (where its chunk ends is unknowable); a refused
+// BDAT still has its chunk read and dropped; chunks after a failed one
+// get "551 5.0.0 Discarded N bytes after earlier error"; MAIL, RCPT and
+// DATA between chunks are refused ("503 5.5.1 Error: RCPT after BDAT");
+// RSET, HELO, EHLO and STARTTLS end the transfer unqueued.
 // DATA ends only at CRLF "." CRLF: a "." line after a bare LF is content
 // (no SMTP smuggling through "\n.\n"). A message larger than
 // message_size_limit is read to its end and refused with "552 5.3.4
@@ -94,13 +101,17 @@
 // A client that sends before the greeting, after a command that must end
 // a pipelined group (HELO, EHLO, NOOP, VRFY, DATA, STARTTLS), or at all
 // without having seen PIPELINING in an EHLO reply, is logged once per
-// session: "improper command pipelining after CMD from name[addr]:
+// session (known commands only, as Postfix): "improper command pipelining after CMD from name[addr]:
 // <the pending input, escaped>". With smtpd_forbid_unauth_pipelining
 // (Postfix 3.7's default: no) it also gets "554 5.5.0 Error: SMTP
 // protocol synchronization" and is disconnected. Plain text pipelined
 // after STARTTLS is always discarded (no command injection into TLS).
 // Replies to pipelined commands are sent together, when the input holds
-// no further complete command.
+// no further complete command. CONNECT, GET, POST or a line that starts
+// with neither a letter nor white space is not SMTP: "221 2.7.0 Error: I
+// can break rules, too. Goodbye." and the connection is closed, as
+// Postfix's smtpd_forbidden_commands does. Client text echoed in a reply
+// has its control characters replaced by '?'.
 //
 // # Connection limits (limits.go)
 //

@@ -144,11 +144,6 @@ func (ss *session) command(line []byte) {
 		ss.counts[cmd.index].total++
 		return
 	}
-	if ss.bdat != nil && cmd.index != cmdBdat && cmd.index != cmdNoop && cmd.index != cmdData {
-		// Anything else ends an unfinished BDAT transfer: the message is
-		// not queued.
-		ss.abortBDAT()
-	}
 	ss.okOverride = false
 	cmd.run(ss, args)
 	ss.counts[cmd.index].total++
@@ -169,7 +164,9 @@ func (ss *session) doUnknown(string) {
 	ss.reply("500 5.5.2 Error: command not recognized")
 }
 
-// resetTransaction forgets the mail transaction (RSET, HELO, EHLO).
+// resetTransaction forgets the mail transaction (RSET, HELO, EHLO,
+// STARTTLS); an unfinished BDAT transfer ends with it, and its message is
+// not queued. Other commands between chunks leave the transfer alone.
 func (ss *session) resetTransaction() {
 	ss.abortBDAT()
 	ss.tx = nil
@@ -292,6 +289,9 @@ func (ss *session) doMail(args string) {
 	case ss.cfg.HeloRequired && ss.helo == "":
 		ss.reply("503 5.5.1 Error: send HELO/EHLO first")
 		return
+	case ss.bdat != nil:
+		ss.reply("503 5.5.1 Error: MAIL after BDAT")
+		return
 	case ss.tx != nil:
 		ss.reply("503 5.5.1 Error: nested MAIL command")
 		return
@@ -334,7 +334,8 @@ func (ss *session) doRcpt(args string) {
 		return
 	}
 	if ss.bdat != nil {
-		ss.reply("503 5.5.1 Error: BDAT transfer in progress")
+		// The message already went to Submit with its recipients.
+		ss.reply("503 5.5.1 Error: RCPT after BDAT")
 		return
 	}
 	addr, params, perr := parsePath(args, "TO:")
