@@ -626,6 +626,7 @@ func TestConnectionRateLimit(t *testing.T) {
 	c.chat(`S: ^421 4\.7\.0 facts\.test Error: too many connections from 127\.0\.0\.1$`)
 	c.expectClosed()
 	h.waitLog(t, "warning: Connection rate limit exceeded: 3 from unknown[127.0.0.1] for service smtp\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] commands=0/0\n")
 
 	h2 := start(t, func(c *Config) { c.Limits = Limits{ConnectionRate: 1, ConnectionCount: 1} })
 	for i := 0; i < 3; i++ {

@@ -420,6 +420,11 @@ func (ss *session) summary() string {
 		all.total += t.total
 		b.WriteString(" " + commandNames[i] + "=" + t.String())
 	}
+	if all.total == 0 {
+		// Postfix writes a session without commands this way.
+		b.WriteString(" commands=0/0")
+		return b.String()
+	}
 	b.WriteString(" commands=" + all.String())
 	return b.String()
 }
