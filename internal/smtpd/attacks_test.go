@@ -685,3 +685,18 @@ func TestStartTLSInjection(t *testing.T) {
 	h.waitLog(t, "improper command pipelining after STARTTLS from unknown[127.0.0.1]: MAIL FROM:<injected@evil.test>\\r\\n\n")
 	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1/2 rcpt=0/1 quit=1 commands=4/6\n")
 }
+
+// TestRSETFlood: 20,000 pipelined RSETs (go-smtp answered them all) end
+// after the junk limit and twenty errors.
+func TestRSETFlood(t *testing.T) {
+	sleeps := &countingSleep{}
+	h := start(t, func(c *Config) { c.Sleep = sleeps.sleep })
+	c := h.dial(t)
+	c.chat("S: ^220")
+	go c.conn.Write([]byte(strings.Repeat("RSET\r\n", 20000)))
+	for i := 0; i < 121; i++ {
+		c.chat(`S: ^250 2\.0\.0 Ok$`)
+	}
+	c.chat(`S: ^421 4\.7\.0 facts\.test Error: too many errors$`)
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] rset=121 commands=121\n")
+}
