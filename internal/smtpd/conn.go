@@ -72,18 +72,6 @@ func (t tally) String() string {
 	return strconv.Itoa(t.ok) + "/" + strconv.Itoa(t.total)
 }
 
-// endReason says how a session ended, for the mail log.
-type endReason int
-
-const (
-	endQuit      endReason = iota // QUIT, or we closed after a final reply
-	endLost                       // EOF or a read/write error
-	endTimeout                    // a deadline passed
-	endShutdown                   // the server closed the connection
-	endTooMany                    // too many errors
-	endForbidden                  // a non-SMTP command or a protocol violation
-)
-
 // serveConn runs one session on c; limited says whether the connection
 // limits apply (connections from listeners).
 func (s *Server) serveConn(c net.Conn, limited bool) {
@@ -187,7 +175,6 @@ func (ss *session) run(limited bool) {
 	if limited {
 		ss.checkPregreet()
 		if ss.closing { // smtpd_forbid_unauth_pipelining
-			ss.end = endForbidden
 			return
 		}
 	}
@@ -196,7 +183,6 @@ func (ss *session) run(limited bool) {
 		if ss.errors >= ss.cfg.HardErrorLimit {
 			ss.reply("421 4.7.0 " + ss.cfg.Hostname + " Error: too many errors")
 			ss.s.log("too many errors after %s from %s", ss.lastCmd, ss.origin())
-			ss.end = endTooMany
 			return
 		}
 		line, tooLong, err := ss.readLine()
@@ -209,7 +195,6 @@ func (ss *session) run(limited bool) {
 		}
 		ss.command(line)
 		if ss.writeErr != nil {
-			ss.end = endLost
 			ss.s.log("lost connection after %s from %s", ss.lastCmd, ss.origin())
 			return
 		}
@@ -242,13 +227,11 @@ func (ss *session) readFailed(err error, what string) {
 	}
 	switch {
 	case isTimeout(err):
-		ss.end = endTimeout
 		ss.reply("421 4.4.2 " + ss.cfg.Hostname + " Error: timeout exceeded")
 		ss.s.log("timeout after %s from %s", after, ss.origin())
 	case ss.s.isClosed() && errors.Is(err, net.ErrClosed):
-		ss.end = endShutdown
+		// Close dropped the connection: nothing was lost by the client.
 	default:
-		ss.end = endLost
 		ss.s.log("lost connection after %s from %s", after, ss.origin())
 	}
 	ss.closing = true

@@ -240,7 +240,7 @@ func (ss *session) doBdat(args string) {
 		ss.s.warn("NOQUEUE: malformed BDAT command syntax from %s: %.100s", ss.origin(), strings.TrimSpace("BDAT "+args))
 		ss.reply("521 5.5.4 Syntax: BDAT count [LAST]")
 		ss.abortBDAT()
-		ss.closing, ss.end = true, endForbidden
+		ss.closing = true
 		return
 	}
 	refuse := ""

@@ -52,7 +52,6 @@ type session struct {
 	lastCmd       string // for "... after CMD from": CONNECT, HELO, ...
 	illPipelining bool   // logged once
 	closing       bool
-	end           endReason
 }
 
 // transaction is one mail transaction, from MAIL to the end of its data.
@@ -125,7 +124,6 @@ func (ss *session) command(line []byte) {
 		ss.s.warn("non-SMTP command from %s: %.100s", ss.origin(), text)
 		ss.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
 		ss.closing = true
-		ss.end = endForbidden
 		return
 	}
 	cmd, known := commands[upper]
@@ -266,7 +264,7 @@ func (ss *session) doStartTLS(args string) {
 	ss.tc.limit = time.Time{}
 	if err != nil {
 		ss.s.warn("TLS handshake failed for %s: %v", ss.origin(), err)
-		ss.closing, ss.end = true, endLost
+		ss.closing = true
 		ss.s.log("lost connection after STARTTLS from %s", ss.origin())
 		return
 	}
@@ -440,7 +438,6 @@ func (ss *session) doEtrn(args string) {
 func (ss *session) doQuit(string) {
 	ss.reply("221 2.0.0 Bye")
 	ss.closing = true
-	ss.end = endQuit
 }
 
 // mailParams applies MAIL's ESMTP parameters to tx; it returns the
