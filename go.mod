@@ -5,8 +5,6 @@ go 1.26
 require github.com/miekg/dns v1.1.73
 
 require (
-	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
-	github.com/emersion/go-smtp v0.25.1
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.47.0
 )

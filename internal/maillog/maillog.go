@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Logger writes mail log lines to one writer. It is safe for concurrent
@@ -65,9 +66,10 @@ func New(w io.Writer, hostname, syslogName string, now func() time.Time) *Logger
 // whole lines. Call it before the Logger is shared.
 func (l *Logger) SetPID(pid int) { l.pid = pid }
 
-// Log writes one line for service; format and args make its text, which
-// must not hold a newline (one event, one line: newlines are replaced by
-// spaces so a crafted HELO or address cannot forge a log line).
+// Log writes one line for service; format and args make its text. The
+// text is escaped as every line is (see Escape): one event, one line, so
+// a crafted HELO or address can neither forge a log line nor send
+// terminal control sequences to whoever reads the log.
 func (l *Logger) Log(service, format string, args ...any) {
 	if l == nil {
 		return
@@ -102,18 +104,68 @@ func (l *Logger) write(service, text string) {
 	b = append(b, '[')
 	b = strconv.AppendInt(b, int64(l.pid), 10)
 	b = append(b, "]: "...)
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		if c == '\n' || c == '\r' {
-			c = ' '
-		}
-		b = append(b, c)
-	}
+	b = AppendEscaped(b, text)
 	b = append(b, '\n')
 	l.buf = b
 	// A failed write of the mail log must not stop mail; there is no
 	// better place to report it.
 	_, _ = l.w.Write(b)
+}
+
+// Escape returns s as it appears in a mail log line: every byte that is
+// not printable is replaced by '?', as Postfix's smtpd does with the
+// strings a client supplies (HELO names, addresses). Not printable are
+// the ASCII control characters (NUL to US, including CR, LF, TAB and
+// ESC), DEL, the C1 controls U+0080 to U+009F, and every byte that is
+// not part of valid UTF-8; printable UTF-8 (é, 中) is kept, since
+// Postfix with smtputf8_enable keeps it too. The rule is applied to
+// every line the Logger writes, whatever its source, so no caller can
+// forget it.
+func Escape(s string) string {
+	if isPlain(s) {
+		return s
+	}
+	return string(AppendEscaped(nil, s))
+}
+
+// AppendEscaped appends Escape(s) to b.
+func AppendEscaped(b []byte, s string) []byte {
+	if isPlain(s) {
+		return append(b, s...)
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < 0x80 { // C0 control or DEL
+			b = append(b, '?')
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || r < 0xa0 {
+			// Invalid UTF-8 (one '?' per bad byte) or a C1 control.
+			b = append(b, '?')
+			i += n
+			continue
+		}
+		b = append(b, s[i:i+n]...)
+		i += n
+	}
+	return b
+}
+
+// isPlain reports whether s is printable ASCII only, the common case.
+func isPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Delivery is one recipient's delivery result, as the delivery agents log

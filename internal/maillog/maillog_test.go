@@ -139,7 +139,7 @@ func TestPrefix(t *testing.T) {
 	l = New(&buf, "mx1.example.com", "sluice", func() time.Time { return ts })
 	l.SetPID(7)
 	l.Warn("smtpd", "bad line\r\nforged: x")
-	if got, want := buf.String(), "Nov 04 00:53:20 mx1 sluice/smtpd[7]: warning: bad line  forged: x\n"; got != want {
+	if got, want := buf.String(), "Nov 04 00:53:20 mx1 sluice/smtpd[7]: warning: bad line??forged: x\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	var nilLogger *Logger
@@ -193,4 +193,32 @@ func ExampleLogger_Delivery() {
 	// Output:
 	// Nov 29 15:12:08 facts postfix/smtp[16545]: 4jcrGj5LCzz5jwj: to=<rcpt@sink.test>, relay=127.0.0.1[127.0.0.1]:10127, delay=10, delays=10/0.01/0.01/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)
 	// done
+}
+
+// TestEscape: every line escapes what is not printable, whatever put it
+// there; Postfix's smtpd shows a client's ESC or CR as '?'.
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text <a@b.test>":     "plain text <a@b.test>",
+		"esc\x1b[31mred":            "esc?[31mred",
+		"bel\x07nul\x00del\x7f":     "bel?nul?del?",
+		"cr\rlf\ntab\t":             "cr?lf?tab?",
+		"utf8 \u00e9t\u00e9 \u4e2d": "utf8 \u00e9t\u00e9 \u4e2d",
+		"bad \xc3 and \xff\xfe":     "bad ? and ??",
+		"c1 \u0085 control":         "c1 ? control",
+		"truncated \xe4\xb8":        "truncated ??",
+		"backslash \\r stays":       "backslash \\r stays",
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	l := New(&buf, "mx", "", func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) })
+	l.SetPID(1)
+	l.Log("smtpd", "connect from %s helo=<%s>", "x[192.0.2.1]", "a\x1b]0;owned\x07\r\nJan 01 00:00:00 mx postfix/smtpd[2]: forged\x00\xff")
+	want := "Jan 02 03:04:05 mx postfix/smtpd[1]: connect from x[192.0.2.1] helo=<a?]0;owned???Jan 01 00:00:00 mx postfix/smtpd[2]: forged??>\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
 }

@@ -13,7 +13,14 @@ import (
 // myhostname, myorigin, mynetworks, mydestination, relay_domains,
 // message_size_limit, smtpd_recipient_limit, smtpd_timeout,
 // local_header_rewrite_clients, smtpd_tls_cert_file and
-// smtpd_tls_key_file. The caller adds Cleanup and Log.
+// smtpd_tls_key_file; smtpd_banner, mail_name, smtpd_helo_required,
+// smtpd_discard_ehlo_keywords, smtpd_forbid_unauth_pipelining, the
+// error limits (smtpd_soft_error_limit, smtpd_hard_error_limit,
+// smtpd_error_sleep_time, smtpd_junk_command_limit), the connection
+// limits (smtpd_client_connection_count_limit,
+// smtpd_client_connection_rate_limit, anvil_rate_time_unit,
+// default_process_limit, smtpd_client_event_limit_exceptions) and
+// sluice_smtpd_data_time_limit. The caller adds Cleanup and Log.
 func FromConfig(c *config.Config) (Config, error) {
 	var cfg Config
 	var err error
@@ -34,6 +41,9 @@ func FromConfig(c *config.Config) (Config, error) {
 	}
 	cfg.RecipientLimit = int(limit)
 	if cfg.Timeout, err = c.Duration("smtpd_timeout"); err != nil {
+		return cfg, err
+	}
+	if err := fromConfigSMTPD(c, &cfg); err != nil {
 		return cfg, err
 	}
 	if cfg.LocalHeaderRewrite, err = headerRewriteRule(c.List("local_header_rewrite_clients"), cfg.MyNetworks); err != nil {
@@ -70,4 +80,57 @@ func headerRewriteRule(list []string, mynetworks []netip.Prefix) (func(client, s
 			inet && (client.IsLoopback() || client == server) ||
 			mynets && inNetworks(client, mynetworks)
 	}, nil
+}
+
+// fromConfigSMTPD reads the parameters of the protocol layer: replies,
+// error accounting, connection limits.
+func fromConfigSMTPD(c *config.Config, cfg *Config) error {
+	cfg.Banner = c.Get("smtpd_banner")
+	cfg.MailName = c.Get("mail_name")
+	cfg.HeloRequired = c.Bool("smtpd_helo_required")
+	cfg.ForbidUnauthPipelining = c.Bool("smtpd_forbid_unauth_pipelining")
+	for _, k := range c.List("smtpd_discard_ehlo_keywords") {
+		cfg.DiscardEHLOKeywords = append(cfg.DiscardEHLOKeywords, strings.ToLower(k))
+	}
+	ints := []struct {
+		name string
+		dst  *int
+	}{
+		{"smtpd_soft_error_limit", &cfg.SoftErrorLimit},
+		{"smtpd_hard_error_limit", &cfg.HardErrorLimit},
+		{"smtpd_junk_command_limit", &cfg.JunkCommandLimit},
+		{"smtpd_client_connection_count_limit", &cfg.Limits.ConnectionCount},
+		{"smtpd_client_connection_rate_limit", &cfg.Limits.ConnectionRate},
+		{"default_process_limit", &cfg.Limits.Process},
+	}
+	for _, p := range ints {
+		n, err := c.Int(p.name)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return fmt.Errorf("%s: negative value %d", p.name, n)
+		}
+		*p.dst = int(n)
+	}
+	var err error
+	if cfg.ErrorSleep, err = c.Duration("smtpd_error_sleep_time"); err != nil {
+		return err
+	}
+	if cfg.ErrorSleep == 0 {
+		cfg.ErrorSleep = -1 // Postfix's 0: no sleep; Config's 0 is the default
+	}
+	if cfg.Limits.RateTimeUnit, err = c.Duration("anvil_rate_time_unit"); err != nil {
+		return err
+	}
+	if cfg.DataTimeLimit, err = c.Duration("sluice_smtpd_data_time_limit"); err != nil {
+		return err
+	}
+	exc, err := ParseNetworks(c.List("smtpd_client_event_limit_exceptions"))
+	if err != nil {
+		return fmt.Errorf("smtpd_client_event_limit_exceptions: %w", err)
+	}
+	// An empty list exempts nobody; Config's nil would mean mynetworks.
+	cfg.Limits.Exceptions = append([]netip.Prefix{}, exc...)
+	return nil
 }

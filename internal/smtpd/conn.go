@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,346 +11,59 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
-// commandNames are the commands counted in the disconnect line, in the
-// order Postfix's smtpd lists them.
-var commandNames = []string{"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown"}
+// timedConn sets a deadline before every read and every write: the read
+// deadline is Timeout from now, and never later than limit, the end of
+// the current request; so neither a silent client nor one that trickles
+// a byte at a time holds a session longer than the limits allow.
+type timedConn struct {
+	net.Conn
+	timeout time.Duration
+	limit   time.Time // zero: no request limit
+}
 
-var knownCommand = func() map[string]bool {
-	m := map[string]bool{}
-	for _, n := range commandNames {
-		m[n] = true
+func (c *timedConn) Read(p []byte) (int, error) {
+	d := time.Now().Add(c.timeout)
+	if !c.limit.IsZero() && c.limit.Before(d) {
+		d = c.limit
 	}
-	return m
-}()
+	// A connection that takes no deadlines (sendmail -bs's standard
+	// input) simply blocks; its other end is a local user.
+	_ = c.Conn.SetReadDeadline(d)
+	return c.Conn.Read(p)
+}
+
+func (c *timedConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// Commands counted in the disconnect line, in the order Postfix's smtpd
+// lists them.
+const (
+	cmdHelo = iota
+	cmdEhlo
+	cmdStartTLS
+	cmdAuth
+	cmdMail
+	cmdRcpt
+	cmdData
+	cmdBdat
+	cmdRset
+	cmdNoop
+	cmdVrfy
+	cmdEtrn
+	cmdQuit
+	cmdUnknown
+	numCommands
+)
+
+var commandNames = [numCommands]string{"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown"}
 
 // tally counts one command's uses and successes.
 type tally struct{ ok, total int }
-
-// clientConn wraps an accepted connection. It logs "connect from" and
-// "disconnect from", and it watches the plain-text dialogue (commands on
-// the way in, replies on the way out) to count commands the way Postfix's
-// disconnect line does: "helo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
-// or "rcpt=0/1" when some failed. After STARTTLS the bytes are encrypted;
-// from then on the session counts what it sees itself (ehlo, mail, rcpt,
-// data).
-type clientConn struct {
-	net.Conn
-	srv *Server
-
-	// Fixed at accept time.
-	addr       netip.Addr
-	port       string
-	serverAddr string
-	serverPort string
-	name       string // verified client name or "unknown"
-	rev        string // PTR name or "unknown"
-	identOnce  sync.Once
-
-	mu       sync.Mutex
-	counts   map[string]*tally
-	pending  []string // commands whose reply has not been seen
-	inLine   []byte   // partial command line read so far
-	outLine  []byte   // partial reply line written so far
-	mode     int      // modeCommand, modeData, modeBDAT, modeTLS
-	bdatLeft int64
-	lastCmd  string
-	quit     bool
-	greeting string // "helo" or "ehlo": the client's last greeting
-	tls      bool
-	readErr  error
-	closed   bool
-}
-
-const (
-	modeCommand = iota
-	modeData
-	modeBDAT
-	modeTLS
-)
-
-func newClientConn(c net.Conn, srv *Server) *clientConn {
-	cc := &clientConn{Conn: c, srv: srv, counts: map[string]*tally{}, name: "unknown", rev: "unknown"}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		cc.addr = ap.Addr().Unmap()
-		cc.port = strconv.Itoa(int(ap.Port()))
-	}
-	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
-		cc.serverAddr = ap.Addr().Unmap().String()
-		cc.serverPort = strconv.Itoa(int(ap.Port()))
-	}
-	return cc
-}
-
-// ident looks up the client's name (once, in the connection's own
-// goroutine, before the greeting) and logs "connect from".
-func (cc *clientConn) ident() {
-	cc.identOnce.Do(func() {
-		if lookup := cc.srv.cfg.LookupAddr; lookup != nil && cc.addr.IsValid() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			names, err := lookup(ctx, cc.addr.String())
-			cancel()
-			if err == nil && len(names) > 0 {
-				n := strings.TrimSuffix(names[0], ".")
-				cc.rev, cc.name = n, n
-			}
-		}
-		cc.srv.log("connect from %s", cc.origin())
-	})
-}
-
-// origin is "name[addr]" as Postfix logs a client.
-func (cc *clientConn) origin() string {
-	return cc.name + "[" + cc.addrString() + "]"
-}
-
-func (cc *clientConn) addrString() string {
-	if !cc.addr.IsValid() {
-		return "unknown"
-	}
-	return cc.addr.String()
-}
-
-func (cc *clientConn) Read(p []byte) (int, error) {
-	cc.ident()
-	n, err := cc.Conn.Read(p)
-	cc.mu.Lock()
-	if n > 0 && cc.mode != modeTLS {
-		cc.scanIn(p[:n])
-	}
-	if err != nil && cc.readErr == nil {
-		cc.readErr = err
-	}
-	cc.mu.Unlock()
-	return n, err
-}
-
-func (cc *clientConn) Write(p []byte) (int, error) {
-	cc.ident()
-	cc.mu.Lock()
-	if cc.mode != modeTLS {
-		cc.scanOut(p)
-	}
-	cc.mu.Unlock()
-	return cc.Conn.Write(p)
-}
-
-// scanIn follows the client's bytes: command lines, message data after
-// a 354 reply, BDAT chunks.
-func (cc *clientConn) scanIn(p []byte) {
-	for len(p) > 0 {
-		switch cc.mode {
-		case modeBDAT:
-			n := int64(len(p))
-			if n > cc.bdatLeft {
-				n = cc.bdatLeft
-			}
-			cc.bdatLeft -= n
-			p = p[n:]
-			if cc.bdatLeft == 0 {
-				cc.mode = modeCommand
-			}
-			continue
-		case modeTLS:
-			return
-		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			if len(cc.inLine) < 1024 { // only the verb matters
-				cc.inLine = append(cc.inLine, p...)
-			}
-			return
-		}
-		if len(cc.inLine) < 1024 {
-			cc.inLine = append(cc.inLine, p[:i]...)
-		}
-		p = p[i+1:]
-		line := strings.TrimRight(string(cc.inLine), "\r")
-		cc.inLine = cc.inLine[:0]
-		if cc.mode == modeData {
-			if line == "." {
-				cc.mode = modeCommand
-			}
-			continue
-		}
-		cc.command(line)
-	}
-}
-
-func (cc *clientConn) command(line string) {
-	verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
-	name := strings.ToLower(verb)
-	if !knownCommand[name] || name == "unknown" {
-		name = "unknown"
-	}
-	switch name {
-	case "helo", "ehlo":
-		cc.greeting = name
-	case "quit":
-		cc.quit = true
-	case "data":
-		// Data follows only if the reply is 354; see reply.
-		cc.mode = modeData
-	case "bdat":
-		f := strings.Fields(arg)
-		if len(f) > 0 {
-			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
-				cc.mode, cc.bdatLeft = modeBDAT, n
-			}
-		}
-	}
-	cc.lastCmd = strings.ToUpper(verb)
-	if name == "unknown" {
-		cc.lastCmd = "UNKNOWN"
-	}
-	cc.pending = append(cc.pending, name)
-}
-
-// scanOut follows the server's replies and pairs each final reply line
-// with the oldest command that waits for one.
-func (cc *clientConn) scanOut(p []byte) {
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			cc.outLine = append(cc.outLine, p...)
-			return
-		}
-		cc.outLine = append(cc.outLine, p[:i]...)
-		p = p[i+1:]
-		line := string(cc.outLine)
-		cc.outLine = cc.outLine[:0]
-		if len(line) < 4 || line[3] == '-' {
-			continue // a continuation line of a multi-line reply
-		}
-		code, err := strconv.Atoi(line[:3])
-		if err != nil {
-			continue
-		}
-		cc.reply(code)
-	}
-}
-
-func (cc *clientConn) reply(code int) {
-	if len(cc.pending) == 0 {
-		return // the greeting, or a reply to the end of message data
-	}
-	cmd := cc.pending[0]
-	switch {
-	case cmd == "data" && code == 354:
-		// The command goes on: its outcome is the reply after the data.
-		cc.pending[0] = "data-end"
-		return
-	case cmd == "data":
-		cc.mode = modeCommand // rejected: no data follows
-	case cmd == "data-end":
-		cmd = "data"
-	case cmd == "starttls" && code == 220:
-		cc.mode = modeTLS
-		cc.tls = true
-	}
-	cc.pending = cc.pending[1:]
-	cc.count(cmd, code < 400)
-}
-
-func (cc *clientConn) count(cmd string, ok bool) {
-	t := cc.counts[cmd]
-	if t == nil {
-		t = &tally{}
-		cc.counts[cmd] = t
-	}
-	t.total++
-	if ok {
-		t.ok++
-	}
-}
-
-// countTLS records a command the session saw after STARTTLS, when the
-// connection can no longer read the dialogue.
-func (cc *clientConn) countTLS(cmd string, ok bool) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.mode == modeTLS {
-		cc.count(cmd, ok)
-	}
-}
-
-// protocol is the name the Received: header shows: SMTP after HELO,
-// ESMTP after EHLO, with S appended under TLS.
-func (cc *clientConn) protocol(utf8 bool) string {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	p := "ESMTP"
-	if cc.greeting == "helo" && !cc.tls {
-		p = "SMTP"
-	}
-	if utf8 {
-		p = "UTF8SMTP"
-	}
-	if cc.tls {
-		p += "S"
-	}
-	return p
-}
-
-func (cc *clientConn) isTLS() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.tls
-}
-
-func (cc *clientConn) Close() error {
-	err := cc.Conn.Close()
-	cc.mu.Lock()
-	if cc.closed {
-		cc.mu.Unlock()
-		return err
-	}
-	cc.closed = true
-	summary := cc.summary()
-	lost := ""
-	if !cc.quit && cc.readErr != nil {
-		after := cc.lastCmd
-		if after == "" {
-			after = "CONNECT"
-		}
-		if cc.mode == modeData {
-			after = "DATA"
-		}
-		var ne net.Error
-		if errors.As(cc.readErr, &ne) && ne.Timeout() || errors.Is(cc.readErr, os.ErrDeadlineExceeded) {
-			lost = "timeout after " + after
-		} else if errors.Is(cc.readErr, io.EOF) || !errors.Is(cc.readErr, net.ErrClosed) {
-			lost = "lost connection after " + after
-		}
-	}
-	cc.mu.Unlock()
-	cc.ident() // a connection closed before any I/O still logs its connect line first
-	if lost != "" {
-		cc.srv.log("%s from %s", lost, cc.origin())
-	}
-	cc.srv.log("disconnect from %s%s", cc.origin(), summary)
-	return err
-}
-
-// summary renders the command counts: " helo=1 mail=1 ... commands=5".
-func (cc *clientConn) summary() string {
-	var b strings.Builder
-	var all tally
-	for _, name := range commandNames {
-		t := cc.counts[name]
-		if t == nil {
-			continue
-		}
-		all.ok += t.ok
-		all.total += t.total
-		b.WriteString(" " + name + "=" + t.String())
-	}
-	b.WriteString(" commands=" + all.String())
-	return b.String()
-}
 
 func (t tally) String() string {
 	if t.ok == t.total {
@@ -358,16 +72,362 @@ func (t tally) String() string {
 	return strconv.Itoa(t.ok) + "/" + strconv.Itoa(t.total)
 }
 
-// listener wraps accepted connections in clientConns.
-type listener struct {
-	net.Listener
-	srv *Server
+// serveConn runs one session on c; limited says whether the connection
+// limits apply (connections from listeners).
+func (s *Server) serveConn(c net.Conn, limited bool) {
+	defer s.untrack(c)
+	ss := newSession(s, c)
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.ErrorLog.Printf("smtpd: panic serving %s: %v", ss.origin(), p)
+			ss.abortBDAT()
+			c.Close()
+		}
+	}()
+	if limited {
+		if r := s.limits.admit(ss.addr, s.cfg.Hostname); r != nil {
+			ss.ident()
+			s.log("connect from %s", ss.origin())
+			if r.warning != "" {
+				s.warn(r.warning, ss.origin())
+			}
+			ss.writeLine(r.reply)
+			ss.flush()
+			s.log("disconnect from %s%s", ss.origin(), ss.summary())
+			c.Close()
+			return
+		}
+	}
+	released := !limited
+	defer func() {
+		if !released {
+			s.limits.release(ss.addr)
+		}
+	}()
+	ss.ident()
+	s.log("connect from %s", ss.origin())
+	ss.run(limited)
+	ss.abortBDAT()
+	ss.flush()
+	c.Close()
+	// The session's slot is free before the log says it ended.
+	if !released {
+		s.limits.release(ss.addr)
+		released = true
+	}
+	s.log("disconnect from %s%s", ss.origin(), ss.summary())
 }
 
-func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// newSession wraps c; nothing is read or written yet.
+func newSession(s *Server, c net.Conn) *session {
+	tc := &timedConn{Conn: c, timeout: s.cfg.Timeout}
+	ss := &session{
+		s:       s,
+		cfg:     &s.cfg,
+		raw:     c,
+		tc:      tc,
+		br:      bufio.NewReaderSize(tc, readBufferSize),
+		bw:      bufio.NewWriterSize(tc, 1024),
+		name:    "unknown",
+		rev:     "unknown",
+		lastCmd: "CONNECT",
 	}
-	return newClientConn(c, l.srv), nil
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		ss.addr = ap.Addr().Unmap()
+		ss.port = strconv.Itoa(int(ap.Port()))
+	}
+	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+		ss.serverAddr = ap.Addr().Unmap().String()
+		ss.serverPort = strconv.Itoa(int(ap.Port()))
+	}
+	return ss
+}
+
+// ident looks up the client's name, once, before the greeting.
+func (ss *session) ident() {
+	lookup := ss.cfg.LookupAddr
+	if lookup == nil || !ss.addr.IsValid() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ss.s.ctx, 10*time.Second)
+	names, err := lookup(ctx, ss.addr.String())
+	cancel()
+	if err == nil && len(names) > 0 {
+		n := strings.TrimSuffix(names[0], ".")
+		ss.rev, ss.name = n, n
+	}
+}
+
+// origin is "name[addr]" as Postfix logs a client.
+func (ss *session) origin() string {
+	return ss.name + "[" + ss.addrString() + "]"
+}
+
+func (ss *session) addrString() string {
+	if !ss.addr.IsValid() {
+		return "unknown"
+	}
+	return ss.addr.String()
+}
+
+// run is the session: greeting, then commands until the end.
+func (ss *session) run(limited bool) {
+	if limited {
+		ss.checkPregreet()
+		if ss.closing { // smtpd_forbid_unauth_pipelining
+			return
+		}
+	}
+	ss.writeLine("220 " + ss.cfg.Banner)
+	for !ss.closing {
+		if ss.errors >= ss.cfg.HardErrorLimit {
+			ss.reply("421 4.7.0 " + ss.cfg.Hostname + " Error: too many errors")
+			ss.s.log("too many errors after %s from %s", ss.lastCmd, ss.origin())
+			return
+		}
+		line, tooLong, err := ss.readLine()
+		if err != nil {
+			ss.readFailed(err, "")
+			return
+		}
+		if tooLong {
+			ss.s.warn("%s: request longer than %d: %.30s...", ss.origin(), lineLengthLimit, line)
+		}
+		ss.command(line)
+		if ss.writeErr != nil {
+			ss.s.log("lost connection after %s from %s", ss.lastCmd, ss.origin())
+			return
+		}
+	}
+}
+
+// checkPregreet notes a client that talks before the greeting (as
+// Postfix, "improper command pipelining after CONNECT"). It waits at
+// most a millisecond for input already on its way.
+func (ss *session) checkPregreet() {
+	ss.tc.limit = time.Now().Add(time.Millisecond)
+	_, err := ss.br.Peek(1)
+	ss.tc.limit = time.Time{}
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return // nothing yet: as it should be
+		}
+		return // EOF and errors show up at the first read
+	}
+	ss.improperPipelining()
+}
+
+// readFailed ends the session after a failed read; what names the data
+// phase ("DATA (12 bytes)") or is empty for a command.
+func (ss *session) readFailed(err error, what string) {
+	after := ss.lastCmd
+	if what != "" {
+		after = what
+	}
+	switch {
+	case isTimeout(err):
+		ss.reply("421 4.4.2 " + ss.cfg.Hostname + " Error: timeout exceeded")
+		ss.s.log("timeout after %s from %s", after, ss.origin())
+	case ss.s.isClosed() && errors.Is(err, net.ErrClosed):
+		// Close dropped the connection: nothing was lost by the client.
+	default:
+		ss.s.log("lost connection after %s from %s", after, ss.origin())
+	}
+	ss.closing = true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// readLine reads the next command line, without its line end. A line
+// longer than lineLengthLimit is cut there (tooLong); the rest of it is
+// read and discarded. The whole line must arrive within Timeout of its
+// start. A last line without a line end is an error (io.EOF), never a
+// command.
+func (ss *session) readLine() (line []byte, tooLong bool, err error) {
+	ss.flushIfIdle()
+	if ss.writeErr != nil {
+		return nil, false, ss.writeErr
+	}
+	ss.tc.limit = time.Now().Add(ss.cfg.Timeout)
+	defer func() { ss.tc.limit = time.Time{} }()
+	buf := ss.line[:0]
+	total := 0
+	for {
+		chunk, err := ss.br.ReadSlice('\n')
+		if err == nil {
+			chunk = chunk[:len(chunk)-1] // the LF
+		}
+		total += len(chunk)
+		if room := lineLengthLimit + 1 - len(buf); room > 0 {
+			buf = append(buf, chunk[:min(room, len(chunk))]...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		ss.line = buf
+		if err != nil {
+			if errors.Is(err, io.EOF) && total > 0 {
+				err = io.ErrUnexpectedEOF // a partial line: never run
+			}
+			return nil, false, err
+		}
+		break
+	}
+	// The CR of CRLF, when it is the line's last byte.
+	if total == len(buf) && len(buf) > 0 && buf[len(buf)-1] == '\r' {
+		buf = buf[:len(buf)-1]
+		total--
+	}
+	if total > lineLengthLimit {
+		return buf[:min(len(buf), lineLengthLimit)], true, nil
+	}
+	return buf, false, nil
+}
+
+// flushIfIdle sends the replies written so far unless the input already
+// holds another complete command: replies to a pipelined group go out
+// together (RFC 2920 §3.2), and nothing waits on a reply we hold back.
+func (ss *session) flushIfIdle() {
+	if n := ss.br.Buffered(); n > 0 {
+		if buffered, _ := ss.br.Peek(n); bytes.IndexByte(buffered, '\n') >= 0 {
+			return
+		}
+	}
+	ss.flush()
+}
+
+func (ss *session) flush() {
+	if ss.writeErr != nil {
+		return
+	}
+	if err := ss.bw.Flush(); err != nil {
+		ss.writeErr = err
+	}
+}
+
+// writeLine queues one reply line (CRLF added). Client text echoed in a
+// reply ("Unsupported option: X") has its control characters replaced
+// by '?': a reply is one line, and no terminal escapes go back.
+func (ss *session) writeLine(s string) {
+	if ss.writeErr != nil {
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			s = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return '?'
+				}
+				return r
+			}, s)
+			break
+		}
+	}
+	ss.bw.WriteString(s)
+	if _, err := ss.bw.WriteString("\r\n"); err != nil {
+		ss.writeErr = err
+	}
+}
+
+// reply sends a reply; a client with smtpd_soft_error_limit errors
+// waits smtpd_error_sleep_time first, as Postfix's smtpd makes it wait
+// before every reply.
+func (ss *session) reply(s string) {
+	if ss.errors >= ss.cfg.SoftErrorLimit && ss.cfg.ErrorSleep > 0 {
+		ss.flush()
+		ss.cfg.Sleep(ss.cfg.ErrorSleep)
+	}
+	if code, err := strconv.Atoi(s[:3]); err == nil {
+		ss.code = code
+	}
+	ss.writeLine(s)
+}
+
+// improperPipelining logs, once per session, that the client sent
+// ahead of time, with the first 100 bytes it sent, escaped; with
+// smtpd_forbid_unauth_pipelining it refuses and ends the session.
+func (ss *session) improperPipelining() {
+	if ss.illPipelining {
+		return
+	}
+	ss.illPipelining = true
+	n := min(ss.br.Buffered(), 100)
+	pending, _ := ss.br.Peek(n)
+	ss.s.log("improper command pipelining after %s from %s: %s", ss.lastCmd, ss.origin(), escapeInput(pending))
+	if ss.cfg.ForbidUnauthPipelining {
+		ss.reply("554 5.5.0 Error: SMTP protocol synchronization")
+		ss.closing = true
+	}
+}
+
+// escapeInput renders client bytes as Postfix logs them: printable
+// ASCII as is, a backslash doubled, CR, LF and TAB as \r, \n, \t, and
+// every other byte as a three-digit octal escape.
+func escapeInput(p []byte) string {
+	var b strings.Builder
+	for _, c := range p {
+		switch {
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte('0' + c>>6)
+			b.WriteByte('0' + c>>3&7)
+			b.WriteByte('0' + c&7)
+		}
+	}
+	return b.String()
+}
+
+// summary renders the command counts: " helo=1 mail=1 ... commands=5".
+func (ss *session) summary() string {
+	var b strings.Builder
+	var all tally
+	for i, t := range ss.counts {
+		if t.total == 0 {
+			continue
+		}
+		all.ok += t.ok
+		all.total += t.total
+		b.WriteString(" " + commandNames[i] + "=" + t.String())
+	}
+	if all.total == 0 {
+		// Postfix writes a session without commands this way.
+		b.WriteString(" commands=0/0")
+		return b.String()
+	}
+	b.WriteString(" commands=" + all.String())
+	return b.String()
+}
+
+// protocol is the name the Received: header and the log show: SMTP
+// after HELO (or none), ESMTP after EHLO, UTF8SMTP for an SMTPUTF8
+// message, with S appended under TLS.
+func (ss *session) protocol(utf8 bool) string {
+	p := "SMTP"
+	if ss.ehlo {
+		p = "ESMTP"
+	}
+	if utf8 {
+		p = "UTF8SMTP"
+	}
+	if ss.tls {
+		if p == "SMTP" {
+			p = "ESMTP"
+		}
+		p += "S"
+	}
+	return p
 }

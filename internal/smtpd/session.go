@@ -1,175 +1,651 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
-	"io"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
-
-	gosmtp "github.com/emersion/go-smtp"
+	"time"
+	"unicode/utf8"
 
 	"sluice/internal/cleanup"
 	"sluice/internal/spool"
 )
 
-// session is one client's mail transaction state.
+// session is one client connection: its I/O, its SMTP state and its
+// counters.
 type session struct {
-	s    *Server
-	cc   *clientConn
-	conn *gosmtp.Conn
+	s   *Server
+	cfg *Config
 
+	raw net.Conn   // the accepted connection
+	tc  *timedConn // deadlines; under TLS when it is on
+	br  *bufio.Reader
+	bw  *bufio.Writer
+
+	line     []byte // the current command line
+	writeErr error
+
+	// Fixed at accept time.
+	addr       netip.Addr
+	port       string
+	serverAddr string
+	serverPort string
+	name, rev  string
+
+	helo          string // the client's HELO/EHLO argument
+	ehlo          bool   // the last greeting was EHLO
+	pipelining    bool   // the last EHLO reply offered PIPELINING
+	tls           bool
+	tx            *transaction // nil outside a mail transaction
+	bdat          *bdatTransfer
+	errors        int  // Postfix's error_count
+	junk          int  // HELO/EHLO/NOOP/VRFY/ETRN/RSET commands so far
+	code          int  // the last reply's code
+	okOverride    bool // count the command as a success whatever code
+	counts        [numCommands]tally
+	lastCmd       string // for "... after CMD from": CONNECT, HELO, ...
+	illPipelining bool   // logged once
+	closing       bool
+}
+
+// transaction is one mail transaction, from MAIL to the end of its data.
+type transaction struct {
 	from     string
-	mailOpts *gosmtp.MailOptions
+	size     int64
+	body8bit bool
+	utf8     bool
+	ret      int
+	envid    string
 	rcpts    []cleanup.Recipient
+	refused  int // recipients refused (for "no valid recipients")
 }
 
-// Replies with Postfix's texts and codes.
-var (
-	errTooBig     = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Error: message file too big"}
-	errQueueWrite = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Error: queue file write error"}
-	errNoRcpt     = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "Error: no valid recipients"}
-	errInternal   = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Error: internal error"}
-	errShutdown   = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Error: server shutting down"}
-)
-
-func (ss *session) Reset() {
-	ss.from, ss.mailOpts, ss.rcpts = "", nil, nil
+// command describes one SMTP command.
+type command struct {
+	index int
+	// last: must end a pipelined group (RFC 2920 §3.1); Postfix's list.
+	last bool
+	// junk: counts toward smtpd_junk_command_limit.
+	junk bool
+	run  func(ss *session, args string)
 }
 
-func (ss *session) Logout() error { return nil }
-
-func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
-	ss.Reset()
-	ss.from, ss.mailOpts = from, opts
-	ss.cc.countTLS("mail", true)
-	return nil
+var commands = map[string]command{
+	"HELO":     {cmdHelo, true, true, (*session).doHelo},
+	"EHLO":     {cmdEhlo, true, true, (*session).doEhlo},
+	"STARTTLS": {cmdStartTLS, true, false, (*session).doStartTLS},
+	"AUTH":     {cmdAuth, false, false, (*session).doAuth},
+	"MAIL":     {cmdMail, false, false, (*session).doMail},
+	"RCPT":     {cmdRcpt, false, false, (*session).doRcpt},
+	"DATA":     {cmdData, true, false, (*session).doData},
+	"BDAT":     {cmdBdat, false, false, (*session).doBdat},
+	"RSET":     {cmdRset, false, true, (*session).doRset},
+	"NOOP":     {cmdNoop, true, true, (*session).doNoop},
+	"VRFY":     {cmdVrfy, true, true, (*session).doVrfy},
+	"ETRN":     {cmdEtrn, false, true, (*session).doEtrn},
+	"QUIT":     {cmdQuit, false, false, (*session).doQuit},
 }
 
-func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
-	if err := ss.checkRelay(to); err != nil {
-		ss.cc.countTLS("rcpt", false)
-		return err
+// forbiddenCommands are not SMTP; Postfix's smtpd_forbidden_commands.
+var forbiddenCommands = map[string]bool{"CONNECT": true, "GET": true, "POST": true}
+
+// command runs one command line.
+func (ss *session) command(line []byte) {
+	// Postfix's strings end at NUL: so does the command line.
+	if i := bytes.IndexByte(line, 0); i >= 0 {
+		line = line[:i]
 	}
-	r := cleanup.Recipient{Address: to}
-	if opts != nil {
-		if opts.OriginalRecipient != "" {
-			t := strings.ToLower(string(opts.OriginalRecipientType))
-			if t == "" {
-				t = "rfc822"
-			}
-			r.ORCPT = t + ";" + opts.OriginalRecipient
+	switch {
+	case bytes.IndexByte(line, '\r') >= 0:
+		ss.reply("500 5.5.2 Error: bad syntax")
+		ss.errors++
+		return
+	case !utf8.Valid(line):
+		ss.reply("500 5.5.2 Error: bad UTF-8 syntax")
+		ss.errors++
+		return
+	}
+	text := strings.TrimLeft(string(line), " \t")
+	verb, args, _ := strings.Cut(text, " ")
+	args = strings.TrimSpace(args)
+	if verb == "" {
+		ss.reply("500 5.5.2 Error: bad syntax")
+		ss.errors++
+		return
+	}
+	upper := strings.ToUpper(verb)
+	if c := verb[0]; forbiddenCommands[upper] || !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+		ss.s.warn("non-SMTP command from %s: %.100s", ss.origin(), text)
+		ss.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
+		ss.closing = true
+		return
+	}
+	cmd, known := commands[upper]
+	if !known {
+		cmd = command{index: cmdUnknown, run: (*session).doUnknown}
+		upper = "UNKNOWN"
+	}
+	ss.lastCmd = upper
+	ss.code = 0
+	// Postfix checks known commands only: input after an unknown
+	// command is not flagged.
+	if known && ss.br.Buffered() > 0 && (cmd.last || !ss.pipelining) {
+		ss.improperPipelining()
+	}
+	if ss.closing { // refused for pipelining
+		ss.counts[cmd.index].total++
+		return
+	}
+	ss.okOverride = false
+	cmd.run(ss, args)
+	ss.counts[cmd.index].total++
+	if ss.code < 400 || ss.okOverride {
+		ss.counts[cmd.index].ok++
+	} else {
+		ss.errors++
+	}
+	if cmd.junk {
+		if ss.junk > ss.cfg.JunkCommandLimit {
+			ss.errors++
 		}
-		for _, n := range opts.Notify {
-			switch n {
-			case gosmtp.DSNNotifyNever:
-				r.Notify |= cleanup.NotifyNever
-			case gosmtp.DSNNotifySuccess:
-				r.Notify |= cleanup.NotifySuccess
-			case gosmtp.DSNNotifyFailure:
-				r.Notify |= cleanup.NotifyFailure
-			case gosmtp.DSNNotifyDelayed:
-				r.Notify |= cleanup.NotifyDelay
-			}
+		ss.junk++
+	}
+}
+
+func (ss *session) doUnknown(string) {
+	ss.reply("500 5.5.2 Error: command not recognized")
+}
+
+// resetTransaction forgets the mail transaction (RSET, HELO, EHLO,
+// STARTTLS); an unfinished BDAT transfer ends with it, and its message is
+// not queued. Other commands between chunks leave the transfer alone.
+func (ss *session) resetTransaction() {
+	ss.abortBDAT()
+	ss.tx = nil
+}
+
+func (ss *session) doHelo(args string) {
+	if args == "" {
+		ss.reply("501 Syntax: HELO hostname")
+		return
+	}
+	ss.resetTransaction()
+	ss.helo, ss.ehlo, ss.pipelining = args, false, false
+	ss.reply("250 " + ss.cfg.Hostname)
+}
+
+func (ss *session) doEhlo(args string) {
+	if args == "" {
+		ss.reply("501 Syntax: EHLO hostname")
+		return
+	}
+	ss.resetTransaction()
+	ss.helo, ss.ehlo = args, true
+	lines := []string{ss.cfg.Hostname}
+	for _, kw := range ss.ehloKeywords() {
+		lines = append(lines, kw)
+	}
+	ss.pipelining = !ss.discarded("pipelining")
+	for i, l := range lines {
+		sep := "-"
+		if i == len(lines)-1 {
+			sep = " "
+		}
+		if i == 0 {
+			ss.reply("250" + sep + l)
+		} else {
+			ss.writeLine("250" + sep + l)
 		}
 	}
-	ss.rcpts = append(ss.rcpts, r)
-	ss.cc.countTLS("rcpt", true)
-	return nil
+}
+
+// ehloKeywords are the EHLO reply's keywords in Postfix 3.7's order,
+// without smtpd_discard_ehlo_keywords.
+func (ss *session) ehloKeywords() []string {
+	size := "SIZE"
+	if ss.cfg.MessageSizeLimit > 0 {
+		size += " " + strconv.FormatInt(ss.cfg.MessageSizeLimit, 10)
+	}
+	all := []string{"PIPELINING", size, "VRFY", "ETRN"}
+	if ss.cfg.TLS != nil && !ss.tls {
+		all = append(all, "STARTTLS")
+	}
+	all = append(all, "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
+	var out []string
+	for _, kw := range all {
+		name, _, _ := strings.Cut(kw, " ")
+		if !ss.discarded(strings.ToLower(name)) {
+			out = append(out, kw)
+		}
+	}
+	return out
+}
+
+// discarded reports whether an EHLO keyword (lower case) is in
+// smtpd_discard_ehlo_keywords.
+func (ss *session) discarded(keyword string) bool {
+	for _, k := range ss.cfg.DiscardEHLOKeywords {
+		if strings.EqualFold(k, keyword) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ss *session) doStartTLS(args string) {
+	switch {
+	case ss.cfg.TLS == nil || ss.discarded("starttls"):
+		ss.reply("502 5.5.1 Error: command not implemented")
+		return
+	case ss.tls:
+		ss.reply("554 5.5.1 Error: TLS already active")
+		return
+	case args != "":
+		ss.reply("501 5.5.4 Syntax: STARTTLS")
+		return
+	}
+	ss.reply("220 2.0.0 Ready to start TLS")
+	ss.flush()
+	if ss.writeErr != nil {
+		return
+	}
+	// Plain text sent after STARTTLS, before the handshake, is dropped
+	// unread: it must not run as if it came under TLS.
+	ss.br.Reset(ss.tc)
+	tc := tls.Server(ss.tc, ss.cfg.TLS)
+	ss.tc.limit = time.Now().Add(ss.cfg.Timeout)
+	err := tc.HandshakeContext(ss.s.ctx)
+	ss.tc.limit = time.Time{}
+	if err != nil {
+		ss.s.warn("TLS handshake failed for %s: %v", ss.origin(), err)
+		ss.closing = true
+		ss.s.log("lost connection after STARTTLS from %s", ss.origin())
+		return
+	}
+	// tls.Conn reads and writes through ss.tc, which sets the
+	// deadlines before each read and write as before.
+	ss.br.Reset(tc)
+	ss.bw.Reset(tc)
+	ss.tls = true
+	// RFC 3207 §4.2: forget everything learned before TLS.
+	ss.resetTransaction()
+	ss.helo, ss.ehlo, ss.pipelining = "", false, false
+}
+
+func (ss *session) doAuth(string) {
+	ss.reply("503 5.5.1 Error: authentication not enabled")
+}
+
+func (ss *session) doMail(args string) {
+	switch {
+	case ss.cfg.HeloRequired && ss.helo == "":
+		ss.reply("503 5.5.1 Error: send HELO/EHLO first")
+		return
+	case ss.bdat != nil:
+		ss.reply("503 5.5.1 Error: MAIL after BDAT")
+		return
+	case ss.tx != nil:
+		ss.reply("503 5.5.1 Error: nested MAIL command")
+		return
+	}
+	addr, params, perr := parsePath(args, "FROM:")
+	switch perr {
+	case pathSyntax:
+		ss.reply("501 5.5.4 Syntax: MAIL FROM:<address>")
+		return
+	case pathBadAddress:
+		ss.reply("501 5.1.7 Bad sender address syntax")
+		return
+	}
+	tx := &transaction{from: addr}
+	if r := ss.mailParams(tx, params); r != "" {
+		ss.reply(r)
+		return
+	}
+	if limit := ss.cfg.MessageSizeLimit; limit > 0 && tx.size > limit {
+		const r = "552 5.3.4 Message size exceeds fixed limit"
+		ss.s.log("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s%s", ss.origin(), r, addr, ss.protocol(false), ss.heloField())
+		ss.reply(r)
+		return
+	}
+	ss.tx = tx
+	ss.reply("250 2.1.0 Ok")
+}
+
+// heloField is the log's " helo=<name>", empty when there was no HELO.
+func (ss *session) heloField() string {
+	if ss.helo == "" {
+		return ""
+	}
+	return " helo=<" + ss.helo + ">"
+}
+
+func (ss *session) doRcpt(args string) {
+	if ss.tx == nil {
+		ss.reply("503 5.5.1 Error: need MAIL command")
+		return
+	}
+	if ss.bdat != nil {
+		// The message already went to Submit with its recipients.
+		ss.reply("503 5.5.1 Error: RCPT after BDAT")
+		return
+	}
+	addr, params, perr := parsePath(args, "TO:")
+	switch {
+	case perr == pathSyntax:
+		ss.reply("501 5.5.4 Syntax: RCPT TO:<address>")
+		return
+	case perr == pathBadAddress || addr == "":
+		ss.reply("501 5.1.3 Bad recipient address syntax")
+		return
+	}
+	r := cleanup.Recipient{Address: addr}
+	if reply := ss.rcptParams(&r, params); reply != "" {
+		ss.reply(reply)
+		return
+	}
+	if limit := ss.cfg.RecipientLimit; limit > 0 && len(ss.tx.rcpts) >= limit {
+		// Postfix counts this as a success, not as a client error.
+		ss.reply("452 4.5.3 Error: too many recipients")
+		ss.okOverride = true
+		return
+	}
+	if reply := ss.relayRefusal(addr); reply != "" {
+		ss.s.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s%s",
+			ss.origin(), reply, ss.tx.from, addr, ss.protocol(false), ss.heloField())
+		ss.tx.refused++
+		ss.reply(reply)
+		return
+	}
+	ss.tx.rcpts = append(ss.tx.rcpts, r)
+	ss.reply("250 2.1.5 Ok")
+}
+
+// relayRefusal is the one place RCPT asks whether this client may send
+// to addr: "" to accept, else the reply. It applies access.go's relay
+// rule (see the package comment); it is the seam where address
+// resolution will plug in.
+func (ss *session) relayRefusal(addr string) string {
+	return checkRelay(ss.s, ss.addr, addr)
 }
 
 // checkRelay refuses recipients this server may not relay to for this
-// client (see the package comment).
-func (ss *session) checkRelay(to string) error {
-	if inNetworks(ss.cc.addr, ss.s.cfg.MyNetworks) {
-		return nil
+// client: see the package comment.
+func checkRelay(s *Server, client netip.Addr, to string) string {
+	if inNetworks(client, s.cfg.MyNetworks) {
+		return ""
 	}
 	d := domainOf(to)
 	if d == "" {
-		d = strings.ToLower(ss.s.cfg.MyOrigin)
+		d = strings.ToLower(s.cfg.MyOrigin)
 	}
-	if ss.s.mydest.match(d) || ss.s.relay.match(d) {
-		return nil
+	if s.mydest.match(d) || s.relay.match(d) {
+		return ""
 	}
-	reply := &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "<" + to + ">: Relay access denied"}
-	ss.s.log("NOQUEUE: reject: RCPT from %s: 554 5.7.1 <%s>: Relay access denied; from=<%s> to=<%s> proto=%s helo=<%s>",
-		ss.cc.origin(), to, ss.from, to, ss.cc.protocol(false), ss.conn.Hostname())
-	return reply
+	return "554 5.7.1 <" + to + ">: Relay access denied"
 }
 
-func (ss *session) Data(r io.Reader) error {
-	id, err := ss.data(r)
-	ss.cc.countTLS("data", err == nil)
-	if err != nil {
-		return err
+func (ss *session) doRset(args string) {
+	if args != "" {
+		ss.reply("501 5.5.4 Syntax: RSET")
+		return
 	}
-	// Not an error: go-smtp sends an SMTPError's code and text as the
-	// reply, and this is how the reply names the queue ID.
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+	ss.resetTransaction()
+	ss.reply("250 2.0.0 Ok")
 }
 
-func (ss *session) data(r io.Reader) (string, error) {
-	if len(ss.rcpts) == 0 {
-		return "", errNoRcpt
+func (ss *session) doNoop(string) {
+	ss.reply("250 2.0.0 Ok")
+}
+
+func (ss *session) doVrfy(args string) {
+	if args == "" {
+		ss.reply("501 5.5.4 Syntax: VRFY address [SMTPUTF8]")
+		return
 	}
-	opts := ss.mailOpts
-	if opts == nil {
-		opts = &gosmtp.MailOptions{}
+	arg, _, _ := strings.Cut(args, " ")
+	addr, _, perr := parsePath(arg, "")
+	if perr != pathOK || addr == "" {
+		ss.reply("501 5.1.3 Bad recipient address syntax")
+		return
 	}
-	cc := ss.cc
-	server, _ := netip.ParseAddr(cc.serverAddr)
+	if reply := ss.relayRefusal(addr); reply != "" {
+		ss.s.log("NOQUEUE: reject: VRFY from %s: %s; to=<%s> proto=%s%s", ss.origin(), reply, addr, ss.protocol(false), ss.heloField())
+		ss.reply(reply)
+		return
+	}
+	ss.reply("252 2.0.0 " + arg)
+}
+
+func (ss *session) doEtrn(args string) {
+	switch {
+	case ss.tx != nil:
+		ss.reply("503 Error: MAIL transaction in progress")
+	case args == "":
+		ss.reply("500 Syntax: ETRN domain")
+	default:
+		// sluice keeps no fast-flush logs: no domain is eligible.
+		ss.reply("459 <" + args + ">: service unavailable")
+	}
+}
+
+func (ss *session) doQuit(string) {
+	ss.reply("221 2.0.0 Bye")
+	ss.closing = true
+}
+
+// mailParams applies MAIL's ESMTP parameters to tx; it returns the
+// error reply, or "".
+func (ss *session) mailParams(tx *transaction, params []string) string {
+	var seenBody bool
+	for _, p := range params {
+		name, value, hasValue := strings.Cut(p, "=")
+		switch strings.ToUpper(name) {
+		case "SIZE":
+			n, err := strconv.ParseUint(value, 10, 63)
+			// A repeated SIZE is taken, the last one counting, as Postfix
+			// takes it.
+			if !hasValue || err != nil && !isRangeErr(err) {
+				return "501 5.5.4 Bad message size syntax"
+			}
+			if err != nil { // larger than any limit
+				n = 1<<63 - 1
+			}
+			tx.size = int64(n)
+		case "BODY":
+			switch strings.ToUpper(value) {
+			case "7BIT":
+			case "8BITMIME":
+				tx.body8bit = true
+			default:
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			if seenBody {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			seenBody = true
+		case "RET":
+			if ss.discarded("dsn") {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			if tx.ret != 0 {
+				return "501 5.5.4 Bad RET parameter syntax"
+			}
+			switch strings.ToUpper(value) {
+			case "FULL":
+				tx.ret = cleanup.RetFull
+			case "HDRS":
+				tx.ret = cleanup.RetHdrs
+			default:
+				return "501 5.5.4 Bad RET parameter syntax"
+			}
+		case "ENVID":
+			if ss.discarded("dsn") {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			v, ok := decodeXtext(value)
+			if !hasValue || tx.envid != "" || !ok || v == "" || len(v) > 100 {
+				return "501 5.5.4 Bad ENVID parameter syntax"
+			}
+			tx.envid = v
+		case "SMTPUTF8":
+			if hasValue || ss.discarded("smtputf8") {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			tx.utf8 = true
+		case "AUTH":
+			// Without AUTH there is no identity to pass on: ignored, as
+			// RFC 4954 §5 allows.
+		default:
+			return "555 5.5.4 Unsupported option: " + p
+		}
+	}
+	return ""
+}
+
+func isRangeErr(err error) bool {
+	var ne *strconv.NumError
+	return errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange)
+}
+
+// rcptParams applies RCPT's ESMTP parameters to r; it returns the error
+// reply, or "".
+func (ss *session) rcptParams(r *cleanup.Recipient, params []string) string {
+	seenNotify := false
+	for _, p := range params {
+		name, value, _ := strings.Cut(p, "=")
+		switch strings.ToUpper(name) {
+		case "NOTIFY":
+			if ss.discarded("dsn") {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			n, ok := parseNotify(value)
+			if !ok || seenNotify {
+				ss.s.warn("unknown DSN NOTIFY command value \"%s\" in \"%s\"", value, value)
+				return "501 5.5.4 Error: Bad NOTIFY parameter syntax"
+			}
+			seenNotify, r.Notify = true, n
+		case "ORCPT":
+			if ss.discarded("dsn") {
+				return "555 5.5.4 Unsupported option: " + p
+			}
+			typ, xt, ok := strings.Cut(value, ";")
+			dec, xok := decodeXtext(xt)
+			if !ok || r.ORCPT != "" || !xok || dec == "" || len(value) > 500 || !validAddrType(typ) {
+				return "501 5.5.4 Error: Bad ORCPT parameter syntax"
+			}
+			r.ORCPT = strings.ToLower(typ) + ";" + dec
+		default:
+			return "555 5.5.4 Unsupported option: " + p
+		}
+	}
+	return ""
+}
+
+// parseNotify parses NOTIFY's value (RFC 3461 §4.1): NEVER, or a list of
+// SUCCESS, FAILURE and DELAY.
+func parseNotify(v string) (int, bool) {
+	if strings.EqualFold(v, "NEVER") {
+		return cleanup.NotifyNever, true
+	}
+	n := 0
+	for _, w := range strings.Split(v, ",") {
+		var bit int
+		switch strings.ToUpper(w) {
+		case "SUCCESS":
+			bit = cleanup.NotifySuccess
+		case "FAILURE":
+			bit = cleanup.NotifyFailure
+		case "DELAY":
+			bit = cleanup.NotifyDelay
+		default:
+			return 0, false
+		}
+		if n&bit != 0 {
+			return 0, false
+		}
+		n |= bit
+	}
+	return n, true
+}
+
+// validAddrType accepts ORCPT's address types: an atom (RFC 3461 §4.2),
+// in practice rfc822 or utf-8.
+func validAddrType(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// message builds what Submit needs from the transaction.
+func (ss *session) message() *cleanup.Message {
+	tx := ss.tx
+	server, _ := netip.ParseAddr(ss.serverAddr)
 	m := &cleanup.Message{
-		Sender:     ss.from,
-		Recipients: ss.rcpts,
+		Sender:     tx.from,
+		Recipients: tx.rcpts,
 		Received: cleanup.ReceivedInfo{
-			Protocol:    cc.protocol(opts.UTF8),
-			Helo:        ss.conn.Hostname(),
-			ClientName:  cc.name,
-			ReverseName: cc.rev,
-			ClientAddr:  cc.addrString(),
-			ClientPort:  cc.port,
-			ServerAddr:  cc.serverAddr,
-			ServerPort:  cc.serverPort,
+			Protocol:    ss.protocol(tx.utf8),
+			Helo:        ss.helo,
+			ClientName:  ss.name,
+			ReverseName: ss.rev,
+			ClientAddr:  ss.addrString(),
+			ClientPort:  ss.port,
+			ServerAddr:  ss.serverAddr,
+			ServerPort:  ss.serverPort,
 		},
-		EnvID:       opts.EnvelopeID,
-		SMTPUTF8:    opts.UTF8,
-		KeepHeaders: !ss.s.cfg.LocalHeaderRewrite(cc.addr, server),
+		EnvID:       tx.envid,
+		Ret:         tx.ret,
+		SMTPUTF8:    tx.utf8,
+		KeepHeaders: !ss.cfg.LocalHeaderRewrite(ss.addr, server),
 		Started: func(id string) {
-			ss.s.log("%s: client=%s", id, cc.origin())
+			ss.s.log("%s: client=%s", id, ss.origin())
 		},
 	}
-	switch opts.Return {
-	case gosmtp.DSNReturnFull:
-		m.Ret = cleanup.RetFull
-	case gosmtp.DSNReturnHeaders:
-		m.Ret = cleanup.RetHdrs
-	}
-	if opts.Body == gosmtp.Body8BitMIME {
+	if tx.body8bit {
 		m.Attrs = append(m.Attrs, spool.Attr{Name: "encoding", Value: "8bit"})
 	}
-	id, err := ss.s.cfg.Submit(context.Background(), m, r)
-	if err != nil {
-		return "", ss.replyFor(err)
-	}
-	return id, nil
+	return m
 }
 
-// replyFor maps a cleanup failure to Postfix's reply, and logs what the
+// Replies for Submit's failures, with Postfix's texts.
+const (
+	replyTooBig     = "552 5.3.4 Error: message file too big"
+	replyQueueWrite = "451 4.3.0 Error: queue file write error"
+	replyNoRcpt     = "554 5.5.1 Error: no valid recipients"
+	replyInternal   = "451 4.3.0 Error: internal error"
+	replyShutdown   = "421 4.3.0 Error: server shutting down"
+)
+
+// replyFor maps a Submit failure to Postfix's reply, and logs what the
 // client will not see.
-func (ss *session) replyFor(err error) error {
+func (ss *session) replyFor(err error) string {
 	switch {
-	case errors.Is(err, cleanup.ErrTooBig), errors.Is(err, gosmtp.ErrDataTooLarge):
-		ss.s.log("NOQUEUE: reject: DATA from %s: 552 5.3.4 message file too big; from=<%s> proto=%s helo=<%s>",
-			ss.cc.origin(), ss.from, ss.cc.protocol(false), ss.conn.Hostname())
-		return errTooBig
+	case errors.Is(err, cleanup.ErrTooBig), errors.Is(err, errTooBig):
+		ss.s.log("NOQUEUE: reject: %s from %s: 552 5.3.4 message file too big; from=<%s> proto=%s%s",
+			ss.lastCmd, ss.origin(), ss.tx.from, ss.protocol(false), ss.heloField())
+		return replyTooBig
 	case errors.Is(err, cleanup.ErrQueueWrite):
-		ss.s.cfg.Log.Warn(ss.s.cfg.Service, "%s: %v", ss.cc.origin(), err)
-		return errQueueWrite
+		ss.s.warn("%s: %v", ss.origin(), err)
+		return replyQueueWrite
 	case errors.Is(err, cleanup.ErrNoRecipients):
-		return errNoRcpt
+		return replyNoRcpt
 	case errors.Is(err, context.Canceled):
-		return errShutdown
+		return replyShutdown
 	}
-	ss.s.cfg.Log.Warn(ss.s.cfg.Service, "%s: %v", ss.cc.origin(), err)
-	return errInternal
+	ss.s.warn("%s: %v", ss.origin(), err)
+	return replyInternal
 }

@@ -164,8 +164,7 @@ func (c *client) chat(script string) []string {
 		case strings.HasPrefix(line, "C: "):
 			pending.WriteString(line[3:] + "\r\n")
 		case strings.HasPrefix(line, "C! "):
-			raw := strings.NewReplacer(`\r`, "\r", `\n`, "\n", `\0`, "\x00").Replace(line[3:])
-			pending.WriteString(raw)
+			pending.WriteString(unescape(line[3:]))
 		case strings.HasPrefix(line, "S: "):
 			flush()
 			re := regexp.MustCompile("(?s)" + line[3:])
@@ -182,6 +181,36 @@ func (c *client) chat(script string) []string {
 	}
 	flush()
 	return out
+}
+
+// unescape turns \r, \n, \0 and \xHH in a chat line into bytes.
+func unescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case 'r':
+			b.WriteByte('\r')
+		case 'n':
+			b.WriteByte('\n')
+		case '0':
+			b.WriteByte(0)
+		case 'x':
+			v, err := strconv.ParseUint(s[i+2:i+4], 16, 8)
+			if err != nil {
+				panic("bad \\x escape in " + s)
+			}
+			b.WriteByte(byte(v))
+			i += 2
+		default:
+			b.WriteByte(s[i+1])
+		}
+		i++
+	}
+	return b.String()
 }
 
 // waitLog waits until the mail log contains s.
@@ -234,11 +263,11 @@ func TestBasicSession(t *testing.T) {
 	id := c.chat(`
 		S: ^220 facts.test ESMTP
 		C: EHLO client.test
-		S: ^250-.*PIPELINING.*8BITMIME.*SMTPUTF8.*DSN.*SIZE 10240000
+		S: ^250-facts.test\n250-PIPELINING\n250-SIZE 10240000\n250-VRFY\n250-ETRN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-DSN\n250-SMTPUTF8\n250 CHUNKING$
 		C: MAIL FROM:<s@src.test>
-		S: ^250 2\.0\.0
+		S: ^250 2\.1\.0 Ok$
 		C: RCPT TO:<user@example.net>
-		S: ^250 2\.0\.0
+		S: ^250 2\.1\.5 Ok$
 		C: DATA
 		S: ^354
 		C: Subject: hello
@@ -344,7 +373,7 @@ func TestRelayControl(t *testing.T) {
 		C: RCPT TO:<u@relay.test>
 		S: ^250
 		C: RCPT TO:<local>
-		S: ^501
+		S: ^250 2\.1\.5 Ok$
 		C: RCPT TO:<u@notrelay.test>
 		S: ^554 5\.7\.1
 		C: DATA
@@ -360,7 +389,7 @@ func TestRelayControl(t *testing.T) {
 	for _, r := range env.Recipients {
 		got = append(got, r.Address)
 	}
-	if strings.Join(got, " ") != "postmaster@facts.test u@sub.relay.test u@relay.test" {
+	if strings.Join(got, " ") != "postmaster@facts.test u@sub.relay.test u@relay.test local@facts.test" {
 		t.Errorf("recipients %v", got)
 	}
 	// A client from outside gets no Message-Id/Date/From added... unless
@@ -372,7 +401,7 @@ func TestRelayControl(t *testing.T) {
 	if !strings.Contains(log, "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@example.com>: Relay access denied; from=<x@elsewhere.test> to=<victim@example.com> proto=ESMTP helo=<outsider>\n") {
 		t.Errorf("no reject line:\n%s", log)
 	}
-	if !strings.Contains(log, " ehlo=1 mail=1 rcpt=3/6 data=1 quit=1 commands=7/10\n") {
+	if !strings.Contains(log, " ehlo=1 mail=1 rcpt=4/6 data=1 quit=1 commands=8/10\n") {
 		t.Errorf("counts:\n%s", log)
 	}
 }
@@ -481,21 +510,31 @@ func TestMalformedInput(t *testing.T) {
 	c.chat(`
 		S: ^220
 		C: MAIL FROM:<a@b>
-		S: ^5\d\d
+		S: ^250 2\.1\.0 Ok$
+		C: RCPT TO:<a@b>
+		S: ^250 2\.1\.5 Ok$
+		C: MAIL FROM:<a@b>
+		S: ^503 5\.5\.1 Error: nested MAIL command$
 		C: EHLO x
 		S: ^250
 		C: RCPT TO:<a@b>
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need MAIL command$
 		C: DATA
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need RCPT command$
 		C: MAIL FROM:<unterminated
-		S: ^501
+		S: ^501 5\.1\.7 Bad sender address syntax$
 		C: MAIL FROM:<a@b> FOO=BAR
-		S: ^5\d\d
-		C! \0\xff garbage\r\n
-		S: ^5\d\d
+		S: ^555 5\.5\.4 Unsupported option: FOO=BAR$
+		C! \0garbage\r\n
+		S: ^500 5\.5\.2 Error: bad syntax$
+		C: FOO bar
+		S: ^500 5\.5\.2 Error: command not recognized$
 		C: RCPT TO:
-		S: ^5\d\d
+		S: ^503 5\.5\.1 Error: need MAIL command$
+		C: MAIL FROM:<>
+		S: ^250
+		C: RCPT TO:
+		S: ^501 5\.5\.4 Syntax: RCPT TO:<address>$
 	`)
 	// A second client is served normally: nothing crashed.
 	c2 := h.dial(t)
@@ -507,7 +546,7 @@ func TestMalformedInput(t *testing.T) {
 		S: ^221
 	`)
 	c.conn.Close()
-	h.waitLog(t, "unknown=")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=2/5 rcpt=1/4 data=0/1 unknown=0/1 commands=4/12\n")
 }
 
 func TestLostConnection(t *testing.T) {
@@ -527,7 +566,7 @@ func TestLostConnection(t *testing.T) {
 	`)
 	c.conn.Close()
 	log := h.waitLog(t, "disconnect from")
-	if !strings.Contains(log, "lost connection after DATA from unknown[127.0.0.1]\n") {
+	if !strings.Contains(log, "lost connection after DATA (18 bytes) from unknown[127.0.0.1]\n") {
 		t.Errorf("no lost-connection line:\n%s", log)
 	}
 	if n := countQueue(t, h.sp, spool.Incoming); n != 0 {
@@ -610,7 +649,7 @@ func TestStartTLS(t *testing.T) {
 	if !strings.Contains(text, " with ESMTPS id "+id) {
 		t.Errorf("protocol under TLS:\n%s", text)
 	}
-	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 commands=6\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7\n")
 
 	// Without a certificate there is no STARTTLS.
 	h2 := start(t, nil)
