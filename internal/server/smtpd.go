@@ -39,6 +39,7 @@ func (s *Server) newGen(cfg *config.Config, clean *cleanup.Cleanup, ports []*por
 		scfg.Listeners = append(scfg.Listeners, h)
 	}
 	scfg.Cleanup, scfg.Log = clean, s.log
+	scfg.KnownRecipient = func(addr string) (bool, error) { return s.local.Load().KnownRecipient(addr) }
 	scfg.Submit = s.submitter(clean)
 	if g.srv, err = smtpd.New(scfg); err != nil {
 		return nil, err

@@ -3,17 +3,22 @@ package smtpd
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"sluice/internal/config"
+	"sluice/internal/rewrite"
 )
 
 // FromConfig fills a Config from main.cf parameters: smtpd_listen,
 // myhostname, myorigin, mynetworks, mydestination, relay_domains,
 // message_size_limit, smtpd_recipient_limit, smtpd_timeout,
 // local_header_rewrite_clients, smtpd_tls_cert_file and
-// smtpd_tls_key_file; smtpd_banner, mail_name, smtpd_helo_required,
+// smtpd_tls_key_file; the address resolution switches (allow_percent_hack,
+// swap_bangpath, resolve_* , allow_untrusted_routing, proxy_interfaces);
+// smtpd_banner, mail_name, smtpd_helo_required,
 // smtpd_discard_ehlo_keywords, smtpd_forbid_unauth_pipelining, the
 // error limits (smtpd_soft_error_limit, smtpd_hard_error_limit,
 // smtpd_error_sleep_time, smtpd_junk_command_limit), the connection
@@ -43,6 +48,11 @@ func FromConfig(c *config.Config) (Config, error) {
 	if cfg.Timeout, err = c.Duration("smtpd_timeout"); err != nil {
 		return cfg, err
 	}
+	own, err := rewrite.OwnAddrs(listenAddrs(cfg.Listen), c.List("proxy_interfaces"), net.InterfaceAddrs)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Rewrite = rewrite.New(rewrite.FromConfig(c, own))
 	if err := fromConfigSMTPD(c, &cfg); err != nil {
 		return cfg, err
 	}
@@ -133,4 +143,28 @@ func fromConfigSMTPD(c *config.Config, cfg *Config) error {
 	// An empty list exempts nobody; Config's nil would mean mynetworks.
 	cfg.Limits.Exceptions = append([]netip.Prefix{}, exc...)
 	return nil
+}
+
+// listenAddrs turns smtpd_listen's host:port values into addresses for
+// rewrite.OwnAddrs: IP literals as they are, an empty host as the
+// wildcard (every interface's address). Host names are left out: our own
+// literals are a matter of addresses, and resolving names here would make
+// the start wait on DNS.
+func listenAddrs(listen []string) []net.Addr {
+	var out []net.Addr
+	for _, l := range listen {
+		host, port, err := net.SplitHostPort(l)
+		if err != nil {
+			continue
+		}
+		p, _ := strconv.Atoi(port)
+		if host == "" {
+			out = append(out, &net.TCPAddr{IP: net.IPv4zero, Port: p})
+			continue
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			out = append(out, net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p))))
+		}
+	}
+	return out
 }

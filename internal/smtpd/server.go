@@ -81,11 +81,24 @@
 //
 // # Who may relay
 //
-// RCPT asks one function, relayRefusal, which today applies access.go's
-// rule: a recipient is accepted when the client is in mynetworks, or when
-// its domain is in mydestination (exactly) or relay_domains (the domain
-// or a subdomain); anything else is "554 5.7.1 <addr>: Relay access
-// denied", so the server is never an open relay.
+// RCPT resolves the address as Postfix's trivial-rewrite does
+// (internal/rewrite: the percent hack, bang paths, quoted local parts
+// holding an @, route addresses, literals) and decides on what it
+// resolved to, as permit_mynetworks, reject_unauth_destination: a client
+// in mynetworks may send anywhere; any other client only to addresses
+// that resolve to mydestination, our own address literals or
+// relay_domains. Anything else is "554 5.7.1 <addr>: Relay access
+// denied", so no address form makes the server an open relay. A
+// malformed destination is "501 5.1.3 Bad recipient address syntax".
+// Then, for addresses that resolve here, KnownRecipient
+// (local_recipient_maps) refuses unknown users: "550 5.1.1 <addr>:
+// Recipient address rejected: User unknown in local recipient table".
+//
+// # Hops
+//
+// cleanup counts Received: headers; past hopcount_limit Submit fails with
+// a cleanup.Reject, and the client gets its reply at the end of DATA:
+// "554 5.4.0 Error: too many hops". Nothing is queued.
 //
 // # Errors, junk and pipelining
 //
@@ -151,6 +164,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
+	"sluice/internal/rewrite"
 )
 
 // Config is the server's configuration. Listen and the relay lists come
@@ -164,13 +178,21 @@ type Config struct {
 	// sendmail -bs).
 	Listeners []net.Listener
 
-	Hostname         string // myhostname: the greeting and EHLO reply
-	MyOrigin         string // myorigin: qualifies addresses without a domain
-	MyNetworks       []netip.Prefix
-	MyDestination    []string // domains delivered here
-	RelayDomains     []string // domains relayed for any client (and their subdomains)
-	MessageSizeLimit int64    // message_size_limit; 0 means none
-	RecipientLimit   int      // smtpd_recipient_limit; 0 means none
+	Hostname      string // myhostname: the greeting and EHLO reply
+	MyOrigin      string // myorigin: qualifies addresses without a domain
+	MyNetworks    []netip.Prefix
+	MyDestination []string // domains delivered here
+	RelayDomains  []string // domains relayed for any client (and their subdomains)
+	// Rewrite resolves recipients for the relay decision; nil means
+	// Postfix's default switches over Hostname, MyOrigin, MyDestination
+	// and RelayDomains.
+	Rewrite *rewrite.Resolver
+	// KnownRecipient says whether a recipient that resolves to this host
+	// exists (local_recipient_maps); nil accepts every one. An error is a
+	// lookup that failed: the client is told to try again.
+	KnownRecipient   func(addr string) (bool, error)
+	MessageSizeLimit int64 // message_size_limit; 0 means none
+	RecipientLimit   int   // smtpd_recipient_limit; 0 means none
 	Timeout          time.Duration
 	// DataTimeLimit bounds one DATA or BDAT transfer as a whole
 	// (sluice_smtpd_data_time_limit); 0 means one hour.
@@ -235,8 +257,6 @@ const (
 // Server is an SMTP server.
 type Server struct {
 	cfg    Config
-	mydest domainList
-	relay  domainList
 	limits *limiter
 
 	// ctx is canceled by Close: submissions in progress give up.
@@ -307,14 +327,17 @@ func New(cfg Config) (*Server, error) {
 			return client.IsLoopback() || client == server
 		}
 	}
+	if cfg.Rewrite == nil {
+		rc := rewrite.DefaultConfig(cfg.Hostname, cfg.MyDestination)
+		rc.MyOrigin, rc.RelayDomains = cfg.MyOrigin, cfg.RelayDomains
+		cfg.Rewrite = rewrite.New(rc)
+	}
 	if cfg.Limits.Exceptions == nil {
 		cfg.Limits.Exceptions = cfg.MyNetworks
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:    cfg,
-		mydest: newDomainList(cfg.MyDestination, false),
-		relay:  newDomainList(cfg.RelayDomains, true),
 		limits: newLimiter(cfg.Limits, cfg.Now),
 		ctx:    ctx,
 		cancel: cancel,

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"sluice/internal/cleanup"
+	"sluice/internal/rewrite"
 	"sluice/internal/spool"
 )
 
@@ -357,8 +358,11 @@ func (ss *session) doRcpt(args string) {
 		return
 	}
 	if reply := ss.relayRefusal(addr); reply != "" {
-		ss.s.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s%s",
-			ss.origin(), reply, ss.tx.from, addr, ss.protocol(false), ss.heloField())
+		// Postfix logs refusals by policy, not a malformed address.
+		if !strings.HasPrefix(reply, "501") {
+			ss.s.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s%s",
+				ss.origin(), reply, ss.tx.from, addr, ss.protocol(false), ss.heloField())
+		}
 		ss.tx.refused++
 		ss.reply(reply)
 		return
@@ -367,28 +371,27 @@ func (ss *session) doRcpt(args string) {
 	ss.reply("250 2.1.5 Ok")
 }
 
-// relayRefusal is the one place RCPT asks whether this client may send
-// to addr: "" to accept, else the reply. It applies access.go's relay
-// rule (see the package comment); it is the seam where address
-// resolution will plug in.
+// relayRefusal is the one place RCPT and VRFY ask whether this client
+// may send to addr: "" to accept, else the reply (see the package
+// comment: the relay decision on the resolved address, then the local
+// recipient table).
 func (ss *session) relayRefusal(addr string) string {
-	return checkRelay(ss.s, ss.addr, addr)
-}
-
-// checkRelay refuses recipients this server may not relay to for this
-// client: see the package comment.
-func checkRelay(s *Server, client netip.Addr, to string) string {
-	if inNetworks(client, s.cfg.MyNetworks) {
+	v := ss.cfg.Rewrite.Check(addr, inNetworks(ss.addr, ss.cfg.MyNetworks))
+	if !v.OK {
+		return v.Reply()
+	}
+	if v.Result.Class != rewrite.Local || ss.cfg.KnownRecipient == nil {
 		return ""
 	}
-	d := domainOf(to)
-	if d == "" {
-		d = strings.ToLower(s.cfg.MyOrigin)
+	known, err := ss.cfg.KnownRecipient(v.Result.Address)
+	switch {
+	case err != nil:
+		ss.s.warn("%s: local_recipient_maps lookup of %s: %v", ss.origin(), v.Result.Address, err)
+		return "451 4.3.0 <" + addr + ">: Temporary lookup failure"
+	case !known:
+		return "550 5.1.1 <" + addr + ">: Recipient address rejected: User unknown in local recipient table"
 	}
-	if s.mydest.match(d) || s.relay.match(d) {
-		return ""
-	}
-	return "554 5.7.1 <" + to + ">: Relay access denied"
+	return ""
 }
 
 func (ss *session) doRset(args string) {
@@ -643,6 +646,12 @@ func (ss *session) replyFor(err error) string {
 		return replyQueueWrite
 	case errors.Is(err, cleanup.ErrNoRecipients):
 		return replyNoRcpt
+	}
+	// cleanup refused the message itself (too many hops) and logged why.
+	if rej := (*cleanup.Reject)(nil); errors.As(err, &rej) {
+		return rej.Reply()
+	}
+	switch {
 	case errors.Is(err, context.Canceled):
 		return replyShutdown
 	}

@@ -418,7 +418,11 @@ func TestNoOpenRelayWithoutDestinations(t *testing.T) {
 		C: RCPT TO:<a@facts.test>
 		S: ^554 5\.7\.1
 		C: RCPT TO:<a@127.0.0.1>
+		S: ^501 5\.1\.3 Bad recipient address syntax
+		C: RCPT TO:<a@[192.0.2.1]>
 		S: ^554 5\.7\.1
+		C: RCPT TO:<a%victim.example@facts.test>
+		S: ^554 5\.7\.1 <a%victim\.example@facts\.test>: Relay access denied
 		C: DATA
 		S: ^5\d\d
 		C: QUIT
@@ -822,4 +826,75 @@ func BenchmarkSmtpSource(b *testing.B) {
 	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
 	b.ReportMetric(float64(n)/el.Seconds(), "msg/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n)/1000, "cpu-ms/msg")
+}
+
+// TestRelayTricks sends the classic relay-test address forms. From
+// outside mynetworks each one that resolves to another domain is refused
+// (they were all accepted and relayed before addresses were resolved);
+// from inside they are accepted, as Postfix accepts them. Nothing is
+// queued from outside. Unknown local users are refused at RCPT.
+func TestRelayTricks(t *testing.T) {
+	tricks := []string{
+		`user%outside.example@facts.test`,
+		`outside.example!user@facts.test`,
+		`"user@outside.example"@facts.test`,
+		`user@outside.example@facts.test`,
+		`@facts.test:user@outside.example`,
+		`user%outside.example@[127.0.0.1]`,
+		`user@OUTSIDE.example.`,
+	}
+	outside := start(t, func(c *Config) {
+		c.MyNetworks = nil
+		c.KnownRecipient = func(addr string) (bool, error) { return addr != "ghost@facts.test", nil }
+	})
+	c := outside.dial(t)
+	script := "S: ^220\nC: EHLO x\nS: ^250\nC: MAIL FROM:<a@b.example>\nS: ^250 2.1.0\n"
+	for _, rcpt := range tricks {
+		script += "C: RCPT TO:<" + rcpt + ">\nS: ^554 5\\.7\\.1 <[^>]*>: Relay access denied$\n"
+	}
+	script += "C: RCPT TO:<user%localhost@facts.test>\nS: ^250 2\\.1\\.5 Ok\n" +
+		"C: RCPT TO:<ghost@facts.test>\nS: ^550 5\\.1\\.1 <ghost@facts\\.test>: Recipient address rejected: User unknown in local recipient table$\n" +
+		"C: RSET\nS: ^250\nC: QUIT\nS: ^221\n"
+	c.chat(script)
+	log := outside.waitLog(t, "disconnect from")
+	if !strings.Contains(log, `NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <user@outside.example@facts.test>: Relay access denied; from=<a@b.example> to=<user@outside.example@facts.test>`) {
+		t.Errorf("no reject line for the quoted form:\n%s", log)
+	}
+	if !strings.Contains(log, "550 5.1.1 <ghost@facts.test>: Recipient address rejected: User unknown in local recipient table") {
+		t.Errorf("no reject line for the unknown user:\n%s", log)
+	}
+
+	inside := start(t, nil)
+	c = inside.dial(t)
+	script = "S: ^220\nC: EHLO x\nS: ^250\nC: MAIL FROM:<a@b.example>\nS: ^250 2.1.0\n"
+	for _, rcpt := range tricks {
+		script += "C: RCPT TO:<" + rcpt + ">\nS: ^250 2\\.1\\.5 Ok\n"
+	}
+	script += "C: QUIT\nS: ^221\n"
+	c.chat(script)
+}
+
+// TestTooManyHops: a message that has passed hopcount_limit (50)
+// Received: headers, this host's own included, is refused at the end of
+// DATA with Postfix's reply, and nothing is queued; one hop fewer is
+// queued.
+func TestTooManyHops(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial(t)
+	body := func(n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "C: Received: from hop%d.example by hop%d.example; Sun, 6 Dec 2026 10:00:00 +0000\n", i, i+1)
+		}
+		return b.String() + "C: Subject: loop\nC:\nC: body\nC: .\n"
+	}
+	c.chat("S: ^220\nC: EHLO x\nS: ^250\n" +
+		"C: MAIL FROM:<a@b.example>\nS: ^250\nC: RCPT TO:<u@facts.test>\nS: ^250\nC: DATA\nS: ^354\n" +
+		body(50) + "S: ^554 5\\.4\\.0 Error: too many hops$\n" +
+		"C: MAIL FROM:<a@b.example>\nS: ^250\nC: RCPT TO:<u@facts.test>\nS: ^250\nC: DATA\nS: ^354\n" +
+		body(48) + "S: ^250 2\\.0\\.0 Ok: queued as\n" +
+		"C: QUIT\nS: ^221\n")
+	if n := countQueue(t, h.sp, spool.Incoming); n != 1 {
+		t.Errorf("%d files queued, want 1 (the message under the limit)", n)
+	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 // newLocalMTA is an in-process sluice whose mydestination mail goes to
 // a test mail spool, with a test alias file and an injected user table
 // (every user is the test's own uid, so no root is needed).
-func newLocalMTA(t *testing.T, aliases string) (*mta, string) {
+func newLocalMTA(t *testing.T, aliases string, mainCf ...string) (*mta, string) {
 	t.Helper()
 	dir := t.TempDir()
 	spoolDir := filepath.Join(dir, "mail")
@@ -29,7 +30,7 @@ func newLocalMTA(t *testing.T, aliases string) (*mta, string) {
 	if err := os.WriteFile(aliasFile, []byte(aliases), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := newMTA(t, "mail_spool_directory = "+spoolDir, "alias_maps = texthash:"+aliasFile, "recipient_delimiter = +")
+	m := newMTA(t, append([]string{"mail_spool_directory = " + spoolDir, "alias_maps = texthash:" + aliasFile, "recipient_delimiter = +"}, mainCf...)...)
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	m.users = local.StaticUsers{
 		"alice": {Name: "alice", UID: uid, GID: gid, Home: filepath.Join(dir, "alice"), Shell: "/bin/sh"},
@@ -90,8 +91,30 @@ func TestBounceToLocalSenderLandsInMailbox(t *testing.T) {
 	}
 }
 
-func TestLocalUnknownUserBounces(t *testing.T) {
+// TestLocalUnknownUserRefusedAtRCPT: over SMTP an unknown local user is
+// refused at RCPT (local_recipient_maps), as Postfix's smtpd does, and
+// nothing is queued for it.
+func TestLocalUnknownUserRefusedAtRCPT(t *testing.T) {
 	m, _ := newLocalMTA(t, "postmaster: root\nroot: alice\n")
+	m.start()
+	err := smtp.SendMail(m.addr, nil, "carol@dest.test", []string{"ghost@sluice.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "User unknown in local recipient table") {
+		t.Fatalf("SendMail to an unknown user: %v", err)
+	}
+	m.waitFor("the reject line", func() bool {
+		return m.logNow("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <ghost@sluice.test>: Recipient address rejected: User unknown in local recipient table;") ||
+			m.logNow("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 <ghost@sluice.test>: Recipient address rejected: User unknown in local recipient table;")
+	})
+	// Postmaster and the aliases' names are known.
+	m.send("carol@dest.test", []string{"postmaster@sluice.test", "alice@sluice.test"}, "known")
+}
+
+// TestLocalUnknownUserBounces: mail that reaches the local agent for a
+// user who does not exist (here with no local recipient table, so smtpd
+// takes it; sendmail's mail has no RCPT check either) bounces to the
+// sender.
+func TestLocalUnknownUserBounces(t *testing.T) {
+	m, _ := newLocalMTA(t, "postmaster: root\nroot: alice\n", "local_recipient_maps =")
 	m.start()
 	m.send("carol@dest.test", []string{"ghost@sluice.test"}, "to nobody")
 	m.waitFor("the bounce", func() bool {
