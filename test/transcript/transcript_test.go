@@ -146,18 +146,23 @@ type comparison struct {
 }
 
 // compare compares two transcripts step by step. The entry after the last
-// step (the close) is compared too, but counts in same and total only
-// as the replies do: it is one more thing the client sees.
+// step (the close, or replies nobody waited for) is compared too, but
+// same and total count only the replies to the steps.
 func compare(r result, allow map[int]string) comparison {
 	var c comparison
 	n := max(len(r.postfix.replies), len(r.sluice.replies))
 	for i := range n {
 		step := i + 1
 		p, s := replyAt(r.postfix, i), replyAt(r.sluice, i)
-		c.total++
+		reply := i < len(r.s.steps)
+		if reply {
+			c.total++
+		}
 		switch {
 		case normalise(p) == normalise(s):
-			c.same++
+			if reply {
+				c.same++
+			}
 		case allow[step] != "":
 			c.allowed = append(c.allowed, step)
 		default:
@@ -180,16 +185,16 @@ func sideBySide(r result, allow map[int]string) string {
 	const width = 60
 	var b strings.Builder
 	fmt.Fprintf(&b, "  %s (client %s)\n", r.s.about, r.s.source)
-	fmt.Fprintf(&b, "        %-*s | %s\n", width, "postfix", "sluice")
+	fmt.Fprintf(&b, "  step   %-*s | %s\n", width, "postfix", "sluice")
 	n := max(len(r.postfix.replies), len(r.sluice.replies))
 	for i := range n {
 		step := i + 1
 		if i < len(r.s.steps) {
 			for _, l := range compactSends(r.s.steps[i].send) {
-				fmt.Fprintf(&b, "  %3d C: %s\n", step, l)
+				fmt.Fprintf(&b, "         C: %s\n", l)
 			}
 		} else {
-			fmt.Fprintf(&b, "  %3d (after the last step)\n", step)
+			b.WriteString("         (after the last step)\n")
 		}
 		p, s := replyAt(r.postfix, i), replyAt(r.sluice, i)
 		mark := "="
@@ -209,17 +214,17 @@ func sideBySide(r result, allow map[int]string) string {
 			if j < len(sl) {
 				rr = sl[j]
 			}
-			m := " "
-			if j == 0 {
-				m = mark
-			}
 			if len(l) > width {
 				l = l[:width-3] + "..."
 			}
-			fmt.Fprintf(&b, "      %s %-*s | %s\n", m, width, l, rr)
+			if j == 0 {
+				fmt.Fprintf(&b, "  %3d %s  %-*s | %s\n", step, mark, width, l, rr)
+			} else {
+				fmt.Fprintf(&b, "         %-*s | %s\n", width, l, rr)
+			}
 		}
 		if mark == "~" {
-			fmt.Fprintf(&b, "        (allowed: %s)\n", allow[step])
+			fmt.Fprintf(&b, "         (allowed: %s)\n", allow[step])
 		}
 	}
 	return b.String()
