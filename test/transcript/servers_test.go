@@ -70,6 +70,7 @@ func startPostfix(t *testing.T) *oracle.Instance {
 // sluiceDaemon is `sluice serve -c DIR` running as a process, with a
 // main.cf made of sharedParams plus where its files go and where it listens.
 type sluiceDaemon struct {
+	bin    string
 	dir    string
 	addr   string
 	log    string
@@ -97,6 +98,7 @@ func startSluice(t *testing.T) *sluiceDaemon {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
 	d := &sluiceDaemon{
+		bin:    bin,
 		dir:    dir,
 		addr:   fmt.Sprintf("127.0.0.1:%d", oracle.FreePort(t)),
 		log:    filepath.Join(dir, "maillog"),
@@ -209,4 +211,43 @@ func fileSize(path string) int64 {
 func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).Output()
 	return string(out), err
+}
+
+// paramNames are the names in main.cf lines.
+func paramNames(lines []string) []string {
+	var names []string
+	for _, l := range lines {
+		if name, _, ok := strings.Cut(l, "="); ok {
+			names = append(names, strings.TrimSpace(name))
+		}
+	}
+	return names
+}
+
+// checkAlike compares what Postfix's postconf and sluice's read from the
+// two configurations for every shared parameter, $name expansions done
+// (-x): the servers are configured alike only if both read the same
+// values, defaults and expansions included.
+func checkAlike(t *testing.T, pf *oracle.Instance, sl *sluiceDaemon) {
+	t.Helper()
+	names := paramNames(sharedParams())
+	args := append([]string{"-x", "-h"}, names...)
+	r := oracle.Run(t, pf.ConfigDir, nil, "postconf", append([]string{"-c", pf.ConfigDir}, args...)...)
+	if r.Status != 0 {
+		t.Fatalf("postconf: status %d\n%s", r.Status, r.Stderr)
+	}
+	out, err := exec.Command(sl.bin, append([]string{"postconf", "-c", sl.dir}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice postconf: %v\n%s", err, out)
+	}
+	want := strings.Split(strings.TrimSuffix(string(r.Stdout), "\n"), "\n")
+	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(want) != len(names) || len(got) != len(names) {
+		t.Fatalf("postconf -x -h gave %d values from Postfix and %d from sluice for %d names:\n%s\n%s", len(want), len(got), len(names), r.Stdout, out)
+	}
+	for i, n := range names {
+		if want[i] != got[i] {
+			t.Errorf("the servers are not configured alike: %s = %q for Postfix, %q for sluice", n, want[i], got[i])
+		}
+	}
 }

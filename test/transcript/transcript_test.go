@@ -74,20 +74,19 @@ func TestTranscripts(t *testing.T) {
 	}
 	pf := startPostfix(t)
 	sl := startSluice(t)
+	checkAlike(t, pf, sl)
 	to := timeouts{reply: 8 * time.Second, close: 10 * time.Second}
 
 	// Postfix first, and its notes written at once, so they are there
 	// even when sluice's half is slow to fail.
 	results := make([]result, len(scripts))
 	for i, s := range scripts {
-		start := time.Now()
 		off := fileSize(pf.LogFile)
 		tr, err := run(s, pf.SMTPAddr(), to)
 		if err != nil {
 			t.Fatalf("Postfix: %v", err)
 		}
 		results[i] = result{s: s, postfix: tr, postfixLog: sessionLog(pf.LogFile, off, 10*time.Second)}
-		t.Logf("postfix %-28s %v", s.name, time.Since(start).Round(time.Millisecond))
 	}
 	if path := os.Getenv("SLUICE_TRANSCRIPT_NOTES"); path != "" {
 		if err := os.WriteFile(path, []byte(notes(results)), 0o644); err != nil {
@@ -95,13 +94,11 @@ func TestTranscripts(t *testing.T) {
 		}
 	}
 	for i, s := range scripts {
-		start := time.Now()
 		tr, err := run(s, sl.addr, to)
 		if err != nil {
 			t.Fatalf("sluice: %v", err)
 		}
 		results[i].sluice = tr
-		t.Logf("sluice  %-28s %v", s.name, time.Since(start).Round(time.Millisecond))
 	}
 
 	allow := map[string]map[int]string{}
