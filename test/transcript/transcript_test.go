@@ -109,12 +109,15 @@ func TestTranscripts(t *testing.T) {
 		allow[a.script][a.step] = a.reason
 	}
 	used := map[string]map[int]bool{}
-	var same, total, allowedN int
+	var same, total, allowedN, endsSame int
 	for _, r := range results {
 		cmp := compare(r, allow[r.s.name])
 		same += cmp.same
 		total += cmp.total
 		allowedN += len(cmp.allowed)
+		if cmp.endSame {
+			endsSame++
+		}
 		for _, st := range cmp.allowed {
 			if used[r.s.name] == nil {
 				used[r.s.name] = map[int]bool{}
@@ -131,13 +134,14 @@ func TestTranscripts(t *testing.T) {
 			t.Errorf("allowed difference %s step %d (%s) did not occur: remove it from the list", a.script, a.step, a.reason)
 		}
 	}
-	t.Logf("identical replies: %d of %d (%.1f%%) over %d scripts; %d more differ as allowed",
-		same, total, 100*float64(same)/float64(max(total, 1)), len(results), allowedN)
+	t.Logf("identical replies: %d of %d (%.1f%%) over %d scripts; %d more differ as allowed; the session ended alike (close, or no unasked replies) in %d of %d scripts",
+		same, total, 100*float64(same)/float64(max(total, 1)), len(results), allowedN, endsSame, len(results))
 }
 
 // comparison is the outcome for one script.
 type comparison struct {
 	same, total int
+	endSame     bool  // what followed the last step was alike
 	differ      []int // steps that differ and are not allowed
 	allowed     []int // steps that differ as allowed
 }
@@ -159,6 +163,8 @@ func compare(r result, allow map[int]string) comparison {
 		case normalise(p) == normalise(s):
 			if reply {
 				c.same++
+			} else {
+				c.endSame = true
 			}
 		case allow[step] != "":
 			c.allowed = append(c.allowed, step)
