@@ -170,6 +170,7 @@ func TestEscape(t *testing.T) {
 		"NOOP\r\n":                       "NOOP",
 		"a\x00b\rc\n":                    `a\0b\rc\n`,
 		"\xff\\":                         `\xff\\`,
+		"DATA  \r\n":                     `DATA\x20\x20`,
 		strings.Repeat("x", 30) + "\r\n": "{{30*x}}",
 	} {
 		if got := escape([]byte(in)); got != want {

@@ -351,10 +351,14 @@ func printable(b []byte) []string {
 }
 
 // escape shows one line for reading: a final CRLF is left out, other
-// invisible bytes are escaped as the scripts write them, and a long run
-// of one byte (a too-long line) is shown as {{N*c}}.
+// invisible bytes (trailing spaces too) are escaped as the scripts write
+// them, and a long run of one byte (a too-long line) is shown as {{N*c}}.
 func escape(l []byte) string {
 	l = bytes.TrimSuffix(l, []byte("\r\n"))
+	// Trailing spaces are written \x20, or nobody would see them.
+	body := bytes.TrimRight(l, " ")
+	trailing := len(l) - len(body)
+	l = body
 	var sb strings.Builder
 	for i := 0; i < len(l); i++ {
 		c := l[i]
@@ -380,6 +384,7 @@ func escape(l []byte) string {
 			fmt.Fprintf(&sb, `\x%02x`, c)
 		}
 	}
+	sb.WriteString(strings.Repeat(`\x20`, trailing))
 	return sb.String()
 }
 
