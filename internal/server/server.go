@@ -102,6 +102,8 @@ type Server struct {
 	bounce atomic.Pointer[bounce.Bouncer]
 	clean  atomic.Pointer[cleanup.Cleanup]
 	self   atomic.Pointer[selfSet] // receiving endpoints, for loop detection
+	// etrnBusy: an ETRN flush is scanning the deferred queue.
+	etrnBusy atomic.Bool
 
 	// mu orders Reload against start and stop, and guards what they
 	// change.

@@ -40,6 +40,7 @@ func (s *Server) newGen(cfg *config.Config, clean *cleanup.Cleanup, ports []*por
 	}
 	scfg.Cleanup, scfg.Log = clean, s.log
 	scfg.KnownRecipient = func(addr string) (bool, error) { return s.local.Load().KnownRecipient(addr) }
+	scfg.FlushSite = s.flushSiteAsync
 	scfg.Submit = s.submitter(clean)
 	if g.srv, err = smtpd.New(scfg); err != nil {
 		return nil, err
@@ -113,4 +114,19 @@ func (r *pickupRun) stop() {
 	}
 	r.cancel()
 	<-r.done
+}
+
+// flushSiteAsync is ETRN's flush of one domain's deferred mail. It scans
+// the deferred queue, so at most one runs at a time: an ETRN while one
+// runs is answered all the same, and the running scan serves it.
+func (s *Server) flushSiteAsync(site string) {
+	if !s.etrnBusy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.etrnBusy.Store(false)
+		if _, err := s.qm.FlushSite(site); err != nil {
+			s.log.Warn("smtpd", "ETRN %s: %v", site, err)
+		}
+	}()
 }

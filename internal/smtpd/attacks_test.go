@@ -153,6 +153,10 @@ func TestBDAT(t *testing.T) {
 		C! BDAT 5\r\nMAIL 
 		S: ^503 5\.5\.1 Error: need RCPT command$
 		C: MAIL FROM:<a@src.test>
+		S: ^503 5\.5\.1 Error: MAIL after BDAT$
+		C: RSET
+		S: ^250
+		C: MAIL FROM:<a@src.test>
 		S: ^250
 		C: RCPT TO:<b@facts.test>
 		S: ^250
@@ -169,7 +173,7 @@ func TestBDAT(t *testing.T) {
 		C: NOOP
 		S: ^250
 		C! BDAT 12 LAST\r\nRSET\r\nQUIT\r\n
-		S: ^250 2\.0\.0 Ok: queued as ([0-9A-F]+)$
+		S: ^250 2\.0\.0 Ok: 31 bytes queued as ([0-9A-F]+)$
 		C: QUIT
 		S: ^221 2\.0\.0 Bye$
 	`)[0]
@@ -177,7 +181,7 @@ func TestBDAT(t *testing.T) {
 	if !strings.Contains(text, "Subject: chunks\n") || !strings.HasSuffix(text, "\n\nRSET\nQUIT\n") {
 		t.Errorf("content:\n%s", text)
 	}
-	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=1/2 rcpt=1/2 data=0/1 bdat=3/4 noop=1 quit=1 commands=8/12\n")
+	h.waitLog(t, "disconnect from unknown[127.0.0.1] ehlo=1 mail=1/3 rcpt=1/2 data=0/1 bdat=3/4 rset=1 noop=1 quit=1 commands=9/14\n")
 
 	// An unfinished transfer ended by RSET queues nothing.
 	h2 := start(t, func(c *Config) { c.MessageSizeLimit = 100 })

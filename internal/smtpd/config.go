@@ -53,6 +53,7 @@ func FromConfig(c *config.Config) (Config, error) {
 		return cfg, err
 	}
 	cfg.Rewrite = rewrite.New(rewrite.FromConfig(c, own))
+	cfg.FlushDomains = c.List("fast_flush_domains")
 	if err := fromConfigSMTPD(c, &cfg); err != nil {
 		return cfg, err
 	}

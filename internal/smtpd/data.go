@@ -142,10 +142,10 @@ func (r *dataReader) drain() error {
 
 func (ss *session) doData(args string) {
 	switch {
-	case ss.bdat != nil:
+	case ss.inBDAT():
 		ss.reply("503 5.5.1 Error: DATA after BDAT")
 		return
-	case ss.tx == nil || len(ss.tx.rcpts) == 0 && ss.tx.refused == 0:
+	case ss.tx == nil:
 		ss.reply("503 5.5.1 Error: need RCPT command")
 		return
 	case len(ss.tx.rcpts) == 0:
@@ -175,14 +175,15 @@ func (ss *session) doData(args string) {
 	if tooBig {
 		err = errTooBig
 	}
-	ss.finish(id, err)
+	ss.finish(id, err, "")
 }
 
 // finish replies to the end of a message's data and ends the
-// transaction.
-func (ss *session) finish(id string, err error) {
+// transaction. sizeNote ("N bytes ") goes before "queued as" after BDAT
+// LAST, as Postfix's reply has it.
+func (ss *session) finish(id string, err error, sizeNote string) {
 	if err == nil {
-		ss.reply("250 2.0.0 Ok: queued as " + id)
+		ss.reply("250 2.0.0 Ok: " + sizeNote + "queued as " + id)
 		// Postfix forgives a client's errors once it delivered mail.
 		ss.errors = 0
 	} else {
@@ -247,7 +248,7 @@ func (ss *session) doBdat(args string) {
 	switch {
 	case ss.discarded("chunking"):
 		refuse = "502 5.5.1 Error: command not implemented"
-	case ss.tx == nil || len(ss.tx.rcpts) == 0 && ss.tx.refused == 0:
+	case ss.tx == nil:
 		refuse = "503 5.5.1 Error: need RCPT command"
 	case len(ss.tx.rcpts) == 0:
 		refuse = replyNoRcpt
@@ -256,6 +257,7 @@ func (ss *session) doBdat(args string) {
 		// The chunk is read and dropped: its bytes are never commands.
 		if ss.copyChunk(n, io.Discard) {
 			ss.reply(refuse)
+			ss.bdatRefused = !last
 		}
 		return
 	}
@@ -304,7 +306,8 @@ func (ss *session) doBdat(args string) {
 		b.pw.Close()
 		res := b.wait()
 		ss.bdat = nil
-		ss.finish(res.id, res.err)
+		// Postfix names the message's size after BDAT LAST.
+		ss.finish(res.id, res.err, strconv.FormatInt(b.size, 10)+" bytes ")
 	}
 }
 

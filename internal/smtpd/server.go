@@ -190,7 +190,12 @@ type Config struct {
 	// KnownRecipient says whether a recipient that resolves to this host
 	// exists (local_recipient_maps); nil accepts every one. An error is a
 	// lookup that failed: the client is told to try again.
-	KnownRecipient   func(addr string) (bool, error)
+	KnownRecipient func(addr string) (bool, error)
+	// FlushSite, when set, is how ETRN asks for a domain's deferred mail
+	// now; only domains in FlushDomains (fast_flush_domains, and their
+	// subdomains) qualify. It must not wait for the flush.
+	FlushSite        func(domain string)
+	FlushDomains     []string
 	MessageSizeLimit int64 // message_size_limit; 0 means none
 	RecipientLimit   int   // smtpd_recipient_limit; 0 means none
 	Timeout          time.Duration

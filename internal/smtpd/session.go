@@ -39,12 +39,16 @@ type session struct {
 	serverPort string
 	name, rev  string
 
-	helo          string // the client's HELO/EHLO argument
-	ehlo          bool   // the last greeting was EHLO
-	pipelining    bool   // the last EHLO reply offered PIPELINING
-	tls           bool
-	tx            *transaction // nil outside a mail transaction
-	bdat          *bdatTransfer
+	helo       string // the client's HELO/EHLO argument
+	ehlo       bool   // the last greeting was EHLO
+	pipelining bool   // the last EHLO reply offered PIPELINING
+	tls        bool
+	tx         *transaction // nil outside a mail transaction
+	bdat       *bdatTransfer
+	// bdatRefused: a BDAT chunk was refused outside a transaction. As
+	// Postfix, the session stays in BDAT mode until RSET or HELO/EHLO, so
+	// MAIL, RCPT and DATA are refused.
+	bdatRefused   bool
 	errors        int  // Postfix's error_count
 	junk          int  // HELO/EHLO/NOOP/VRFY/ETRN/RSET commands so far
 	code          int  // the last reply's code
@@ -121,7 +125,7 @@ func (ss *session) command(line []byte) {
 		return
 	}
 	upper := strings.ToUpper(verb)
-	if c := verb[0]; forbiddenCommands[upper] || !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+	if c := verb[0]; forbiddenCommands[upper] || !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') || looksLikeHeader(verb) {
 		ss.s.warn("non-SMTP command from %s: %.100s", ss.origin(), text)
 		ss.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
 		ss.closing = true
@@ -169,7 +173,13 @@ func (ss *session) doUnknown(string) {
 func (ss *session) resetTransaction() {
 	ss.abortBDAT()
 	ss.tx = nil
+	ss.bdatRefused = false
 }
+
+// inBDAT reports whether the session is in BDAT mode (a message is
+// arriving in chunks, or a chunk was refused) and only BDAT, RSET and
+// the like may follow.
+func (ss *session) inBDAT() bool { return ss.bdat != nil || ss.bdatRefused }
 
 func (ss *session) doHelo(args string) {
 	if args == "" {
@@ -288,7 +298,7 @@ func (ss *session) doMail(args string) {
 	case ss.cfg.HeloRequired && ss.helo == "":
 		ss.reply("503 5.5.1 Error: send HELO/EHLO first")
 		return
-	case ss.bdat != nil:
+	case ss.inBDAT():
 		ss.reply("503 5.5.1 Error: MAIL after BDAT")
 		return
 	case ss.tx != nil:
@@ -332,7 +342,7 @@ func (ss *session) doRcpt(args string) {
 		ss.reply("503 5.5.1 Error: need MAIL command")
 		return
 	}
-	if ss.bdat != nil {
+	if ss.inBDAT() {
 		// The message already went to Submit with its recipients.
 		ss.reply("503 5.5.1 Error: RCPT after BDAT")
 		return
@@ -432,10 +442,27 @@ func (ss *session) doEtrn(args string) {
 		ss.reply("503 Error: MAIL transaction in progress")
 	case args == "":
 		ss.reply("500 Syntax: ETRN domain")
+	case ss.cfg.FlushSite != nil && flushable(args, ss.cfg.FlushDomains):
+		// RFC 1985: the client asks for its queued mail now.
+		ss.cfg.FlushSite(strings.TrimSuffix(strings.ToLower(args), "."))
+		ss.reply("250 Queuing started")
 	default:
-		// sluice keeps no fast-flush logs: no domain is eligible.
 		ss.reply("459 <" + args + ">: service unavailable")
 	}
+}
+
+// flushable reports whether ETRN may flush domain: it is one of
+// fast_flush_domains or a subdomain of one, as Postfix matches
+// (parent_domain_matches_subdomains lists fast_flush_domains).
+func flushable(domain string, list []string) bool {
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	for _, d := range list {
+		d = strings.TrimPrefix(strings.TrimSuffix(strings.ToLower(d), "."), ".")
+		if d != "" && (domain == d || strings.HasSuffix(domain, "."+d)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (ss *session) doQuit(string) {
@@ -540,7 +567,8 @@ func (ss *session) rcptParams(r *cleanup.Recipient, params []string) string {
 			}
 			typ, xt, ok := strings.Cut(value, ";")
 			dec, xok := decodeXtext(xt)
-			if !ok || r.ORCPT != "" || !xok || dec == "" || len(value) > 500 || !validAddrType(typ) {
+			// An empty address ("rfc822;") is accepted, as Postfix does.
+			if !ok || r.ORCPT != "" || !xok || len(value) > 500 || !validAddrType(typ) {
 				return "501 5.5.4 Error: Bad ORCPT parameter syntax"
 			}
 			r.ORCPT = strings.ToLower(typ) + ";" + dec
@@ -657,4 +685,20 @@ func (ss *session) replyFor(err error) string {
 	}
 	ss.s.warn("%s: %v", ss.origin(), err)
 	return replyInternal
+}
+
+// looksLikeHeader reports whether a command word is a message header's
+// start ("Subject:", "MAILFROM:<a@b>"): a client that sends one is
+// pouring a message into the command stream, and Postfix hangs up on it.
+func looksLikeHeader(word string) bool {
+	i := strings.IndexByte(word, ':')
+	if i <= 0 {
+		return false
+	}
+	for _, c := range []byte(word[:i]) {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
