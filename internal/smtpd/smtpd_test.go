@@ -898,3 +898,32 @@ func TestTooManyHops(t *testing.T) {
 		t.Errorf("%d files queued, want 1 (the message under the limit)", n)
 	}
 }
+
+// TestETRN: ETRN asks for the deferred mail of a domain in
+// fast_flush_domains (or a subdomain) and gets Postfix's "250 Queuing
+// started"; any other domain is 459.
+func TestETRN(t *testing.T) {
+	var mu sync.Mutex
+	var flushed []string
+	h := start(t, func(c *Config) {
+		c.FlushDomains = []string{"relay.test"}
+		c.FlushSite = func(d string) { mu.Lock(); flushed = append(flushed, d); mu.Unlock() }
+	})
+	c := h.dial(t)
+	c.chat(`
+		S: ^220
+		C: EHLO x
+		S: ETRN
+		C: ETRN Sub.Relay.Test.
+		S: ^250 Queuing started$
+		C: ETRN example.com
+		S: ^459 <example\.com>: service unavailable$
+		C: QUIT
+		S: ^221
+	`)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(flushed) != 1 || flushed[0] != "sub.relay.test" {
+		t.Errorf("flushed %q, want [sub.relay.test]", flushed)
+	}
+}
