@@ -2,6 +2,7 @@ package oracle
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -10,15 +11,26 @@ import (
 	"time"
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, for
+// a Postfix instance or peer that binds it itself. It is drawn at random
+// from 10000-31999, below Linux's ephemeral range (32768 up): the
+// kernel's own choice for port 0 comes from that range, where the
+// outgoing connections of every test and the next caller of port 0 take
+// theirs too, and two test processes asking at once get neighbouring
+// ports. A random pick outside it rarely meets either.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("oracle: find a free port: %v", err)
+	for try := 0; try < 200; try++ {
+		p := 10000 + rand.IntN(22000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("oracle: no free port in 10000-31999 after 200 tries")
+	return 0
 }
 
 // Peer is a fake SMTP server on a loopback port for a Postfix instance
