@@ -387,7 +387,7 @@ func (w *contentWriter) copy(r io.Reader) error {
 			return ErrTooBig
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
-			line = append(line, chunk...)
+			line = w.spill(append(line, chunk...))
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -421,6 +421,30 @@ func (w *contentWriter) copy(r io.Reader) error {
 		w.endHeaders()
 	}
 	return nil
+}
+
+// spill bounds what a line without an end yet holds in memory: in the
+// body, every full record's worth that cannot be the line's last piece
+// is written out (a stripped CR at the end still leaves more than
+// LineLengthLimit bytes after it, so the records match WriteLine's for
+// the whole line); in the headers, a line past header_size_limit ends
+// the headers, and it goes on as body. So a client that sends a
+// message's worth of bytes without a line end costs a bounded buffer,
+// not message_size_limit of memory.
+func (w *contentWriter) spill(line []byte) []byte {
+	if w.inHeaders {
+		if len(line) <= headerSizeLimit {
+			return line
+		}
+		w.endHeaders()
+		w.f.WriteLine(nil)
+	}
+	n := 0
+	for len(line)-n > spool.LineLengthLimit+1 {
+		w.f.WriteCont(line[n : n+spool.LineLengthLimit])
+		n += spool.LineLengthLimit
+	}
+	return append(line[:0], line[n:]...)
 }
 
 // line handles one content line without its terminator.

@@ -214,6 +214,17 @@ func (q *File) WriteLine(line []byte) {
 	q.off += int64(len(q.scratch))
 }
 
+// WriteCont writes part as one continued-line record (RecCont): the
+// first LineLengthLimit bytes of a line whose end has not been read yet.
+// A writer that streams long lines calls it for each full piece that is
+// sure not to be the line's last, then WriteLine for the rest; the
+// records are those WriteLine writes for the whole line.
+func (q *File) WriteCont(part []byte) {
+	q.scratch = AppendRecord(q.scratch[:0], RecCont, part)
+	q.w.Write(q.scratch)
+	q.off += int64(len(q.scratch))
+}
+
 // ContentLen returns the bytes of content written so far, as counted in
 // the size record (record framing included, newlines not).
 func (q *File) ContentLen() int64 { return q.off - q.size.DataOffset }
