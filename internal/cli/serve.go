@@ -74,6 +74,13 @@ func runServe(env *Env) int {
 	if err != nil {
 		return env.Fatalf(1, "%v", err)
 	}
+	if code, handled := servePrivileged(env, cfg); handled {
+		return code
+	}
+	base, err := inherited(server.Options{LogCopy: env.Stderr})
+	if err != nil {
+		return env.Fatalf(1, "%v", err)
+	}
 	// SLUICE_CPUPROFILE=FILE writes a Go CPU profile of the whole run, for
 	// the relay benchmark.
 	if path := env.Getenv("SLUICE_CPUPROFILE"); path != "" {
@@ -96,7 +103,9 @@ func runServe(env *Env) int {
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- server.Run(ctx, server.Options{Config: cfg, LogCopy: env.Stderr}) }()
+		opts := base
+		opts.Config = cfg
+		go func() { done <- server.Run(ctx, opts) }()
 		reload := false
 		for !reload {
 			select {

@@ -37,6 +37,11 @@ func (s *Server) startIntake() (_ *intake, err error) {
 	if err := s.startPickup(in); err != nil {
 		return nil, err
 	}
+	authorize, err := s.authorizer()
+	if err != nil {
+		return nil, err
+	}
+	listings := &showq.Cache{}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
 		FlushAll: s.qm.FlushAll,
@@ -45,7 +50,8 @@ func (s *Server) startIntake() (_ *intake, err error) {
 			return err
 		},
 		MailOwner: mailOwner(s.opt.Config.Get("mail_owner")),
-		Showq:     &showq.Cache{},
+		Authorize: authorize,
+		Showq:     listings,
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
 	})
@@ -53,6 +59,9 @@ func (s *Server) startIntake() (_ *intake, err error) {
 		return nil, err
 	}
 	in.ctl = ctl
+	if err := s.startShowq(in, listings); err != nil {
+		return nil, err
+	}
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()

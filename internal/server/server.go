@@ -56,6 +56,13 @@ type Options struct {
 	SMTPPort int
 	// Ready, when set, is called once the listeners are open.
 	Ready func(*Server)
+	// Listener, when set, returns the SMTP socket a root master opened
+	// for a smtpd_listen address (nil: bind it here); LogFile the mail
+	// log it opened, used instead of maillog_file and not closed here;
+	// PIDHeld says the master holds pid/master.pid (package privsep).
+	Listener func(addr string) (net.Listener, error)
+	LogFile  *os.File
+	PIDHeld  bool
 }
 
 // Server is a running mail system.
@@ -104,8 +111,10 @@ func start(opt Options) (_ *Server, err error) {
 	if err := s.openLog(); err != nil {
 		return nil, err
 	}
-	if err := s.writePID(); err != nil {
-		return nil, err
+	if !s.opt.PIDHeld {
+		if err := s.writePID(); err != nil {
+			return nil, err
+		}
 	}
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
 
@@ -212,7 +221,9 @@ func (s *Server) submitNotice(ctx context.Context, rcpt string, text []byte) (st
 // and the copy writer.
 func (s *Server) openLog() error {
 	var ws []io.Writer
-	if f := s.set.maillogFile; f != "" {
+	if s.opt.LogFile != nil {
+		ws = append(ws, s.opt.LogFile)
+	} else if f := s.set.maillogFile; f != "" {
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			return fmt.Errorf("mail log: %w", err)
 		}

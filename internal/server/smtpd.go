@@ -15,6 +15,9 @@ func (s *Server) startSMTPD(in *intake) error {
 		return err
 	}
 	cfg.Cleanup, cfg.Log = s.clean, s.log
+	if err := s.inheritListeners(&cfg); err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg)
 	if err != nil {
 		return err

@@ -17,8 +17,8 @@ const maxSocketPath = 108
 var ErrSocketBusy = errors.New("another daemon is listening there")
 
 // ListenSocket listens on the unix socket at path, a public/ entry that
-// any local user may connect to (mode 0666 in a 0711 directory, as
-// Postfix's public/ sockets). A socket left by a daemon that died is
+// any local user may connect to (mode 0666, in a 0711 directory, or in
+// Postfix's 2710 one that the setgid helper reaches). A socket left by a daemon that died is
 // replaced; one that a live daemon answers on is left alone and
 // ErrSocketBusy returned. A path too long for a unix socket gets an error
 // that says so, rather than the kernel's bare "invalid argument".
@@ -30,7 +30,13 @@ func ListenSocket(path string) (net.Listener, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
-	os.Chmod(dir, 0o711)
+	// A public/ that a root daemon prepared (mode 2710, group
+	// setgid_group, see CreateOwned) is reached through the setgid
+	// helper and keeps its mode; one made for a daemon of an ordinary
+	// user is opened to every local user.
+	if fi, err := os.Stat(dir); err == nil && fi.Mode()&os.ModeSetgid == 0 {
+		os.Chmod(dir, 0o711)
+	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, ErrSocketBusy)
