@@ -47,6 +47,8 @@ func commands() []*Command {
 		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},
 		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
 		{Name: "postcat", Summary: "print queue files in human-readable form (Postfix's postcat: -q -e -h -b -o -d -r -s -v)", Run: runPostcat},
+		{Name: "install", Summary: "install the binary, the setgid helper, the Postfix command links and a systemd unit", Run: runInstall},
+		{Name: "newaliases", Summary: "sendmail -bi: sluice keeps no alias database to rebuild; does nothing", Run: func(*Env) int { return 0 }},
 		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
 	}
 }
