@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"sluice/internal/config"
@@ -38,6 +39,16 @@ func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
 	}
 	fixed, err := sp.CreateOwned(acc.SpoolOwners())
 	if err != nil {
+		return env.Fatalf(1, "%v", err), true
+	}
+	// The child reads main.cf again, as mail_owner (a missing default
+	// main.cf means the embedded defaults, for it too).
+	if cf := filepath.Join(cfg.Dir, "main.cf"); fileExists(cf) {
+		if err := acc.Reachable(cf, true); err != nil {
+			return env.Fatalf(1, "%v", err), true
+		}
+	}
+	if err := acc.Reachable(sp.Root, false); err != nil {
 		return env.Fatalf(1, "%v", err), true
 	}
 	if fixed > 0 {
@@ -79,4 +90,9 @@ func inherited(opt server.Options) (server.Options, error) {
 	}
 	opt.Listener, opt.LogFile, opt.PIDHeld = in.Listener, in.Log, true
 	return opt, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -33,7 +33,8 @@
 //     as `sluice serve` with the same arguments, as mail_owner (uid,
 //     primary gid, and that gid as its only group: os/exec with
 //     SysProcAttr.Credential), working directory the queue directory,
-//     and Pdeathsig so it dies with the master. The listening sockets
+//     and Pdeathsig (SIGKILL) so that it dies with the master: a master
+//     killed with -9 takes the mail system with it, as one process would. The listening sockets
 //     and the log file are its ExtraFiles (fd 3, 4, ...);
 //     SLUICE_PRIVSEP_FDS tells it which fd is which ("listen=ADDR" or
 //     "log", space separated, in fd order). The child (Inherited) takes

@@ -106,7 +106,7 @@ func Master(c MasterConfig) (int, error) {
 				Uid: uint32(c.Accounts.UID), Gid: uint32(c.Accounts.GID),
 				Groups: []uint32{uint32(c.Accounts.GID)},
 			},
-			Pdeathsig: syscall.SIGTERM,
+			Pdeathsig: syscall.SIGKILL,
 		},
 	}
 	if err := cmd.Start(); err != nil {
