@@ -37,6 +37,12 @@ configuration that fails its checks is refused and the running one is
 kept; a good one restarts the mail system in the same process, as
 postfix reload does (listeners reopen, active mail returns to incoming).
 The process ID is written to queue_directory/pid/master.pid.
+
+Started as root, serve creates mail_owner and setgid_group when they
+are missing, gives the spool Postfix's owners and modes, opens the SMTP
+listeners and the mail log, and runs the mail system in a child process
+as mail_owner; the root process only forwards signals and exits as the
+child does. Started as another user, it runs as that user.
 `
 
 func runServe(env *Env) int {
