@@ -54,17 +54,18 @@
 // a restart.
 //
 // Local delivery into users' mailboxes needs each recipient's identity,
-// which mail_owner cannot take. The channel for it (not built yet; see
-// the package local): the child asks the master over a socketpair made
-// at start (fd 3 of the child's ExtraFiles, before the listeners) with a
-// request naming the recipient's user and passes, with SCM_RIGHTS, the
-// already-open read-only message file and a pipe for the result; the
-// master, which never opens queue files itself, checks that the user
-// exists and is not root (root's mail goes to an alias), and execs
-// `sluice local-deliver` with the user's uid, gid and groups, the
-// message fd as its standard input and the pipe as standard output. The
-// helper delivers and writes one status line; the master passes nothing
-// back but the helper's exit.
+// which mail_owner cannot take. The root master keeps that one power and
+// offers it over a channel (deliver.go): a SOCK_SEQPACKET socket pair
+// made at start, whose other end the child inherits ("deliver"). The
+// child (DeliveryClient) sends one packet per delivery naming the user
+// and the helper's arguments, with the already-open message file and a
+// result pipe as SCM_RIGHTS; the master (DeliveryServer), which never
+// opens a queue file itself, refuses root and unknown users and runs
+// `sluice local-deliver ARGS...` from its own binary with the user's
+// uid, gid and groups, the message as standard input and the pipe as
+// output, under a time limit, and answers with the exit status. The
+// local-deliver command itself (the per-user part of the local delivery
+// agent) belongs to the package local and is not wired yet.
 //
 // # sluice serve started by another user
 //

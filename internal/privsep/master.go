@@ -72,6 +72,16 @@ func Master(c MasterConfig) (int, error) {
 		names = append(names, "log")
 	}
 
+	// The local delivery channel (deliver.go): the child's end is
+	// inherited, the master serves the other.
+	dconn, dfile, err := DeliveryPair()
+	if err != nil {
+		return 1, err
+	}
+	defer dconn.Close()
+	files = append(files, dfile)
+	names = append(names, "deliver")
+
 	exe, err := os.Executable()
 	if err != nil {
 		return 1, fmt.Errorf("find own executable: %w", err)
@@ -112,6 +122,9 @@ func Master(c MasterConfig) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 1, fmt.Errorf("start the mail system as %s: %w", c.Accounts.Owner, err)
 	}
+	dfile.Close()
+	files = files[:len(files)-1]
+	go (&DeliveryServer{Conn: dconn, Exe: exe, Argv0: "sluice", Logf: c.Logf}).Serve()
 	c.Logf("running as %s (uid %d); this process (pid %d, root) only waits, forwards signals and relays the exit", c.Accounts.Owner, c.Accounts.UID, os.Getpid())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -191,6 +204,8 @@ type Inheritance struct {
 	// Listeners are the SMTP listening sockets by configured address.
 	Listeners map[string]*os.File
 	Log       *os.File // the mail log, or nil
+	// Deliver is the local delivery channel to the master (deliver.go).
+	Deliver *os.File
 }
 
 // Listener returns a new net.Listener on the inherited socket for addr
@@ -229,6 +244,8 @@ func Inherited() (*Inheritance, error) {
 			in.Listeners[addr] = os.NewFile(fd, "listen "+addr)
 		case name == "log":
 			in.Log = os.NewFile(fd, "mail log")
+		case name == "deliver":
+			in.Deliver = os.NewFile(fd, "delivery channel")
 		default:
 			return nil, fmt.Errorf("%s: unknown descriptor %q", EnvFDs, name)
 		}
