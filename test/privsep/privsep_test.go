@@ -378,10 +378,19 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Fatalf("sendmail as %s: %+v", e.submitter, r)
 		}
 		e.waitLog(fmt.Sprintf("uid=%d from=<%s>", e.userUID, e.submitter))
-		// GODEBUG and friends do not reach the helper that writes.
-		r = e.as(e.userUID, "Subject: debug\n\nx\n", "sendmail", "-C", e.conf, "friend2@example.com")
+		r = e.as(e.userUID, "Subject: second\n\nx\n", "sendmail", "-C", e.conf, "friend2@example.com")
 		if r.code != 0 {
 			t.Fatalf("second sendmail: %+v", r)
+		}
+		// The helper accepts only the configuration directories its
+		// default main.cf lists (Postfix's rule); a user's own main.cf
+		// naming the spool is refused.
+		own := filepath.Join(e.top, "own")
+		os.MkdirAll(own, 0o755)
+		os.WriteFile(filepath.Join(own, "main.cf"), []byte("queue_directory = "+e.spool+"\n"), 0o644)
+		r = e.as(e.userUID, "Subject: own\n\nx\n", "sendmail", "-C", own, "x@example.com")
+		if r.code != 75 || !strings.Contains(r.stderr, "unauthorized configuration directory name: "+own) {
+			t.Errorf("sendmail -C with a directory not listed: %+v", r)
 		}
 	})
 	e.waitLog("friend2@example.com")
@@ -582,4 +591,78 @@ func establishedSockets(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// TestOrdinaryUser: sluice serve started by an ordinary user runs as
+// that user, on a spool it owns, with no child; its sendmail writes
+// maildrop itself.
+func TestOrdinaryUser(t *testing.T) {
+	e := setup(t)
+	dev := filepath.Join(e.top, "dev")
+	os.MkdirAll(dev, 0o755)
+	os.Chown(dev, e.userUID, e.userGID)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cf := fmt.Sprintf("queue_directory = %s/spool\nmaillog_file = %s/mail.log\nsmtpd_listen = 127.0.0.1:%d\nrelayhost = [127.0.0.1]:9\nminimal_backoff_time = 3h\nmaximal_backoff_time = 6h\n", dev, dev, port)
+	os.WriteFile(filepath.Join(dev, "main.cf"), []byte(cf), 0o644)
+
+	cmd := exec.Command(filepath.Join(e.bin, "sluice"), "serve", "-c", dev)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	cmd.Dir = "/"
+	stderr := &syncBuf{}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.userUID), Gid: uint32(e.userGID), Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("serve as a user ended with %v:\n%s", err, stderr.String())
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve as a user did not start:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if kids := childrenOf(t, cmd.Process.Pid); len(kids) != 0 {
+		t.Errorf("serve as a user has children %v", kids)
+	}
+	uids, _ := statusIDs(t, fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	for _, u := range uids {
+		if u != e.userUID {
+			t.Errorf("serve as a user runs with uids %v", uids)
+			break
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dev, "spool", "maildrop"))
+	if err != nil || int(fi.Sys().(*syscall.Stat_t).Uid) != e.userUID {
+		t.Errorf("the spool is not the user's: %v", err)
+	}
+	r := e.as(e.userUID, "Subject: dev\n\nx\n", "sendmail", "-C", dev, "someone@example.com")
+	if r.code != 0 {
+		t.Errorf("sendmail on the user's own spool: %+v", r)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(dev, "mail.log")); strings.Contains(string(b), fmt.Sprintf("uid=%d from=<%s>", e.userUID, e.submitter)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dev, "mail.log"))
+			t.Fatalf("no pickup of the user's message:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
