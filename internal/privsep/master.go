@@ -42,6 +42,13 @@ type MasterConfig struct {
 // starts the unprivileged child and waits for it, forwarding signals.
 // It returns the exit status to exit with.
 func Master(c MasterConfig) (int, error) {
+	// Signals are taken from the start: the SMTP port answers as soon as
+	// it is open, and a SIGTERM sent then must stop the daemon cleanly,
+	// not kill this process half-way.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	lock, err := LockPID(c.Root)
 	if err != nil {
 		return 1, err
@@ -99,10 +106,6 @@ func Master(c MasterConfig) (int, error) {
 	}
 	env = append(env, EnvFDs+"="+strings.Join(names, " "))
 
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
 	// Pdeathsig is tied to the thread that forks: keep this goroutine
 	// on its thread while the child lives.
 	runtime.LockOSThread()
@@ -119,6 +122,18 @@ func Master(c MasterConfig) (int, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
+	// Signals that came while we prepared: a stop ends here; a reload
+	// is moot, the child reads the configuration as it is now.
+	for drained := false; !drained; {
+		select {
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return 0, nil
+			}
+		default:
+			drained = true
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return 1, fmt.Errorf("start the mail system as %s: %w", c.Accounts.Owner, err)
 	}
@@ -128,11 +143,19 @@ func Master(c MasterConfig) (int, error) {
 	c.Logf("running as %s (uid %d); this process (pid %d, root) only waits, forwards signals and relays the exit", c.Accounts.Owner, c.Accounts.UID, os.Getpid())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	stopping := false
 	for {
 		select {
 		case err := <-done:
-			return exitStatus(err)
+			code, err := exitStatus(err)
+			// A stop asked for before the child had its handlers in
+			// place kills it with that very signal: still a clean stop.
+			if stopping && (code == 128+int(syscall.SIGTERM) || code == 128+int(syscall.SIGINT)) {
+				code = 0
+			}
+			return code, err
 		case sig := <-sigs:
+			stopping = stopping || sig != syscall.SIGHUP
 			if sig == syscall.SIGHUP && c.LogFile != "" {
 				// The child reopens the log by name on a reload; a
 				// rotated-away file is made again here, as root.
