@@ -42,23 +42,6 @@ func checkAccess(env *Env, cfg *config.Config, what control.Access) (code int, r
 	return 0, false
 }
 
-// authorizer is the daemon's side of the same rules, for its socket.
-func authorizer(cfg *config.Config) (func(uid int, what control.Access) error, error) {
-	p, err := privsep.NewPolicy(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return func(uid int, what control.Access) error {
-		switch {
-		case what == control.AccessList && !p.MayList(uid):
-			return errors.New(privsep.ListRefusal(uid))
-		case what == control.AccessFlush && !p.MayFlush(uid):
-			return errors.New(privsep.FlushRefusal(uid))
-		}
-		return nil
-	}, nil
-}
-
 // queueReadable reports why this process cannot read the message queues
 // of sp itself (nil when it can): then only the daemon can list them.
 func queueReadable(sp *spool.Spool) error {
