@@ -26,10 +26,22 @@ type port struct {
 	cur *handoff // the SMTP server taking connections now; nil: none
 }
 
-func openPort(addr string) (*port, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("smtpd: listen on %s: %w", addr, err)
+func (s *Server) openPort(addr string) (*port, error) {
+	var ln net.Listener
+	if s.opt.Listener != nil {
+		// A root master may have opened it (a privileged port).
+		l, err := s.opt.Listener(addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtpd: inherited socket for %s: %w", addr, err)
+		}
+		ln = l
+	}
+	if ln == nil {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtpd: listen on %s: %w", addr, err)
+		}
+		ln = l
 	}
 	p := &port{addr: addr, ln: ln, done: make(chan struct{})}
 	go p.accept()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sluice/internal/testutil"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +75,7 @@ type daemon struct {
 func newDaemon(t *testing.T, relay string, extra ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
+	testutil.Reachable(t, dir) // sluice serve as root runs as mail_owner
 	d := &daemon{t: t, dir: dir, spool: filepath.Join(dir, "spool"), port: freePort(t)}
 	lines := append([]string{
 		"queue_directory = " + d.spool,
