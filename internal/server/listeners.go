@@ -24,6 +24,13 @@ type port struct {
 
 	mu  sync.Mutex
 	cur *handoff // the SMTP server taking connections now; nil: none
+
+	// attached is closed when a server is first attached, quit when the
+	// port closes: until then connections wait in the backlog.
+	attached   chan struct{}
+	attachOnce sync.Once
+	quit       chan struct{}
+	quitOnce   sync.Once
 }
 
 func (s *Server) openPort(addr string) (*port, error) {
@@ -43,13 +50,21 @@ func (s *Server) openPort(addr string) (*port, error) {
 		}
 		ln = l
 	}
-	p := &port{addr: addr, ln: ln, done: make(chan struct{})}
+	p := &port{addr: addr, ln: ln, done: make(chan struct{}), attached: make(chan struct{}), quit: make(chan struct{})}
 	go p.accept()
 	return p, nil
 }
 
 func (p *port) accept() {
 	defer close(p.done)
+	// A socket a root master opened has been listening since before
+	// this process started: the connections in its backlog must wait
+	// for the first SMTP server, not be accepted and closed.
+	select {
+	case <-p.attached:
+	case <-p.quit:
+		return
+	}
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -97,10 +112,12 @@ func (p *port) attach(h *handoff) {
 	p.mu.Lock()
 	p.cur = h
 	p.mu.Unlock()
+	p.attachOnce.Do(func() { close(p.attached) })
 }
 
 // close stops listening.
 func (p *port) close() {
+	p.quitOnce.Do(func() { close(p.quit) })
 	p.ln.Close()
 	<-p.done
 }

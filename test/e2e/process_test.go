@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/smtp"
@@ -108,8 +109,15 @@ func (d *daemon) start() {
 	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", d.addr(), 100*time.Millisecond)
 		if err == nil {
+			// A root master's socket takes connections before the mail
+			// system runs: started means the banner came.
+			c.SetReadDeadline(deadline)
+			b := make([]byte, 4)
+			_, err = io.ReadFull(c, b)
 			c.Close()
-			return
+			if err == nil && string(b) == "220 " {
+				return
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
