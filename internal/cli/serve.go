@@ -50,8 +50,11 @@ next start) and exits 0, after "terminating on signal 15".
 Started as root, serve creates mail_owner and setgid_group when they
 are missing, gives the spool Postfix's owners and modes, opens the SMTP
 listeners and the mail log, and runs the mail system in a child process
-as mail_owner; the root process only forwards signals and exits as the
-child does. Started as another user, it runs as that user.
+as mail_owner; the root process forwards signals, exits as the child
+does, and starts the local delivery agent (sluice local-deliver, as root,
+with this configuration) for each delivery to a local mailbox, file or
+command the child hands it. Started as another user, it runs as that
+user.
 `
 
 func runServe(env *Env) int {

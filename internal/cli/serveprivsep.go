@@ -16,7 +16,8 @@ import (
 // servePrivileged is sluice serve started as root (package privsep):
 // accounts, spool owners and modes, pid/master.pid, the SMTP sockets and
 // the mail log are taken care of here, as root, and the mail system then
-// runs in a child as mail_owner; this process only waits. handled is
+// runs in a child as mail_owner; this process only waits (and starts
+// local deliveries for the child: privsep/deliver.go). handled is
 // false when the process is not root (it then runs everything as
 // itself), or when mail_owner is root.
 func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
@@ -69,7 +70,7 @@ func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
 	}
 	code, err = privsep.Master(privsep.MasterConfig{
 		Accounts: acc, Root: sp.Root,
-		Listen: cfg.List("smtpd_listen"), LogFile: cfg.Get("maillog_file"),
+		Listen: cfg.List("smtpd_listen"), LogFile: cfg.Get("maillog_file"), ConfigDir: cfg.Dir,
 		Args: os.Args, Env: os.Environ(),
 		Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
 		Logf: func(format string, args ...any) { log.Log("master", format, args...) },
@@ -89,6 +90,14 @@ func inherited(opt server.Options) (server.Options, error) {
 		return opt, err
 	}
 	opt.Listener, opt.LogFile, opt.PIDHeld = in.Listener, in.Log, true
+	if in.Deliver != nil {
+		conn, err := privsep.DeliveryConn(in.Deliver)
+		if err != nil {
+			return opt, fmt.Errorf("local delivery channel: %w", err)
+		}
+		in.Deliver.Close()
+		opt.LocalMaster = privsep.NewDeliveryClient(conn)
+	}
 	return opt, nil
 }
 

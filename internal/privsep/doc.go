@@ -41,7 +41,8 @@
 //     them and runs the whole mail system — smtpd, pickup, cleanup,
 //     qmgr, delivery, bounces, the control socket, public/showq — on
 //     them, opening nothing privileged itself.
-//  6. Then the master only waits: it forwards SIGTERM, SIGINT and SIGHUP
+//  6. Then the master only waits (and starts local deliveries, below):
+//     it forwards SIGTERM, SIGINT and SIGHUP
 //     to the child (before forwarding SIGHUP it makes sure the log file
 //     exists and is mail_owner's, so the child's reload can reopen it
 //     after a rotation) and exits with the child's exit status (128+N
@@ -53,19 +54,25 @@
 // works only for ports it may bind as mail_owner; a privileged port needs
 // a restart.
 //
-// Local delivery into users' mailboxes needs each recipient's identity,
-// which mail_owner cannot take. The root master keeps that one power and
-// offers it over a channel (deliver.go): a SOCK_SEQPACKET socket pair
-// made at start, whose other end the child inherits ("deliver"). The
-// child (DeliveryClient) sends one packet per delivery naming the user
-// and the helper's arguments, with the already-open message file and a
-// result pipe as SCM_RIGHTS; the master (DeliveryServer), which never
-// opens a queue file itself, refuses root and unknown users and runs
-// `sluice local-deliver ARGS...` from its own binary with the user's
-// uid, gid and groups, the message as standard input and the pipe as
-// output, under a time limit, and answers with the exit status. The
-// local-deliver command itself (the per-user part of the local delivery
-// agent) belongs to the package local and is not wired yet.
+// Local delivery (aliases, .forward files, mailboxes, files, commands)
+// needs each recipient's identity, which mail_owner cannot take. As
+// Postfix's local(8) runs as root and takes the recipient's privileges
+// per delivery, sluice runs its local delivery agent as root in a
+// process of its own, `sluice local-deliver`, one per delivery, started
+// by the master on the child's request over a channel made at start
+// (deliver.go): a SOCK_SEQPACKET socket pair whose other end the child
+// inherits ("deliver"). The child (DeliveryClient) sends the queue ID,
+// sender and recipients, with the queue file it opened read-only and a
+// results pipe as SCM_RIGHTS; the master (DeliveryServer) takes requests
+// from the child's pid only, checks them and the descriptors, and runs
+// local-deliver from its own binary as root with the master's own
+// configuration directory, environment and a time limit. It reads
+// neither the message nor the results: local-deliver (package cli, with
+// package local's Agent) writes them to the child, which logs them. The
+// master itself still reads no message and no network input. Since each
+// local-deliver reads main.cf when it starts, a change to the local
+// delivery parameters applies to the next delivery, reload or not (as
+// with Postfix's short-lived local processes).
 //
 // # sluice serve started by another user
 //

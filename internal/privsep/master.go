@@ -28,6 +28,9 @@ type MasterConfig struct {
 	Listen []string
 	// LogFile is maillog_file ("" for none).
 	LogFile string
+	// ConfigDir is the daemon's configuration directory, which
+	// local-deliver reads (deliver.go).
+	ConfigDir string
 	// Args is the child's argv (the master's own); Env its environment.
 	Args []string
 	Env  []string
@@ -139,8 +142,24 @@ func Master(c MasterConfig) (int, error) {
 	}
 	dfile.Close()
 	files = files[:len(files)-1]
-	go (&DeliveryServer{Conn: dconn, Exe: exe, Argv0: "sluice", Logf: c.Logf}).Serve()
-	c.Logf("running as %s (uid %d); this process (pid %d, root) only waits, forwards signals and relays the exit", c.Accounts.Owner, c.Accounts.UID, os.Getpid())
+	ds := &DeliveryServer{Conn: dconn, Exe: exe, Argv0: "sluice", PeerPID: cmd.Process.Pid, Logf: c.Logf}
+	if c.ConfigDir != "" {
+		ds.Args = []string{"-c", c.ConfigDir}
+	}
+	// The mbox From_ line and commands' TZ are in the daemon's time
+	// zone: the master's own, as the child has it.
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		ds.Env = []string{"TZ=" + tz}
+	}
+	go func() {
+		// Should the channel fail, closing it makes the child's
+		// requests fail (their recipients defer) instead of wait.
+		if err := ds.Serve(); err != nil {
+			c.Logf("warning: local delivery channel: %v", err)
+		}
+		dconn.Close()
+	}()
+	c.Logf("running as %s (uid %d); this process (pid %d, root) only waits, forwards signals, starts local deliveries (sluice local-deliver) and relays the exit", c.Accounts.Owner, c.Accounts.UID, os.Getpid())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	stopping := false

@@ -62,6 +62,7 @@ import (
 	"sluice/internal/control"
 	"sluice/internal/local"
 	"sluice/internal/maillog"
+	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
 )
@@ -91,6 +92,10 @@ type Options struct {
 	Listener func(addr string) (net.Listener, error)
 	LogFile  *os.File
 	PIDHeld  bool
+	// LocalMaster, when set, is the channel to a root master (package
+	// privsep): local deliveries are handed to `sluice local-deliver`
+	// through it instead of run in this process (local.go).
+	LocalMaster *privsep.DeliveryClient
 	// Users is the passwd table of local delivery; the system's
 	// (/etc/passwd, /etc/group) when nil. Tests inject their own.
 	Users local.Users
