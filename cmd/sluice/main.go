@@ -8,8 +8,14 @@ import (
 	"os"
 
 	"sluice/internal/cli"
+	"sluice/internal/privsep"
 )
 
 func main() {
+	// Run set-group-ID (the sluice-postdrop copy), the binary does
+	// nothing but the helper's two jobs, whatever it was called.
+	if privsep.IsSetgid() {
+		os.Exit(privsep.SetgidMain(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(cli.Main(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

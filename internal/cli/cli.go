@@ -32,6 +32,9 @@ type Command struct {
 	Name    string
 	Summary string
 	Run     func(env *Env) int // returns the exit status
+	// Hidden commands are parts of the daemon, not tools: the usage
+	// list leaves them out.
+	Hidden bool
 }
 
 // commands lists every tool; Main dispatches through it. Add a tool here.
@@ -48,7 +51,9 @@ func commands() []*Command {
 		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
 		{Name: "postcat", Summary: "print queue files in human-readable form (Postfix's postcat: -q -e -h -b -o -d -r -s -v)", Run: runPostcat},
 		{Name: "newaliases", Summary: "check the alias files (alias_database) and report problems with file and line; builds nothing", Run: runNewaliases},
+		{Name: "install", Summary: "install the binary, the setgid helper, the Postfix command links and a systemd unit", Run: runInstall},
 		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
+		{Name: "local-deliver", Summary: "the local delivery agent of a privilege-separated daemon (run by its root master)", Run: runLocalDeliver, Hidden: true},
 	}
 }
 
@@ -91,6 +96,9 @@ func usage(w io.Writer) {
 	cmds := commands()
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	"sluice/internal/config"
@@ -128,6 +127,9 @@ func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) in
 	if action == actionID && !spool.ValidID(arg) {
 		return env.Fatalf(exitUnavailable, "Cannot flush queue ID - invalid name: %q", arg)
 	}
+	if code, refused := checkAccess(env, cfg, control.AccessFlush); refused {
+		return code
+	}
 	if code, handled := postfixPassthrough(env, cfg, "postqueue"); handled {
 		return code
 	}
@@ -160,6 +162,10 @@ func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) in
 			err = nil
 		}
 	}
+	var fatal *control.FatalError
+	if errors.As(err, &fatal) {
+		return env.Fatalf(exitUnavailable, "%s", fatal.Msg)
+	}
 	if err != nil {
 		return env.Fatalf(exitUnavailable, "Cannot flush mail queue: %v", err)
 	}
@@ -177,8 +183,16 @@ func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
 	if err != nil {
 		return env.Fatalf(exitUnavailable, "%v", err)
 	}
+	if code, refused := checkAccess(env, cfg, control.AccessList); refused {
+		return code
+	}
 	if code, ok := listFromDaemon(env, cfg, sp, opt, asJSON); ok {
 		return code
+	}
+	// No daemon: read the files, if this user can. One who cannot gets
+	// an error, never an empty listing.
+	if err := queueReadable(sp); err != nil {
+		return mailSystemDown(env, err)
 	}
 	opt.Warn = func(msg string) { env.Warnf("%s", msg) }
 
@@ -203,7 +217,7 @@ func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
 		if errors.As(err, new(outputError)) {
 			return exitUnavailable
 		}
-		closeOut()
+		// No "Mail queue is empty" or partial summary before the error.
 		return env.Fatalf(exitUnavailable, "Queue report unavailable: %v", err)
 	}
 	if err := closeOut(); err != nil {
@@ -276,20 +290,9 @@ func showqOptions(cfg *config.Config) (showq.Options, error) {
 	return opt, nil
 }
 
-// smtputf8DefaultExpr is Postfix's default for smtputf8_enable: yes,
-// except at compatibility_level 0.
-const smtputf8DefaultExpr = "${{$compatibility_level} <level {1} ? {no} : {yes}}"
-
-// smtputf8Enable returns smtputf8_enable, evaluating Postfix's default
-// expression, which the config package does not expand.
-func smtputf8Enable(cfg *config.Config) bool {
-	if v, _ := cfg.Raw("smtputf8_enable"); strings.TrimSpace(v) != smtputf8DefaultExpr {
-		return cfg.Bool("smtputf8_enable")
-	}
-	level := strings.TrimSpace(cfg.Get("compatibility_level"))
-	major, _, _ := strings.Cut(level, ".")
-	return strings.TrimLeft(major, "0") != ""
-}
+// smtputf8Enable returns smtputf8_enable, Postfix's default expression
+// evaluated.
+func smtputf8Enable(cfg *config.Config) bool { return cfg.SMTPUTF8Enable() }
 
 // localZone is the time zone arrival times are shown in: the process's
 // local zone, which TZ sets. Env.Getenv is consulted so in-process tests

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
@@ -97,8 +98,25 @@ func runQshape(env *Env) int {
 		out, _ := cmd.Output()
 		opt.Clear = string(out)
 	}
+	if cfg, err := env.LoadConfig(qshapeConfigDir(flags)); err == nil {
+		if code, refused := checkAccess(env, cfg, control.AccessList); refused {
+			return code
+		}
+	}
 	if code, ok := qshapeFromDaemon(env, flags, queues, opt); ok {
 		return code
+	}
+	// Reading the files: a queue this user may not read is an error,
+	// not a row of zeros (the script only warns).
+	for _, q := range queues {
+		f, err := os.Open(q)
+		if err == nil {
+			_, err = f.Readdirnames(1)
+			f.Close()
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return env.Fatalf(1, "cannot read the queue and no sluice daemon answers: %v", err)
+		}
 	}
 	if err := qshape.Run(opt, queues, env.Stdout); err != nil {
 		return env.Fatalf(1, "%v", err)

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/control"
 	"sluice/internal/manage"
+	"sluice/internal/privsep"
 	"sluice/internal/spool"
 )
 
@@ -88,13 +91,27 @@ func runQueue(env *Env) int {
 	q := &manage.Queue{Spool: sp, Warn: func(f string, a ...any) { fmt.Fprintf(env.Stderr, "sluice queue: warning: "+f+"\n", a...) }}
 	ctx := context.Background()
 	switch sub {
-	case "list":
-		return queueList(ctx, env, q, sel, o)
-	case "count":
-		return queueCount(ctx, env, q, sel, o)
-	case "summary":
-		return queueSummary(ctx, env, q, sel, o)
-	case "show":
+	case "list", "count", "summary", "show":
+		env.Name = "sluice queue " + sub
+		if code, refused := checkAccess(env, cfg, control.AccessList); refused {
+			return code
+		}
+		src, closeSrc, err := listSource(cfg, q)
+		if err != nil {
+			return env.Fatalf(1, "%v", err)
+		}
+		defer closeSrc()
+		switch sub {
+		case "list":
+			return queueList(ctx, env, src, sel, o)
+		case "count":
+			return queueCount(ctx, env, src, sel, o)
+		case "summary":
+			return queueSummary(ctx, env, src, sel, o)
+		}
+		if _, ok := src.(*manage.Queue); !ok {
+			return queueShowBrief(ctx, env, src, sel, o)
+		}
 		return queueShow(ctx, env, cfg, q, sel, o)
 	}
 	op := manage.Op(sub)
@@ -105,6 +122,17 @@ func runQueue(env *Env) int {
 	if !known {
 		fmt.Fprintf(env.Stderr, "sluice queue: unknown command %q (list, count, summary, show, delete, hold, release, requeue, retry, expire)\n", sub)
 		return 2
+	}
+	// Changes are root's and mail_owner's, as postsuper's are.
+	// retry is postqueue -i: a flush, for authorized_flush_users.
+	if op == manage.OpRetry {
+		env.Name = "sluice queue " + sub
+		if code, refused := checkAccess(env, cfg, control.AccessFlush); refused {
+			return code
+		}
+	} else if p, err := privsep.NewPolicy(cfg); err != nil || !p.MayChange(os.Getuid()) {
+		env.Name = "sluice queue " + sub
+		return env.Fatalf(1, "%s", privsep.ChangeRefusal)
 	}
 	return queueAct(ctx, env, cfg, q, sel, op, o)
 }
@@ -173,7 +201,7 @@ func parseQueueArgs(args []string) (queueOpts, error) {
 	return o, nil
 }
 
-func queueList(ctx context.Context, env *Env, q *manage.Queue, sel *manage.Selector, o queueOpts) int {
+func queueList(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
 	w := bufio.NewWriterSize(env.Stdout, 64<<10)
 	defer w.Flush()
 	now := time.Now()
@@ -248,7 +276,7 @@ func shortAge(d time.Duration) string {
 	}
 }
 
-func queueCount(ctx context.Context, env *Env, q *manage.Queue, sel *manage.Selector, o queueOpts) int {
+func queueCount(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
 	msgs, rcpts := 0, 0
 	err := q.Each(ctx, sel, manage.SelectOptions{}, func(m *manage.Message) error {
 		msgs++
@@ -271,8 +299,12 @@ func queueCount(ctx context.Context, env *Env, q *manage.Queue, sel *manage.Sele
 	return 0
 }
 
-func queueSummary(ctx context.Context, env *Env, q *manage.Queue, sel *manage.Selector, o queueOpts) int {
-	msgs, err := q.Select(ctx, sel, manage.SelectOptions{Full: o.by == "reason"})
+func queueSummary(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
+	var msgs []*manage.Message
+	err := q.Each(ctx, sel, manage.SelectOptions{Full: o.by == "reason"}, func(m *manage.Message) error {
+		msgs = append(msgs, m)
+		return nil
+	})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sluice queue summary: %v\n", err)
 		return 1

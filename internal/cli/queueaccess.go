@@ -93,12 +93,3 @@ func postfixPassthrough(env *Env, cfg *config.Config, tool string) (code int, ha
 }
 
 var errNoDaemon = control.ErrNoDaemon
-
-// dialControl connects to the sluice daemon running on the spool, if any.
-// A Postfix spool never has one.
-func dialControl(cfg *config.Config, sp *spool.Spool) (*control.Client, error) {
-	if cfg.IsPostfix() {
-		return nil, errNoDaemon
-	}
-	return control.Dial(sp.Root)
-}

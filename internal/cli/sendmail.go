@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/config"
 	"sluice/internal/pickup"
+	"sluice/internal/privsep"
 	"sluice/internal/smtpd"
 	"sluice/internal/spool"
 )
@@ -166,7 +168,7 @@ func runSendmail(env *Env) int {
 			de.Recipients = append(de.Recipients, pickup.DropRecipient{Address: a, Notify: o.notify})
 		}
 	}
-	id, status, err := writeDrop(sp, de, env.Stdin, o.dotEnds, o.extract, limit)
+	id, status, err := writeDrop(newDropper(cfg, sp), de, env.Stdin, o.dotEnds, o.extract, limit)
 	if err != nil {
 		return env.Fatalf(status, "%v", err)
 	}
@@ -218,8 +220,8 @@ func currentUser() (login, gecos string) {
 // with only "." ends the message unless -i, and with -t the addresses in
 // To:, Cc: and Bcc: become recipients. It returns the maildrop ID, or an
 // exit status and error.
-func writeDrop(sp *spool.Spool, de *pickup.DropEnvelope, r io.Reader, dotEnds, extract bool, limit int64) (string, int, error) {
-	d, err := pickup.NewDrop(sp, de.Arrival)
+func writeDrop(newDrop func(time.Time) (dropSink, error), de *pickup.DropEnvelope, r io.Reader, dotEnds, extract bool, limit int64) (string, int, error) {
+	d, err := newDrop(de.Arrival)
 	if err != nil {
 		return "", exTempFail, err
 	}
@@ -308,7 +310,45 @@ func writeDrop(sp *spool.Spool, de *pickup.DropEnvelope, r io.Reader, dotEnds, e
 	if err := d.Commit(extracted); err != nil {
 		return "", exTempFail, err
 	}
-	return d.ID, 0, nil
+	switch d := d.(type) {
+	case *pickup.Drop:
+		return d.ID, 0, nil
+	case *privsep.PipeDrop:
+		return d.ID, 0, nil
+	}
+	return "", 0, nil
+}
+
+// dropSink is a maildrop file being written: by sendmail itself
+// (pickup.Drop) or by the setgid helper (privsep.PipeDrop).
+type dropSink interface {
+	WriteEnvelope(*pickup.DropEnvelope)
+	WriteLine([]byte)
+	Size() int64
+	Commit(extracted []string) error
+	Abort()
+}
+
+// newDropper returns how sendmail makes its maildrop file: itself when
+// it may write maildrop/ (root, mail_owner, the owner of a development
+// spool), else through the setgid helper, as Postfix's sendmail runs
+// postdrop. The helper's file is owned by the caller, so pickup logs
+// the submitting uid either way.
+func newDropper(cfg *config.Config, sp *spool.Spool) func(time.Time) (dropSink, error) {
+	return func(now time.Time) (dropSink, error) {
+		d, err := pickup.NewDrop(sp, now)
+		if err == nil {
+			return d, nil
+		}
+		if !errors.Is(err, fs.ErrPermission) {
+			return nil, err
+		}
+		helper, herr := privsep.HelperPath(cfg)
+		if herr != nil {
+			return nil, fmt.Errorf("%w; %v", err, herr)
+		}
+		return privsep.NewPipeDrop(helper, cfg.Dir)
+	}
 }
 
 // sendmailSMTP is sendmail -bs: an SMTP session on standard input and
@@ -333,7 +373,7 @@ func sendmailSMTP(env *Env, cfg *config.Config, sp *spool.Spool) int {
 			for _, rc := range m.Recipients {
 				de.Recipients = append(de.Recipients, pickup.DropRecipient{Address: rc.Address, Notify: rc.Notify, ORCPT: rc.ORCPT})
 			}
-			id, status, err := writeDrop(sp, de, r, false, false, limit)
+			id, status, err := writeDrop(newDropper(cfg, sp), de, r, false, false, limit)
 			switch {
 			case err == nil:
 				_ = pickup.WakeDaemon(sp)

@@ -46,6 +46,15 @@ V, configuration DIR". SIGTERM or SIGINT stops accepting mail, gives
 deliveries and sessions in flight sluice_shutdown_grace (10s) to end,
 cuts what is left (such messages go back to the incoming queue at the
 next start) and exits 0, after "terminating on signal 15".
+
+Started as root, serve creates mail_owner and setgid_group when they
+are missing, gives the spool Postfix's owners and modes, opens the SMTP
+listeners and the mail log, and runs the mail system in a child process
+as mail_owner; the root process forwards signals, exits as the child
+does, and starts the local delivery agent (sluice local-deliver, as root,
+with this configuration) for each delivery to a local mailbox, file or
+command the child hands it. Started as another user, it runs as that
+user.
 `
 
 func runServe(env *Env) int {
@@ -83,6 +92,13 @@ func runServe(env *Env) int {
 	if err != nil {
 		return env.Fatalf(1, "%v", err)
 	}
+	if code, handled := servePrivileged(env, cfg); handled {
+		return code
+	}
+	base, err := inherited(server.Options{LogCopy: env.Stderr})
+	if err != nil {
+		return env.Fatalf(1, "%v", err)
+	}
 	// SLUICE_CPUPROFILE=FILE writes a Go CPU profile of the whole run, for
 	// the relay benchmark.
 	if path := env.Getenv("SLUICE_CPUPROFILE"); path != "" {
@@ -106,9 +122,10 @@ func runServe(env *Env) int {
 	defer cancel()
 	ready := make(chan *server.Server, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{Config: cfg, LogCopy: env.Stderr, Ready: func(s *server.Server) { ready <- s }})
-	}()
+	runOpts := base
+	runOpts.Config = cfg
+	runOpts.Ready = func(s *server.Server) { ready <- s }
+	go func() { done <- server.Run(ctx, runOpts) }()
 	var srv *server.Server
 	for {
 		select {

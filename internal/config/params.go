@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // Param is one configuration parameter: its name, default and meaning.
 // Postfix's name and default where Postfix has the parameter.
 type Param struct {
@@ -17,7 +19,9 @@ var Params = []Param{
 	{Name: "hash_queue_depth", Default: "1", Doc: "levels of hash subdirectories"},
 	{Name: "enable_long_queue_ids", Default: "no", Doc: "name new queue files with long, non-repeating IDs; also picks mailq's column layout"},
 	{Name: "duplicate_filter_limit", Default: "1000", Doc: "recipients remembered per message when listing, to suppress duplicates"},
-	{Name: "mail_owner", Default: "postfix", Doc: "the owner of the queue"},
+	{Name: "mail_owner", Default: "postfix", Doc: "the owner of the queue and the user sluice serve runs as after it starts as root (created as a system user when missing)"},
+	{Name: "setgid_group", Default: "postdrop", Doc: "the group of maildrop/ and public/ and of the setgid helper sluice-postdrop, through which local users submit mail and reach the daemon (created when missing)"},
+	{Name: "alternate_config_directories", Default: "", Doc: "configuration directories besides the default that unprivileged users may name (-c, -C, MAIL_CONFIG) to the setgid helper; read from the default configuration only"},
 	{Name: "myhostname", Default: "localhost", Doc: "this host's fully qualified name"},
 	{Name: "mydomain", Default: "localdomain", Doc: "this host's domain"},
 	{Name: "myorigin", Default: "$myhostname", Doc: "domain appended to unqualified sender addresses"},
@@ -48,7 +52,7 @@ var Params = []Param{
 	{Name: "default_process_limit", Default: "100", Doc: "deliveries at once, all destinations together; also SMTP sessions at once (more clients get 421 4.3.2)"},
 	{Name: "qmgr_message_active_limit", Default: "20000", Doc: "messages in the active queue at once"},
 	{Name: "bounce_size_limit", Default: "50000", Doc: "larger originals are returned in a bounce as headers only"},
-	{Name: "compatibility_level", Default: "0", Doc: "Postfix backwards-compatibility level; some defaults (smtputf8_enable) change at level 1 and above"},
+	{Name: "compatibility_level", Default: "3.6", Doc: "Postfix backwards-compatibility level; some defaults (smtputf8_enable) change at level 1 and above. 3.6, as in the main.cf of a fresh Postfix 3.7 install; a Postfix configuration directory whose main.cf does not set it gets Postfix's compiled-in 0"},
 	{Name: "smtputf8_enable", Default: "${{$compatibility_level} <level {1} ? {no} : {yes}}", Doc: "SMTPUTF8 support; listings keep UTF-8 text when it is on (yes unless compatibility_level is 0)"},
 	{Name: "empty_address_recipient", Default: "MAILER-DAEMON", Doc: "shown (and delivered to) in place of the null sender <>"},
 	// Intake: smtpd, cleanup, pickup, sendmail, mail log.
@@ -114,6 +118,8 @@ var postfixOverrides = map[string]string{
 	"queue_directory": "/var/spool/postfix",
 	"smtpd_listen":    "",
 	"maillog_file":    "",
+	// Postfix's compiled-in level; its installed main.cf sets 3.6.
+	"compatibility_level": "0",
 }
 
 var paramIndex = func() map[string]*Param {
@@ -123,3 +129,17 @@ var paramIndex = func() map[string]*Param {
 	}
 	return m
 }()
+
+// smtputf8DefaultExpr is Postfix's default for smtputf8_enable: yes,
+// except at compatibility_level 0.
+const smtputf8DefaultExpr = "${{$compatibility_level} <level {1} ? {no} : {yes}}"
+
+// SMTPUTF8Enable returns smtputf8_enable, evaluating Postfix's default
+// expression (which Get does not expand) against compatibility_level.
+func (c *Config) SMTPUTF8Enable() bool {
+	if v, _ := c.Raw("smtputf8_enable"); strings.TrimSpace(v) != smtputf8DefaultExpr {
+		return c.Bool("smtputf8_enable")
+	}
+	major, _, _ := strings.Cut(strings.TrimSpace(c.Get("compatibility_level")), ".")
+	return strings.TrimLeft(major, "0") != ""
+}

@@ -68,6 +68,10 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			// A refusal is the tool's fatal error, in the daemon's words.
+			return nil, &FatalError{Msg: strings.TrimSpace(string(msg))}
+		}
 		return nil, errors.New(strings.TrimSpace(string(msg)))
 	}
 	return resp, nil

@@ -45,6 +45,10 @@ type Backend struct {
 	FlushSite func(site string) error
 	// MailOwner is the uid that may change the queue besides root.
 	MailOwner int
+	// Authorize, when set, decides whether the peer's uid may list or
+	// flush (authorized_mailq_users, authorized_flush_users); its error
+	// is the refusal's wording. Nil lets everyone.
+	Authorize func(uid int, what Access) error
 	// Showq and Qshape keep what listings read of the queue files; nil
 	// means the daemon does not serve listings (the tools then read the
 	// files themselves).
@@ -154,6 +158,9 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use of this command is reserved for the superuser", http.StatusForbidden)
 		return
 	}
+	if req.Op == manage.OpRetry && !s.mayChange(r) && !s.authorize(w, r, AccessFlush) {
+		return
+	}
 	known := false
 	for _, op := range manage.Ops {
 		known = known || op == req.Op
@@ -185,6 +192,9 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, AccessList) {
+		return
+	}
 	sel, err := manage.ParseSelector(r.URL.Query()["term"]...)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -202,6 +212,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, AccessFlush) {
+		return
+	}
 	site := r.URL.Query().Get("site")
 	if site == "" {
 		if s.b.FlushAll != nil {

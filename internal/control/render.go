@@ -103,6 +103,9 @@ func (s *stream) fatal(msg string) { writeFrame(s.bw, frameFatal, []byte(msg)) }
 func (s *stream) close() { s.bw.Flush() }
 
 func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, AccessList) {
+		return
+	}
 	var req ListingRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
@@ -144,6 +147,9 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, AccessList) {
+		return
+	}
 	var req QshapeRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)

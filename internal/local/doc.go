@@ -31,7 +31,8 @@
 //
 // Addresses outside mydestination found on the way are forwarded: all
 // of a recipient's such addresses go out as one new queued message
-// (Config.Forward; "forwarded as ID"), with a Delivered-To: header.
+// (Config.Forward; "forwarded as ID"; under privilege separation through
+// maildrop/, see Privilege), with a Delivered-To: header.
 // Mail that arrives for an address already in one of its Delivered-To:
 // headers bounces (5.4.6 mail forwarding loop). Duplicate destinations
 // within one recipient's expansion are delivered once.
@@ -86,19 +87,27 @@
 // root:mail 2775) is locked and created as root and then given to the
 // user, as Postfix does.
 //
-// When the daemon runs as an ordinary user (development) there is no
-// other identity to take: deliveries as that same user go ahead, all
-// others are deferred with "cannot deliver as user X (uid N): sluice
-// runs as uid M, not as root", so nothing is ever created with the wrong
-// owner.
+// This package needs root for that step, and the daemon gives it root
+// as Postfix does for local(8):
 //
-// Under a daemon that drops privileges to mail_owner, these two
-// functions are what must stay with root: the daemon would start, before
-// it drops them, a small helper process that keeps root and does only
-// "run this delivery step as this uid" on request over a socket pair
-// (the request names the user, the path or command, and passes the
-// message as a file descriptor), and the rest of this package would run
-// in the unprivileged daemon unchanged.
+//   - sluice serve started as root runs privilege-separated (package
+//     privsep): the mail system runs as mail_owner and hands each local
+//     delivery to the root master, which starts `sluice local-deliver`
+//     (package cli) as root for it; that process builds an Agent from
+//     the daemon's main.cf and runs Deliver on the queue file the mail
+//     system passed, and asCred takes each recipient's identity as
+//     above. Forwarded copies (Config.Forward) are written there to
+//     maildrop/ as sendmail writes them, and pickup queues them, so
+//     "forwarded as ID" names the maildrop file and pickup logs the new
+//     queue ID with uid=0. The results, warnings included, go back to
+//     the mail system, which logs them as it logs its own deliveries.
+//   - With mail_owner = root (no privilege separation) the daemon is
+//     root and delivers in its own process.
+//   - When the daemon runs as an ordinary user (development) there is
+//     no other identity to take: deliveries as that same user go ahead,
+//     all others are deferred with "cannot deliver as user X (uid N):
+//     sluice runs as uid M, not as root", so nothing is ever created
+//     with the wrong owner.
 //
 // # Unknown users at RCPT
 //

@@ -30,7 +30,7 @@ func (s *Server) startIntake() (err error) {
 		if s.ports[a] != nil {
 			continue
 		}
-		p, err := openPort(a)
+		p, err := s.openPort(a)
 		if err != nil {
 			return err
 		}
@@ -42,6 +42,11 @@ func (s *Server) startIntake() (err error) {
 	if err != nil {
 		return err
 	}
+	authorize, err := s.authorizer()
+	if err != nil {
+		return err
+	}
+	listings := &showq.Cache{}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
 		FlushAll: s.qm.FlushAll,
@@ -50,7 +55,8 @@ func (s *Server) startIntake() (err error) {
 			return err
 		},
 		MailOwner: mailOwner(s.opt.Config.Get("mail_owner")),
-		Showq:     &showq.Cache{},
+		Authorize: authorize,
+		Showq:     listings,
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
 	})
@@ -65,6 +71,9 @@ func (s *Server) startIntake() (err error) {
 			s.log.Warn("master", "control socket: %v", err)
 		}
 	}()
+	if err := s.startShowq(listings); err != nil {
+		return err
+	}
 	s.serveGen(g, ports)
 	s.gen = g
 	s.pick = s.startPickup(clean)

@@ -24,20 +24,47 @@ type port struct {
 
 	mu  sync.Mutex
 	cur *handoff // the SMTP server taking connections now; nil: none
+
+	// attached is closed when a server is first attached, quit when the
+	// port closes: until then connections wait in the backlog.
+	attached   chan struct{}
+	attachOnce sync.Once
+	quit       chan struct{}
+	quitOnce   sync.Once
 }
 
-func openPort(addr string) (*port, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("smtpd: listen on %s: %w", addr, err)
+func (s *Server) openPort(addr string) (*port, error) {
+	var ln net.Listener
+	if s.opt.Listener != nil {
+		// A root master may have opened it (a privileged port).
+		l, err := s.opt.Listener(addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtpd: inherited socket for %s: %w", addr, err)
+		}
+		ln = l
 	}
-	p := &port{addr: addr, ln: ln, done: make(chan struct{})}
+	if ln == nil {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtpd: listen on %s: %w", addr, err)
+		}
+		ln = l
+	}
+	p := &port{addr: addr, ln: ln, done: make(chan struct{}), attached: make(chan struct{}), quit: make(chan struct{})}
 	go p.accept()
 	return p, nil
 }
 
 func (p *port) accept() {
 	defer close(p.done)
+	// A socket a root master opened has been listening since before
+	// this process started: the connections in its backlog must wait
+	// for the first SMTP server, not be accepted and closed.
+	select {
+	case <-p.attached:
+	case <-p.quit:
+		return
+	}
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -85,10 +112,12 @@ func (p *port) attach(h *handoff) {
 	p.mu.Lock()
 	p.cur = h
 	p.mu.Unlock()
+	p.attachOnce.Do(func() { close(p.attached) })
 }
 
 // close stops listening.
 func (p *port) close() {
+	p.quitOnce.Do(func() { close(p.quit) })
 	p.ln.Close()
 	<-p.done
 }

@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"os"
 
 	"sluice/internal/cleanup"
 	"sluice/internal/config"
 	"sluice/internal/local"
+	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
 )
@@ -32,7 +36,10 @@ func (s *Server) newLocal(c *config.Config) (*local.Agent, error) {
 }
 
 // router sends each delivery to the local agent or the SMTP client, by
-// the transport the queue manager chose.
+// the transport the queue manager chose. Under a root master the local
+// agent runs in `sluice local-deliver`, as root, one process per
+// delivery (deliverByMaster); otherwise in this process, which delivers
+// as any user when it is root and as itself only when it is not.
 type router struct {
 	smtp qmgr.Deliverer
 	s    *Server // its local agent, the one of the latest configuration
@@ -41,6 +48,9 @@ type router struct {
 func (r *router) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.Result {
 	if req.Transport != "local" {
 		return r.smtp.Deliver(ctx, req)
+	}
+	if r.s.opt.LocalMaster != nil {
+		return r.s.deliverByMaster(ctx, req)
 	}
 	m := &local.Message{
 		QueueID: req.QueueID,
@@ -60,6 +70,68 @@ func (r *router) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.Result 
 		out[i] = q
 	}
 	return out
+}
+
+// deliverByMaster hands a local delivery to the root master, which runs
+// `sluice local-deliver` on the queue file opened here (read-only) and
+// the request (package privsep, deliver.go); what it reports is logged
+// here, as in-process deliveries are. A request that fails as a whole
+// (refused, the helper died, the daemon stopping) defers its recipients.
+func (s *Server) deliverByMaster(ctx context.Context, req *qmgr.Delivery) []qmgr.Result {
+	out := make([]qmgr.Result, len(req.Recipients))
+	for i, rc := range req.Recipients {
+		out[i] = qmgr.Result{Offset: rc.Offset, Status: qmgr.Deferred, DSN: "4.3.0", Relay: "local"}
+	}
+	f, err := os.Open(req.Path)
+	if err != nil {
+		for i := range out {
+			out[i].Reason = fmt.Sprintf("cannot open queue file: %v", err)
+		}
+		return out
+	}
+	defer f.Close()
+	rcpts := make([]privsep.DeliveryRecipient, len(req.Recipients))
+	for i, rc := range req.Recipients {
+		rcpts[i] = privsep.DeliveryRecipient{Address: rc.Address, Orig: rc.Orig}
+	}
+	done := 0
+	for _, batch := range privsep.RequestBatches(rcpts) {
+		res := out[done : done+len(batch)]
+		done += len(batch)
+		o, err := s.opt.LocalMaster.Deliver(ctx, privsep.DeliveryRequest{QueueID: req.QueueID, Sender: req.Envelope.Sender, Recipients: batch}, f)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = errors.New("delivery interrupted")
+			}
+			for i := range res {
+				res[i].Reason = err.Error()
+			}
+			continue
+		}
+		for _, w := range o.Warnings {
+			s.log.Warn("local", "%s", w)
+		}
+		for i, lr := range o.Results {
+			q := &res[i]
+			q.Status, q.DSN, q.Reason = wireStatus(lr.Status), lr.DSN, lr.Reason
+			for _, f := range lr.Finals {
+				q.Finals = append(q.Finals, qmgr.Final{To: f.To, Status: wireStatus(f.Status), DSN: f.DSN, Reason: f.Text})
+			}
+		}
+	}
+	return out
+}
+
+// wireStatus reads a status local-deliver reported; anything else than
+// sent or bounced defers.
+func wireStatus(s string) qmgr.Status {
+	switch s {
+	case local.Sent.String():
+		return qmgr.Sent
+	case local.Bounced.String():
+		return qmgr.Bounced
+	}
+	return qmgr.Deferred
 }
 
 func qmgrStatus(s local.Status) qmgr.Status {

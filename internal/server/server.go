@@ -62,6 +62,7 @@ import (
 	"sluice/internal/control"
 	"sluice/internal/local"
 	"sluice/internal/maillog"
+	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
 )
@@ -83,6 +84,18 @@ type Options struct {
 	SMTPPort int
 	// Ready, when set, is called once the listeners are open.
 	Ready func(*Server)
+	// Listener, when set, returns the SMTP socket a root master opened
+	// for a smtpd_listen address (nil: bind it here); LogFile the mail
+	// log it opened, used instead of maillog_file and not closed here;
+	// PIDHeld says the master holds the lock on pid/master.pid (package
+	// privsep).
+	Listener func(addr string) (net.Listener, error)
+	LogFile  *os.File
+	PIDHeld  bool
+	// LocalMaster, when set, is the channel to a root master (package
+	// privsep): local deliveries are handed to `sluice local-deliver`
+	// through it instead of run in this process (local.go).
+	LocalMaster *privsep.DeliveryClient
 	// Users is the passwd table of local delivery; the system's
 	// (/etc/passwd, /etc/group) when nil. Tests inject their own.
 	Users local.Users
@@ -118,7 +131,10 @@ type Server struct {
 	pick     *pickupRun
 	ctl      *control.Server
 	ctlDone  chan struct{}
-	stopping bool
+	// showqLn is public/showq, for Postfix's postqueue (privsep.go).
+	showqLn   net.Listener
+	showqDone chan struct{}
+	stopping  bool
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -152,9 +168,11 @@ func start(opt Options) (_ *Server, err error) {
 	if err := s.openLog(); err != nil {
 		return nil, err
 	}
-	if s.pid, err = lockPID(s.sp.Root); err != nil {
-		s.log.Log("master", "fatal: %v", err) // close flushes it
-		return nil, err
+	if !opt.PIDHeld {
+		if s.pid, err = lockPID(s.sp.Root); err != nil {
+			s.log.Log("master", "fatal: %v", err) // close flushes it
+			return nil, err
+		}
 	}
 	s.removeOrphans(s.clk.Now())
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
@@ -309,6 +327,10 @@ func (s *Server) stop(stopQ context.CancelFunc, qdone chan error) error {
 		cancel()
 		<-s.ctlDone
 	}
+	if s.showqLn != nil {
+		s.showqLn.Close()
+		<-s.showqDone
+	}
 	return qerr
 }
 
@@ -358,7 +380,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 		p := s.ports[a]
 		if p == nil {
-			if p, err = openPort(a); err != nil {
+			if p, err = s.openPort(a); err != nil {
 				return fail(err)
 			}
 			opened = append(opened, p)
@@ -466,7 +488,11 @@ func (s *Server) openLog() error {
 func (s *Server) logOutput(path string) (io.Writer, *os.File, error) {
 	var ws []io.Writer
 	var lf *os.File
-	if path != "" {
+	if s.opt.LogFile != nil {
+		// The root master opened it (it may be where mail_owner cannot
+		// open files); it stays for the process's life.
+		ws = append(ws, s.opt.LogFile)
+	} else if path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, nil, fmt.Errorf("mail log: %w", err)
 		}

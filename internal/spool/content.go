@@ -24,6 +24,7 @@ type Content struct {
 	Size int64
 
 	f       *os.File
+	shared  bool // ReadContent's: Close leaves f open
 	r       *Reader
 	pending []byte // rest of the current record's data, owned by r
 	newline bool   // a newline is owed after pending
@@ -42,6 +43,19 @@ func OpenContent(path string) (*Content, error) {
 		f.Close()
 		return nil, fmt.Errorf("spool: open content %s: %w", path, err)
 	}
+	return c, nil
+}
+
+// ReadContent is OpenContent for a queue file that is already open (the
+// descriptor the daemon passed to sluice local-deliver): it reads f only
+// at explicit offsets (pread), so it may be called again for another pass
+// over the same f, and Close leaves f open for the caller to close.
+func ReadContent(f *os.File) (*Content, error) {
+	c, err := newContent(f)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read content of %s: %w", f.Name(), err)
+	}
+	c.shared = true
 	return c, nil
 }
 
@@ -148,12 +162,15 @@ func (c *Content) next() {
 	}
 }
 
-// Close closes the queue file.
+// Close closes the queue file (ReadContent's: only ends the reading).
 func (c *Content) Close() error {
 	if c.f == nil {
 		return nil
 	}
-	err := c.f.Close()
+	var err error
+	if !c.shared {
+		err = c.f.Close()
+	}
 	c.f, c.r, c.pending, c.newline = nil, nil, nil, false
 	return err
 }

@@ -244,3 +244,38 @@ func TestContentClosedAndMissing(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 }
+
+// TestReadContentShared: a queue file open once is read in full twice
+// (local delivery reads the message once for its headers and again per
+// mailbox), the file's offset is not used, and Close leaves it open.
+func TestReadContentShared(t *testing.T) {
+	f, err := os.Open("testdata/queuefile-54AB4BA048.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Seek(17, io.SeekStart) // a passed descriptor's offset is anyone's
+	for pass := 0; pass < 2; pass++ {
+		c, err := ReadContent(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := iotest.TestReader(c, []byte(text54AB4BA048)); err != nil {
+			t.Errorf("pass %d: %v", pass, err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Stat(); err != nil {
+		t.Errorf("the file was closed: %v", err)
+	}
+	var empty *os.File
+	if empty, err = os.CreateTemp(t.TempDir(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	if _, err := ReadContent(empty); err == nil {
+		t.Error("an empty file read as a queue file")
+	}
+}

@@ -22,7 +22,8 @@ func TestListenSocket(t *testing.T) {
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || fi.Mode().Perm() != 0o711 {
 		t.Errorf("public/ mode %v, %v; want 0711", fi.Mode().Perm(), err)
 	}
-	go func() {
+	// The listener is passed in: l is reassigned below.
+	go func(l net.Listener) {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -30,7 +31,7 @@ func TestListenSocket(t *testing.T) {
 			}
 			c.Close()
 		}
-	}()
+	}(l)
 	// A live server keeps its socket.
 	if _, err := ListenSocket(path); !errors.Is(err, ErrSocketBusy) {
 		t.Errorf("second listen: %v, want ErrSocketBusy", err)

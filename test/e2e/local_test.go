@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"sluice/internal/local"
+	"sluice/internal/spool"
+	"sluice/internal/testutil"
 	"sluice/internal/testutil/fakesmtp"
 )
 
@@ -186,4 +189,130 @@ func TestLocalRealUserSendmail(t *testing.T) {
 		t.Error("local mail went to the relayhost")
 	}
 	d.waitEmpty(10 * time.Second)
+}
+
+// TestLocalDeliverRefuses: the hidden local-deliver command runs only as
+// root, with the queue file as a read-only descriptor 3, a pipe as
+// standard output and a well-formed job; anything else ends it with exit
+// 75 before it delivers anything. The same call with all of them right
+// delivers.
+func TestLocalDeliverRefuses(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (local-deliver runs as root only)")
+	}
+	dir := t.TempDir()
+	mail := filepath.Join(dir, "mail")
+	os.Mkdir(mail, 0o755)
+	conf := filepath.Join(dir, "etc")
+	os.Mkdir(conf, 0o755)
+	os.WriteFile(filepath.Join(dir, "aliases"), []byte("postmaster: root\n"), 0o644)
+	os.WriteFile(filepath.Join(conf, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "spool")+"\nmyhostname = sluice.test\n"+
+		"mail_spool_directory = "+mail+"\nalias_maps = texthash:"+filepath.Join(dir, "aliases")+"\n"), 0o644)
+	sp := spool.New(filepath.Join(dir, "spool"))
+	if err := sp.Create(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	qf, err := sp.NewFile(spool.Incoming, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qf.WriteEnvelope(&spool.NewEnvelope{Arrival: now, Sender: "cron@sluice.test", Recipients: []spool.NewRecipient{{Address: "postmaster@sluice.test"}}})
+	qf.WriteLine([]byte("Subject: refused or not"))
+	if err := qf.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(qf.Path, &st); err != nil {
+		t.Fatal(err)
+	}
+	job := fmt.Sprintf(`{"queue_id":"%s","sender":"cron@sluice.test","recipients":[{"address":"postmaster@sluice.test"}],"time_limit":60000000000,"message":{"dev":%d,"ino":%d}}`, qf.ID, st.Dev, st.Ino)
+	otherFile := strings.Replace(job, fmt.Sprintf(`"ino":%d`, st.Ino), fmt.Sprintf(`"ino":%d`, st.Ino+1), 1)
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
+	// A copy of the binary nobody may run.
+	testutil.Reachable(t, dir)
+	bin := filepath.Join(dir, "sluice")
+	if b, err := os.ReadFile(sluiceBinary(t)); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatalf("copy the binary: %v", err)
+	}
+
+	run := func(cred *syscall.Credential, stdin string, fd3 int, pipeOut bool) (code int, stdout, stderr string) {
+		t.Helper()
+		cmd := exec.Command(bin, "local-deliver", "-c", conf)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		cmd.Stdin = strings.NewReader(stdin)
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		if fd3 >= 0 {
+			f, err := os.OpenFile(qf.Path, fd3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd.ExtraFiles = []*os.File{f}
+		}
+		var r, w *os.File
+		if pipeOut {
+			if r, w, err = os.Pipe(); err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			cmd.Stdout = w
+		} else {
+			f, err := os.Create(filepath.Join(dir, "stdout"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd.Stdout = f
+		}
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		err := cmd.Start()
+		if w != nil {
+			w.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		if r != nil {
+			out, _ = io.ReadAll(r)
+		}
+		cmd.Wait()
+		return cmd.ProcessState.ExitCode(), string(out), errb.String()
+	}
+	for _, c := range []struct {
+		name    string
+		cred    *syscall.Credential
+		stdin   string
+		fd3     int
+		pipeOut bool
+		want    string
+	}{
+		{"not root", nobody, job, os.O_RDONLY, true, "local-deliver: fatal: local-deliver is run as root by the sluice serve master, not by users (effective uid 65534)\n"},
+		{"no queue file", nil, job, -1, true, "local-deliver: fatal: descriptor 3 is not the job's queue file (local-deliver is run by the sluice serve master, not by users)\n"},
+		{"another queue file", nil, otherFile, os.O_RDONLY, true, "local-deliver: fatal: descriptor 3 is not the job's queue file (local-deliver is run by the sluice serve master, not by users)\n"},
+		{"queue file writable", nil, job, os.O_RDWR, true, "local-deliver: fatal: the queue file is not open read-only (local-deliver is run by the sluice serve master, not by users)\n"},
+		{"output not a pipe", nil, job, os.O_RDONLY, false, "local-deliver: fatal: standard output is not the results pipe (local-deliver is run by the sluice serve master, not by users)\n"},
+		{"job not JSON", nil, "postmaster@sluice.test\n", os.O_RDONLY, true, "local-deliver: fatal: malformed job: invalid character 'p' looking for beginning of value\n"},
+		{"job with a bad queue ID", nil, strings.Replace(job, qf.ID, "../"+qf.ID, 1), os.O_RDONLY, true, "local-deliver: fatal: malformed job: bad queue ID \"../" + qf.ID + "\"\n"},
+		{"job with an unknown field", nil, strings.Replace(job, `"sender"`, `"config":"/tmp","sender"`, 1), os.O_RDONLY, true, "local-deliver: fatal: malformed job: json: unknown field \"config\"\n"},
+	} {
+		code, stdout, stderr := run(c.cred, c.stdin, c.fd3, c.pipeOut)
+		if code != 75 || stdout != "" || stderr != c.want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 75, %q", c.name, code, stdout, stderr, c.want)
+		}
+	}
+	if ents, _ := os.ReadDir(mail); len(ents) != 0 {
+		t.Fatalf("a refused local-deliver wrote %v", ents)
+	}
+	code, stdout, stderr := run(nil, job, os.O_RDONLY, true)
+	if code != 0 || stderr != "" || !strings.Contains(stdout, `"results":[{"status":"sent","dsn":"2.0.0","reason":"delivered to mailbox","finals":[{"to":"root@sluice.test"`) {
+		t.Fatalf("local-deliver with all right: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(mail, "root")); !strings.Contains(string(b), "\nSubject: refused or not\n") {
+		t.Errorf("root's mailbox:\n%s", b)
+	}
 }

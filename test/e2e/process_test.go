@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sluice/internal/testutil"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +76,7 @@ type daemon struct {
 func newDaemon(t *testing.T, relay string, extra ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
+	testutil.Reachable(t, dir) // sluice serve as root runs as mail_owner
 	d := &daemon{t: t, dir: dir, spool: filepath.Join(dir, "spool"), port: freePort(t)}
 	lines := append([]string{
 		"queue_directory = " + d.spool,
@@ -106,8 +109,15 @@ func (d *daemon) start() {
 	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", d.addr(), 100*time.Millisecond)
 		if err == nil {
+			// A root master's socket takes connections before the mail
+			// system runs: started means the banner came.
+			c.SetReadDeadline(deadline)
+			b := make([]byte, 4)
+			_, err = io.ReadFull(c, b)
 			c.Close()
-			return
+			if err == nil && string(b) == "220 " {
+				return
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sluice/internal/testutil"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type sink struct {
 func startDaemon(t *testing.T, bin string, sk *sink, extra ...string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
+	testutil.Reachable(t, dir) // sluice serve as root runs as mail_owner
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"syscall"
+
+	"sluice/internal/control"
+	"sluice/internal/privsep"
+	"sluice/internal/showq"
+	"sluice/internal/spool"
+)
+
+// What sluice serve needs for least privilege (package privsep): SMTP
+// sockets and a mail log opened by a root master, the listing and flush
+// rules on the control socket, and public/showq for Postfix's postqueue.
+
+// authorizer applies authorized_mailq_users and authorized_flush_users
+// to the peers of the control socket.
+func (s *Server) authorizer() (func(uid int, what control.Access) error, error) {
+	p, err := privsep.NewPolicy(s.opt.Config)
+	if err != nil {
+		return nil, err
+	}
+	return func(uid int, what control.Access) error {
+		switch {
+		case what == control.AccessList && !p.MayList(uid):
+			return errors.New(privsep.ListRefusal(uid))
+		case what == control.AccessFlush && !p.MayFlush(uid):
+			return errors.New(privsep.FlushRefusal(uid))
+		}
+		return nil
+	}, nil
+}
+
+// startShowq serves public/showq: the queue listing in Postfix's showq
+// protocol, so that Postfix's postqueue -p/-j and mailq work on this
+// spool while the daemon runs. Users authorized_mailq_users leaves out
+// are disconnected (Postfix's postqueue refuses them before it
+// connects).
+func (s *Server) startShowq(ctl *showq.Cache) error {
+	ln, err := spool.ListenSocket(filepath.Join(s.sp.Root, "public", "showq"))
+	if err != nil {
+		return fmt.Errorf("showq: %w", err)
+	}
+	p, err := privsep.NewPolicy(s.opt.Config)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	opt := showq.DefaultOptions()
+	opt.EmptyAddress = s.opt.Config.Get("empty_address_recipient")
+	if n, err := s.opt.Config.Int("duplicate_filter_limit"); err == nil {
+		opt.DupFilterLimit = int(n)
+	}
+	opt.UTF8 = s.opt.Config.SMTPUTF8Enable()
+	opt.Warn = func(msg string) { s.log.Warn("showq", "%s", msg) }
+	allow := func(c net.Conn) bool { return p.MayList(peerUID(c)) }
+	s.showqLn = ln
+	s.showqDone = make(chan struct{})
+	go func() {
+		defer close(s.showqDone)
+		showq.Serve(ln, allow, func(emit func(*showq.Message) error) error {
+			return ctl.Scan(s.sp, opt, emit)
+		})
+	}()
+	return nil
+}
+
+// peerUID is the uid of a unix socket's peer (-1 when unknown).
+func peerUID(c net.Conn) int {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return -1
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	uid := -1
+	raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			uid = int(cred.Uid)
+		}
+	})
+	return uid
+}
