@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"sluice/internal/spool"
 )
 
 // EnvFDs names the environment variable that tells the child which of
@@ -52,7 +54,7 @@ func Master(c MasterConfig) (int, error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	lock, err := LockPID(c.Root)
+	lock, err := spool.LockPID(c.Root)
 	if err != nil {
 		return 1, err
 	}

@@ -108,7 +108,7 @@ type Server struct {
 	clk    clock.Clock
 	log    *maillog.Logger
 	logBuf *maillog.Buffer
-	pid    *pidLock
+	pid    *spool.PIDLock
 	qm     *qmgr.Manager
 	deliv  *smtpDeliverer
 	local  atomic.Pointer[local.Agent]
@@ -169,7 +169,7 @@ func start(opt Options) (_ *Server, err error) {
 		return nil, err
 	}
 	if !opt.PIDHeld {
-		if s.pid, err = lockPID(s.sp.Root); err != nil {
+		if s.pid, err = spool.LockPID(s.sp.Root); err != nil {
 			s.log.Log("master", "fatal: %v", err) // close flushes it
 			return nil, err
 		}
@@ -543,7 +543,7 @@ func (s *Server) close() {
 		s.logF = nil
 	}
 	s.mu.Unlock()
-	s.pid.release()
+	s.pid.Release()
 }
 
 var errNotReady = errors.New("server: not ready")

@@ -1,4 +1,4 @@
-package server
+package spool
 
 import (
 	"errors"
@@ -8,40 +8,41 @@ import (
 	"syscall"
 )
 
-// errRunning is the refusal of a second daemon on one spool, in the
+// ErrRunning is the refusal of a second daemon on one spool, in the
 // words of Postfix's master ("the Postfix mail system is already
 // running").
-var errRunning = errors.New("the sluice mail system is already running")
+var ErrRunning = errors.New("the sluice mail system is already running")
 
-// pidLock is pid/master.pid held with an exclusive flock(2) for the
+// PIDLock is pid/master.pid held with an exclusive flock(2) for the
 // daemon's life, as Postfix's master holds its pid file: the lock, not
 // the number in the file, says whether a daemon runs. The kernel drops
 // the lock when the process dies however it dies, so a file left by a
 // kill -9 never blocks a start, and neither does its pid being reused by
 // another process (or being a zombie).
-type pidLock struct {
+type PIDLock struct {
 	path string
 	f    *os.File
 }
 
-// lockPID takes the lock and writes our pid into the file (ten columns,
+// LockPID takes the lock and writes our pid into the file (ten columns,
 // right-aligned, and a newline, as Postfix writes it). It returns
-// errRunning when another process holds the lock.
-func lockPID(root string) (*pidLock, error) {
+// ErrRunning when another process holds the lock.
+func LockPID(root string) (*PIDLock, error) {
 	path := filepath.Join(root, "pid", "master.pid")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
 	}
 	for try := 0; ; try++ {
-		// Not O_TRUNC: the file may be a running daemon's.
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		// Not O_TRUNC: the file may be a running daemon's. Not a link:
+		// root must not be led to write elsewhere.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("open lock file %s: %w", path, err)
 		}
 		if err := flock(f); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, errRunning
+				return nil, ErrRunning
 			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
@@ -64,7 +65,7 @@ func lockPID(root string) (*pidLock, error) {
 			f.Close()
 			return nil, fmt.Errorf("write %s: %w", path, err)
 		}
-		return &pidLock{path: path, f: f}, nil
+		return &PIDLock{path: path, f: f}, nil
 	}
 }
 
@@ -90,10 +91,10 @@ func samePath(f *os.File, path string) (bool, error) {
 	return os.SameFile(a, b), nil
 }
 
-// release removes the file (tools then see no daemon at once) and drops
+// Release removes the file (tools then see no daemon at once) and drops
 // the lock. The file goes first, while the lock still keeps any other
 // daemon from starting.
-func (l *pidLock) release() {
+func (l *PIDLock) Release() {
 	if l == nil || l.f == nil {
 		return
 	}
