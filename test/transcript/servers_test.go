@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sluice/internal/oracle"
+	"sluice/internal/testutil"
 )
 
 // sharedParams are the main.cf settings both servers get, word for word, so
@@ -97,6 +98,7 @@ func buildSluice(t *testing.T, dir string) string {
 func startSluice(t *testing.T) *sluiceDaemon {
 	t.Helper()
 	dir := t.TempDir()
+	testutil.Reachable(t, dir) // sluice serve as root runs as mail_owner
 	bin := buildSluice(t, dir)
 	d := &sluiceDaemon{
 		bin:    bin,
