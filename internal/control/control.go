@@ -100,7 +100,7 @@ func Listen(root string, b Backend) (*Server, error) {
 		Handler:     mux,
 		ReadTimeout: time.Minute,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, peerUID(c))
+			return context.WithValue(ctx, peerKey{}, PeerUID(c))
 		},
 	}
 	return s, nil
@@ -123,9 +123,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// peerUID returns the uid of the process at the other end of a unix
-// socket, or -1.
-func peerUID(c net.Conn) int {
+// PeerUID returns the uid of the process at the other end of a unix
+// socket (SO_PEERCRED), or -1.
+func PeerUID(c net.Conn) int {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return -1

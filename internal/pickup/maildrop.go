@@ -41,13 +41,11 @@ type DropRecipient struct {
 // reader skips, and made ready with mode 0744 only after it is complete
 // and synced. Postfix's pickup reads these files too.
 type Drop struct {
+	DropRecords
 	ID   string
 	Path string
 	sp   *spool.Spool
 	f    *os.File
-	w    *bufio.Writer
-	buf  []byte
-	size int64
 	done bool
 }
 
@@ -71,21 +69,34 @@ func NewDrop(sp *spool.Spool, now time.Time) (*Drop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pickup: %w", err)
 	}
-	return &Drop{ID: id, Path: filepath.Join(dir, id), sp: sp, f: f, w: bufio.NewWriterSize(f, 32<<10)}, nil
+	return &Drop{DropRecords: NewDropRecords(bufio.NewWriterSize(f, 32<<10)), ID: id, Path: filepath.Join(dir, id), sp: sp, f: f}, nil
 }
 
-func (d *Drop) put(typ byte, data []byte) {
+// DropRecords writes a maildrop file's records, as postdrop lays them
+// out, to a buffered writer: the one encoding of a maildrop file, used by
+// Drop (the file itself) and by sendmail's path through the setgid
+// helper (a pipe to it).
+type DropRecords struct {
+	w    *bufio.Writer
+	buf  []byte
+	size int64
+}
+
+// NewDropRecords returns a DropRecords that writes to w.
+func NewDropRecords(w *bufio.Writer) DropRecords { return DropRecords{w: w} }
+
+func (d *DropRecords) put(typ byte, data []byte) {
 	d.buf = spool.AppendRecord(d.buf[:0], typ, data)
 	d.w.Write(d.buf)
 }
 
-func (d *Drop) puts(typ byte, data string) {
+func (d *DropRecords) puts(typ byte, data string) {
 	d.buf = spool.AppendRecordString(d.buf[:0], typ, data)
 	d.w.Write(d.buf)
 }
 
 // WriteEnvelope writes the envelope records and the content marker.
-func (d *Drop) WriteEnvelope(e *DropEnvelope) {
+func (d *DropRecords) WriteEnvelope(e *DropEnvelope) {
 	d.puts(spool.RecTime, fmt.Sprintf("%d %d", e.Arrival.Unix(), e.Arrival.Nanosecond()/1000))
 	d.puts(spool.RecAttr, "rewrite_context=local")
 	if e.EnvID != "" {
@@ -110,7 +121,7 @@ func (d *Drop) WriteEnvelope(e *DropEnvelope) {
 
 // WriteLine writes one content line without its terminator, split into
 // L records at 2048 bytes as Postfix stores long lines.
-func (d *Drop) WriteLine(line []byte) {
+func (d *DropRecords) WriteLine(line []byte) {
 	d.size += int64(len(line)) + 1
 	for len(line) > spool.LineLengthLimit {
 		d.put(spool.RecCont, line[:spool.LineLengthLimit])
@@ -121,7 +132,20 @@ func (d *Drop) WriteLine(line []byte) {
 
 // Size returns the bytes of message text written so far, one newline per
 // line included.
-func (d *Drop) Size() int64 { return d.size }
+func (d *DropRecords) Size() int64 { return d.size }
+
+// End writes the records after the content: the extracted recipients,
+// if any, after X, then the end record. The caller flushes.
+func (d *DropRecords) End(extracted []string) {
+	d.puts(spool.RecXtra, "")
+	for _, r := range extracted {
+		d.puts(spool.RecRcpt, r)
+	}
+	d.puts(spool.RecEnd, "")
+}
+
+// Flush writes out what is buffered.
+func (d *DropRecords) Flush() error { return d.w.Flush() }
 
 // Commit ends the file (extracted recipients, if any, follow X), syncs
 // it, makes it ready and syncs the maildrop directory. The message is
@@ -130,12 +154,8 @@ func (d *Drop) Commit(extracted []string) error {
 	if d.done {
 		return errors.New("pickup: maildrop file already committed or aborted")
 	}
-	d.puts(spool.RecXtra, "")
-	for _, r := range extracted {
-		d.puts(spool.RecRcpt, r)
-	}
-	d.puts(spool.RecEnd, "")
-	if err := d.w.Flush(); err != nil {
+	d.End(extracted)
+	if err := d.Flush(); err != nil {
 		return d.fail(err)
 	}
 	if !d.sp.NoSync {

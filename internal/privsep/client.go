@@ -9,13 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"sluice/internal/config"
 	"sluice/internal/pickup"
-	"sluice/internal/spool"
 )
 
 // ErrNoHelper says that the setgid helper is not installed.
@@ -106,14 +104,12 @@ func DialPublic(helper, configDir, name string) (net.Conn, error) {
 // the helper's standard input, which checks them and writes the file.
 // It has pickup.Drop's methods, so sendmail writes either the same way.
 type PipeDrop struct {
+	pickup.DropRecords
 	ID   string
 	cmd  *exec.Cmd
 	pipe *os.File
-	w    *bufio.Writer
 	out  bytes.Buffer
 	errb bytes.Buffer
-	buf  []byte
-	size int64
 	done bool
 }
 
@@ -123,7 +119,7 @@ func NewPipeDrop(helper, configDir string) (*PipeDrop, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &PipeDrop{pipe: w, w: bufio.NewWriterSize(w, 32<<10)}
+	d := &PipeDrop{DropRecords: pickup.NewDropRecords(bufio.NewWriterSize(w, 32<<10)), pipe: w}
 	d.cmd = &exec.Cmd{Path: helper, Args: helperArgs(configDir, "drop"), Stdin: r, Stdout: &d.out, Stderr: &d.errb}
 	err = d.cmd.Start()
 	r.Close()
@@ -134,53 +130,6 @@ func NewPipeDrop(helper, configDir string) (*PipeDrop, error) {
 	return d, nil
 }
 
-func (d *PipeDrop) puts(typ byte, data string) {
-	d.buf = spool.AppendRecordString(d.buf[:0], typ, data)
-	d.w.Write(d.buf)
-}
-
-func (d *PipeDrop) put(typ byte, data []byte) {
-	d.buf = spool.AppendRecord(d.buf[:0], typ, data)
-	d.w.Write(d.buf)
-}
-
-// WriteEnvelope writes the envelope records, as pickup.Drop does.
-func (d *PipeDrop) WriteEnvelope(e *pickup.DropEnvelope) {
-	d.puts(spool.RecTime, fmt.Sprintf("%d %d", e.Arrival.Unix(), e.Arrival.Nanosecond()/1000))
-	d.puts(spool.RecAttr, "rewrite_context=local")
-	if e.EnvID != "" {
-		d.puts(spool.RecAttr, "envelope_id="+e.EnvID)
-	}
-	if e.Ret != 0 {
-		d.puts(spool.RecAttr, "ret_flags="+strconv.Itoa(e.Ret))
-	}
-	d.puts(spool.RecFullName, e.FullName)
-	d.puts(spool.RecSender, e.Sender)
-	for _, r := range e.Recipients {
-		if r.Notify != 0 {
-			d.puts(spool.RecAttr, "notify_flags="+strconv.Itoa(r.Notify))
-		}
-		if r.ORCPT != "" {
-			d.puts(spool.RecAttr, "dsn_orig_rcpt="+r.ORCPT)
-		}
-		d.puts(spool.RecRcpt, r.Address)
-	}
-	d.puts(spool.RecMesg, "")
-}
-
-// WriteLine writes one content line, split as pickup.Drop splits it.
-func (d *PipeDrop) WriteLine(line []byte) {
-	d.size += int64(len(line)) + 1
-	for len(line) > spool.LineLengthLimit {
-		d.put(spool.RecCont, line[:spool.LineLengthLimit])
-		line = line[spool.LineLengthLimit:]
-	}
-	d.put(spool.RecNorm, line)
-}
-
-// Size is the message text written so far.
-func (d *PipeDrop) Size() int64 { return d.size }
-
 // Commit ends the stream and waits for the helper, which has the file
 // synced and ready when it exits 0.
 func (d *PipeDrop) Commit(extracted []string) error {
@@ -188,12 +137,8 @@ func (d *PipeDrop) Commit(extracted []string) error {
 		return errors.New("maildrop file already committed or aborted")
 	}
 	d.done = true
-	d.puts(spool.RecXtra, "")
-	for _, r := range extracted {
-		d.puts(spool.RecRcpt, r)
-	}
-	d.puts(spool.RecEnd, "")
-	ferr := d.w.Flush()
+	d.End(extracted)
+	ferr := d.Flush()
 	d.pipe.Close()
 	werr := d.cmd.Wait()
 	if werr != nil || ferr != nil {

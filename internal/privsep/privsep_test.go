@@ -98,15 +98,13 @@ func TestPipeDropWritesWhatDropWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	p := &PipeDrop{w: bufio.NewWriter(&buf)}
+	p := &PipeDrop{DropRecords: pickup.NewDropRecords(bufio.NewWriter(&buf))}
 	p.WriteEnvelope(e)
 	for _, l := range lines {
 		p.WriteLine(l)
 	}
-	p.puts(spool.RecXtra, "")
-	p.puts(spool.RecRcpt, "x@y")
-	p.puts(spool.RecEnd, "")
-	p.w.Flush()
+	p.End([]string{"x@y"})
+	p.Flush()
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Errorf("helper stream and maildrop file differ:\n%q\n%q", buf.Bytes(), want)
 	}

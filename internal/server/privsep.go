@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"syscall"
 
 	"sluice/internal/control"
 	"sluice/internal/privsep"
@@ -57,7 +56,7 @@ func (s *Server) startShowq(ctl *showq.Cache) error {
 	}
 	opt.UTF8 = s.opt.Config.SMTPUTF8Enable()
 	opt.Warn = func(msg string) { s.log.Warn("showq", "%s", msg) }
-	allow := func(c net.Conn) bool { return p.MayList(peerUID(c)) }
+	allow := func(c net.Conn) bool { return p.MayList(control.PeerUID(c)) }
 	s.showqLn = ln
 	s.showqDone = make(chan struct{})
 	go func() {
@@ -67,23 +66,4 @@ func (s *Server) startShowq(ctl *showq.Cache) error {
 		})
 	}()
 	return nil
-}
-
-// peerUID is the uid of a unix socket's peer (-1 when unknown).
-func peerUID(c net.Conn) int {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return -1
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	uid := -1
-	raw.Control(func(fd uintptr) {
-		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
-			uid = int(cred.Uid)
-		}
-	})
-	return uid
 }
