@@ -91,6 +91,8 @@ stop_strays() {
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done
+	# And sluice daemons a killed test process could not stop.
+	pkill -KILL -f "^$tmp/.*sluice serve " 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap stop_strays EXIT

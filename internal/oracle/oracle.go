@@ -287,11 +287,30 @@ func TempDir(t testing.TB, pattern string) string {
 
 // mainCF renders main.cf lines; later settings of a name win, as in
 // Postfix.
+//
+// A parameter set twice keeps its last value, in the place of its first:
+// Postfix would take the last too, but every one of its processes would
+// warn "overriding earlier entry" when it starts. Those warnings flood the
+// postlog socket when many processes start at once, and postlogd, which
+// sends its own warning to that same socket, can block on it for good,
+// and with it every process that logs (smtpd among them): a test then
+// waits for a reply that never comes.
 func mainCF(lines []string) string {
+	last := map[string]int{}
+	name := func(l string) string { n, _, _ := strings.Cut(l, "="); return strings.TrimSpace(n) }
+	for i, l := range lines {
+		last[name(l)] = i
+	}
 	var b strings.Builder
 	b.WriteString("# Written by sluice's oracle test support.\n")
+	done := map[string]bool{}
 	for _, l := range lines {
-		b.WriteString(l)
+		n := name(l)
+		if done[n] {
+			continue
+		}
+		done[n] = true
+		b.WriteString(lines[last[n]])
 		b.WriteByte('\n')
 	}
 	return b.String()

@@ -105,3 +105,13 @@ func TestDiff(t *testing.T) {
 		t.Errorf("diff = %s", d)
 	}
 }
+
+// TestMainCFLastWins: a parameter given twice appears once, with its last
+// value, so Postfix's processes do not warn about it at every start.
+func TestMainCFLastWins(t *testing.T) {
+	got := mainCF([]string{"a = 1", "mynetworks = 127.0.0.0/8", "b = 2", "mynetworks = 127.0.0.2/32", "a=3"})
+	want := "# Written by sluice's oracle test support.\na=3\nmynetworks = 127.0.0.2/32\nb = 2\n"
+	if got != want {
+		t.Errorf("mainCF:\n%s\nwant:\n%s", got, want)
+	}
+}
