@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,29 +17,13 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type fixture struct {
 	sp  *spool.Spool
 	p   *Pickup
-	log *syncBuffer
+	log *testutil.SyncBuffer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -49,7 +32,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := sp.Create(); err != nil {
 		t.Fatal(err)
 	}
-	lb := &syncBuffer{}
+	lb := &testutil.SyncBuffer{}
 	lg := maillog.New(lb, "facts.test", "postfix", nil)
 	cl := cleanup.New(cleanup.Config{Spool: sp, MyHostname: "facts.test", MyOrigin: "facts.test", Log: lg})
 	return &fixture{sp: sp, log: lb, p: New(Config{Spool: sp, Cleanup: cl, Log: lg, Interval: time.Hour})}

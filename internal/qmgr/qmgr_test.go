@@ -1,7 +1,6 @@
 package qmgr
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"sluice/internal/clock"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 )
 
 // fakeDeliverer answers per recipient from a script: each address has a
@@ -105,30 +105,13 @@ func (n *fakeNotifier) list() []*bounce.Report {
 	return append([]*bounce.Report(nil), n.reports...)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type harness struct {
 	t      *testing.T
 	sp     *spool.Spool
 	clk    *clock.Fake
 	del    *fakeDeliverer
 	notes  *fakeNotifier
-	logbuf *lockedBuffer
+	logbuf *testutil.SyncBuffer
 	m      *Manager
 	cancel context.CancelFunc
 	done   chan error
@@ -143,7 +126,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if err := sp.Create(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sp: sp, clk: clock.NewFake(epoch), del: &fakeDeliverer{}, notes: &fakeNotifier{}, logbuf: &lockedBuffer{}}
+	h := &harness{t: t, sp: sp, clk: clock.NewFake(epoch), del: &fakeDeliverer{}, notes: &fakeNotifier{}, logbuf: &testutil.SyncBuffer{}}
 	cfg := Config{
 		Spool: sp, Clock: h.clk, Deliverer: h.del, Notifier: h.notes,
 		Log: maillog.New(h.logbuf, "test.example", "postfix", h.clk.Now),

@@ -14,6 +14,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 )
 
 // FuzzSession sends arbitrary bytes as a client's side of a session: the
@@ -41,7 +42,7 @@ func FuzzSession(f *testing.F) {
 	sp := spool.New(f.TempDir())
 	sp.NoSync = true
 	sp.Create()
-	errLog := &syncBuffer{}
+	errLog := &testutil.SyncBuffer{}
 	cl := cleanup.New(cleanup.Config{Spool: sp, MyHostname: "facts.test", MessageSizeLimit: 100000})
 	srv, err := New(Config{Hostname: "facts.test", MyNetworks: loopbackOnly(), Cleanup: cl, MessageSizeLimit: 100000,
 		Timeout: 2 * time.Second, ErrorLog: log.New(errLog, "", 0)})

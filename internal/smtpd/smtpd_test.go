@@ -29,30 +29,14 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type harness struct {
 	srv    *Server
 	addr   string
 	sp     *spool.Spool
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -69,7 +53,7 @@ func start(t *testing.T, mod func(*Config)) *harness {
 	if err := sp.Create(); err != nil {
 		t.Fatal(err)
 	}
-	lb := &syncBuffer{}
+	lb := &testutil.SyncBuffer{}
 	lg := maillog.New(lb, "facts.test", "postfix", nil)
 	cl := cleanup.New(cleanup.Config{Spool: sp, MyHostname: "facts.test", MyOrigin: "facts.test", MessageSizeLimit: 10240000, Log: lg})
 	cfg := Config{

@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"sluice/internal/local"
 	"sluice/internal/server"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 	"sluice/internal/testutil/fakedns"
 	"sluice/internal/testutil/fakesmtp"
 )
@@ -38,27 +37,10 @@ type mta struct {
 	sink   *fakesmtp.Server
 	srv    *server.Server
 	addr   string
-	logbuf *syncBuffer
+	logbuf *testutil.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 	users  local.Users // local delivery's passwd table; the system's when nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newMTA writes a main.cf (the base settings plus extra lines) and
@@ -69,7 +51,7 @@ func newMTA(t *testing.T, extra ...string) *mta {
 	t.Helper()
 	t.Setenv("TZ", "UTC")
 	dir := t.TempDir()
-	m := &mta{t: t, dir: dir, spool: filepath.Join(dir, "spool"), logf: filepath.Join(dir, "mail.log"), logbuf: &syncBuffer{}}
+	m := &mta{t: t, dir: dir, spool: filepath.Join(dir, "spool"), logf: filepath.Join(dir, "mail.log"), logbuf: &testutil.SyncBuffer{}}
 	m.sink = fakesmtp.Start(t, fakesmtp.Options{Hostname: "mx.dest.test"})
 	m.dns = fakedns.Start(t)
 	for _, d := range []string{"dest.test", "src.test", "down.test"} {

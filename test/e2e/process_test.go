@@ -69,7 +69,7 @@ type daemon struct {
 	spool  string
 	port   int
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 }
 
 // newDaemon writes a main.cf that relays everything to relay (host:port).
@@ -99,7 +99,7 @@ func (d *daemon) addr() string { return fmt.Sprintf("127.0.0.1:%d", d.port) }
 // start runs the daemon and waits until it answers on its port.
 func (d *daemon) start() {
 	d.t.Helper()
-	d.stderr = &syncBuffer{}
+	d.stderr = &testutil.SyncBuffer{}
 	d.cmd = exec.Command(sluiceBinary(d.t), "serve", "-c", d.dir)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

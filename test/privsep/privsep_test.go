@@ -21,9 +21,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sluice/internal/testutil"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,24 +50,7 @@ type env struct {
 	ownerUID, userUID       int
 	userGID                 int
 	daemon                  *exec.Cmd
-	stderr                  *syncBuf
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr                  *testutil.SyncBuffer
 }
 
 func randName(prefix string) string {
@@ -159,7 +142,7 @@ func (e *env) writeConf(dir string, extra ...string) {
 func (e *env) start() {
 	t := e.t
 	t.Helper()
-	e.stderr = &syncBuf{}
+	e.stderr = &testutil.SyncBuffer{}
 	e.daemon = exec.Command(filepath.Join(e.bin, "sluice"), "serve", "-c", e.conf)
 	e.daemon.Stderr = e.stderr
 	if err := e.daemon.Start(); err != nil {
@@ -613,7 +596,7 @@ func TestOrdinaryUser(t *testing.T) {
 	cmd := exec.Command(filepath.Join(e.bin, "sluice"), "serve", "-c", dev)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
 	cmd.Dir = "/"
-	stderr := &syncBuf{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.userUID), Gid: uint32(e.userGID), Groups: []uint32{}}}
 	if err := cmd.Start(); err != nil {

@@ -1,14 +1,12 @@
 package transcript
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,7 +75,7 @@ type sluiceDaemon struct {
 	addr   string
 	log    string
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.SyncBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // its exit, once done is closed
 }
@@ -105,7 +103,7 @@ func startSluice(t *testing.T) *sluiceDaemon {
 		dir:    dir,
 		addr:   fmt.Sprintf("127.0.0.1:%d", oracle.FreePort(t)),
 		log:    filepath.Join(dir, "maillog"),
-		stderr: &lockedBuffer{},
+		stderr: &testutil.SyncBuffer{},
 		done:   make(chan struct{}),
 	}
 	lines := append(sharedParams(),
@@ -164,24 +162,8 @@ func (d *sluiceDaemon) stop(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the process's output copier
+// testutil.SyncBuffer is a bytes.Buffer safe for the process's output copier
 // and the test to use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // sessionLog returns the lines a mail log gained from offset on, waiting
 // (bounded) until the session's "disconnect from" line is there: Postfix
