@@ -1,6 +1,10 @@
 package smtpd
 
-import "strings"
+import (
+	"strings"
+
+	"sluice/internal/rewrite"
+)
 
 // pathStatus is the outcome of parsing MAIL's or RCPT's argument.
 type pathStatus int
@@ -45,7 +49,7 @@ func parsePath(args, keyword string) (string, []string, pathStatus) {
 			return "", nil, pathBadAddress
 		}
 	}
-	addr, ok := internalForm(raw)
+	addr, ok := rewrite.InternalForm(raw)
 	if !ok {
 		return "", nil, pathBadAddress
 	}
@@ -69,62 +73,6 @@ func closingBracket(s string) int {
 		}
 	}
 	return -1
-}
-
-// internalForm checks an address from between the brackets and returns
-// it as the queue stores it. "" (the null sender) is valid here; RCPT
-// refuses it itself.
-func internalForm(raw string) (string, bool) {
-	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c < 0x20 || c == 0x7f {
-			return "", false
-		}
-	}
-	// A source route, "@relay1,@relay2:user@domain".
-	if strings.HasPrefix(raw, "@") {
-		i := strings.IndexByte(raw, ':')
-		if i < 0 {
-			return "", false
-		}
-		raw = raw[i+1:]
-	}
-	var local strings.Builder
-	i := 0
-	if strings.HasPrefix(raw, "\"") {
-		closed := false
-		for i = 1; i < len(raw); i++ {
-			c := raw[i]
-			if c == '\\' && i+1 < len(raw) {
-				i++
-				local.WriteByte(raw[i])
-				continue
-			}
-			if c == '"' {
-				closed = true
-				i++
-				break
-			}
-			local.WriteByte(c)
-		}
-		if !closed || i < len(raw) && raw[i] != '@' {
-			return "", false
-		}
-	} else {
-		at := strings.LastIndexByte(raw, '@')
-		if at < 0 {
-			at = len(raw)
-		}
-		if strings.ContainsAny(raw[:at], " \"\\<>") {
-			return "", false
-		}
-		local.WriteString(raw[:at])
-		i = at
-	}
-	domain := raw[i:]
-	if strings.ContainsAny(domain, " \"\\<>") || strings.Count(domain, "@") > 1 {
-		return "", false
-	}
-	return local.String() + domain, true
 }
 
 // decodeXtext decodes RFC 3461 §4 xtext ("+2B" for '+'). The decoded

@@ -826,6 +826,7 @@ func TestRelayTricks(t *testing.T) {
 		`@facts.test:user@outside.example`,
 		`user%outside.example@[127.0.0.1]`,
 		`user@OUTSIDE.example.`,
+		`user@outside.example (a comment)`,
 	}
 	outside := start(t, func(c *Config) {
 		c.MyNetworks = nil
