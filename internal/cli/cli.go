@@ -51,6 +51,7 @@ func commands() []*Command {
 		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
 		{Name: "postcat", Summary: "print queue files in human-readable form (Postfix's postcat: -q -e -h -b -o -d -r -s -v)", Run: runPostcat},
 		{Name: "newaliases", Summary: "check the alias files (alias_database) and report problems with file and line; builds nothing", Run: runNewaliases},
+		{Name: "probe", Summary: "check whether mail can reach a destination, as delivery would go, without sending any", Run: runProbe},
 		{Name: "install", Summary: "install the binary, the setgid helper, the Postfix command links and a systemd unit", Run: runInstall},
 		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
 		{Name: "local-deliver", Summary: "the local delivery agent of a privilege-separated daemon (run by its root master)", Run: runLocalDeliver, Hidden: true},
