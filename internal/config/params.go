@@ -80,6 +80,12 @@ var Params = []Param{
 	{Name: "mail_name", Default: "sluice", Doc: "the mail system's name in Received: headers (Postfix's default is Postfix)"},
 	{Name: "sluice_commit_method", Default: "syncfs", Doc: "how a received message is made durable before smtpd answers 250 (sluice only): syncfs writes each queue file without a sync of its own and makes a whole batch of concurrently received messages, files and directory entries, durable with one syncfs(2) of the spool's file system; fsync syncs each file on its own and shares directory syncs. Both acknowledge only what is on disk; syncfs costs one sync per batch instead of one per message, but also flushes other programs' dirty data on the same file system, so on a spool shared with write-heavy programs fsync can be faster"},
 	{Name: "sluice_shutdown_grace", Default: "10s", Unit: 's', Doc: "how long sluice serve, on SIGTERM, waits for deliveries and SMTP sessions in flight before it cuts them and exits (sluice only; Postfix's master lets its processes end at their earliest convenience). A cut delivery's message stays in active/ and goes back to incoming/ at the next start, so it is sent again; a cut session's message was never acknowledged"},
+	// The HTTP API and metrics (sluice only; package httpapi).
+	{Name: "sluice_http_listen", Default: "127.0.0.1:8025", Doc: "where sluice serve answers the HTTP API (/api/v1/) and Prometheus metrics (/metrics); empty turns it off. An address that cannot be bound is logged as a warning and mail flows on without it"},
+	{Name: "sluice_http_tls_cert_file", Default: "", Doc: "PEM certificate (chain) for the HTTP listener; empty serves plain HTTP"},
+	{Name: "sluice_http_tls_key_file", Default: "$sluice_http_tls_cert_file", Doc: "PEM private key for sluice_http_tls_cert_file"},
+	{Name: "sluice_http_token_file", Default: "$queue_directory/private/sluice-http-token", Doc: "the bearer token every /api/ request needs; created (mode 0600, a random token) by the mail owner at the first start when missing"},
+	{Name: "sluice_http_open_metrics", Default: "no", Doc: "serve /metrics without the token to every client (it is always open to loopback clients)"},
 	// Local delivery (local(8)).
 	{Name: "alias_maps", Default: "hash:/etc/aliases", Doc: "alias tables for local delivery; sluice reads the aliases(5) source text of hash:, btree:, lmdb:, cdb:, dbm: and texthash: tables directly (no .db needed)"},
 	{Name: "alias_database", Default: "hash:/etc/aliases", Doc: "the alias files that newaliases checks"},

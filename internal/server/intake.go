@@ -74,6 +74,7 @@ func (s *Server) startIntake() (err error) {
 	if err := s.startShowq(listings); err != nil {
 		return err
 	}
+	s.startHTTP()
 	s.serveGen(g, ports)
 	s.gen = g
 	s.pick = s.startPickup(clean)

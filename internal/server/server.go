@@ -55,11 +55,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice/internal/bounce"
 	"sluice/internal/cleanup"
 	"sluice/internal/clock"
 	"sluice/internal/config"
 	"sluice/internal/control"
+	"sluice/internal/httpapi"
 	"sluice/internal/local"
 	"sluice/internal/maillog"
 	"sluice/internal/privsep"
@@ -135,6 +138,9 @@ type Server struct {
 	showqLn   net.Listener
 	showqDone chan struct{}
 	stopping  bool
+	// http is the HTTP API and metrics listener (http.go); nil when off.
+	http    *httpapi.Server
+	metrics *prometheus.Registry
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -331,6 +337,7 @@ func (s *Server) stop(stopQ context.CancelFunc, qdone chan error) error {
 		s.showqLn.Close()
 		<-s.showqDone
 	}
+	s.stopHTTP()
 	return qerr
 }
 

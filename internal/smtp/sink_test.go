@@ -2,6 +2,8 @@ package smtp
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -86,6 +88,9 @@ func dumps(t *testing.T, dir string) []string {
 	var out []string
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // smtp-sink removes the dump of a transaction cut short
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

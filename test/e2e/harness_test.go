@@ -66,6 +66,7 @@ func newMTA(t *testing.T, extra ...string) *mta {
 		"maillog_file = " + m.logf,
 		"myhostname = sluice.test",
 		"smtpd_listen = 127.0.0.1:0",
+		"sluice_http_listen = 127.0.0.1:0", // each test's own API port
 	}, extra...)
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)

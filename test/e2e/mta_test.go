@@ -213,7 +213,7 @@ func TestRestartMovesActiveBack(t *testing.T) {
 
 func TestBadConfigurationStopsStart(t *testing.T) {
 	for _, c := range []struct{ line, want string }{
-		{"no_such_parameter = 1", "unknown parameter no_such_parameter (line 5)"},
+		{"no_such_parameter = 1", "unknown parameter no_such_parameter (line 6)"},
 		{"minimal_backoff_time = soon", "bad time parameter value: minimal_backoff_time = soon"},
 		{"default_destination_concurrency_limit = many", "bad numerical parameter value: default_destination_concurrency_limit = many"},
 	} {
