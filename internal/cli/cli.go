@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"sluice/internal/config"
+	"sluice/internal/manage"
 	"sluice/internal/spool"
 )
 
@@ -32,6 +34,9 @@ type Command struct {
 	Name    string
 	Summary string
 	Run     func(env *Env) int // returns the exit status
+	// Help is the command's manual: `sluice help NAME` prints it, and the
+	// command's own --help (or -h) prints the same text.
+	Help string
 	// Hidden commands are parts of the daemon, not tools: the usage
 	// list leaves them out.
 	Hidden bool
@@ -40,21 +45,20 @@ type Command struct {
 // commands lists every tool; Main dispatches through it. Add a tool here.
 func commands() []*Command {
 	return []*Command{
-		// {Name: "mailq", Summary: "...", Run: runMailq},
-		{Name: "sendmail", Summary: "queue a message from standard input (-t -f -F -i -bs -bp), as Postfix's sendmail", Run: runSendmail},
-		{Name: "postconf", Summary: "print configuration parameters (-n, -d, -h, -x, names)", Run: runPostconf},
-		{Name: "mailq", Summary: "list the mail queue (sendmail -bp)", Run: runMailq},
-		{Name: "postqueue", Summary: "list (-p, -j) or flush the mail queue", Run: runPostqueue},
-		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape},
-		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper},
-		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue},
-		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe},
-		{Name: "postcat", Summary: "print queue files in human-readable form (Postfix's postcat: -q -e -h -b -o -d -r -s -v)", Run: runPostcat},
-		{Name: "newaliases", Summary: "check the alias files (alias_database) and report problems with file and line; builds nothing", Run: runNewaliases},
-		{Name: "probe", Summary: "check whether mail can reach a destination, as delivery would go, without sending any", Run: runProbe},
-		{Name: "install", Summary: "install the binary, the setgid helper, the Postfix command links and a systemd unit", Run: runInstall},
-		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject},
-		{Name: "local-deliver", Summary: "the local delivery agent of a privilege-separated daemon (run by its root master)", Run: runLocalDeliver, Hidden: true},
+		{Name: "sendmail", Summary: "queue a message from standard input (-t -f -F -i -bs -bp), as Postfix's sendmail", Run: runSendmail, Help: sendmailHelp},
+		{Name: "postconf", Summary: "print configuration parameters (-n, -d, -h, -x, names)", Run: runPostconf, Help: postconfHelp},
+		{Name: "mailq", Summary: "list the mail queue (sendmail -bp)", Run: runMailq, Help: mailqHelp},
+		{Name: "postqueue", Summary: "list (-p, -j) or flush the mail queue", Run: runPostqueue, Help: postqueueHelp},
+		{Name: "qshape", Summary: "queue shape: messages by domain and age (Postfix qshape)", Run: runQshape, Help: qshapeUsage},
+		{Name: "postsuper", Summary: "delete, hold, release, expire or requeue queued mail (Postfix's flags)", Run: runPostsuper, Help: postsuperHelp},
+		{Name: "queue", Summary: "list, count, summarize, show and act on queued mail with one selector", Run: runQueue, Help: fmt.Sprintf(queueHelp, strings.Join(manage.ClassNames(), ", "))},
+		{Name: "serve", Summary: "run the mail system: SMTP intake, queue manager, delivery, bounces", Run: runServe, Help: serveHelp},
+		{Name: "postcat", Summary: "print queue files in human-readable form (Postfix's postcat: -q -e -h -b -o -d -r -s -v)", Run: runPostcat, Help: postcatUsage + "\n"},
+		{Name: "newaliases", Summary: "check the alias files (alias_database) and report problems with file and line; builds nothing", Run: runNewaliases, Help: newaliasesHelp},
+		{Name: "probe", Summary: "check whether mail can reach a destination, as delivery would go, without sending any", Run: runProbe, Help: probeHelp},
+		{Name: "install", Summary: "install the binary, the setgid helper, the Postfix command links and a systemd unit", Run: runInstall, Help: installHelp},
+		{Name: "inject", Summary: "write a queue file from an envelope and a message (tests, demos)", Run: runInject, Help: injectHelp},
+		{Name: "local-deliver", Summary: "the local delivery agent of a privilege-separated daemon (run by its root master)", Run: runLocalDeliver, Help: localDeliverHelp, Hidden: true},
 	}
 }
 
@@ -73,6 +77,16 @@ func Main(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := filepath.Base(argv[0])
 	args := argv[1:]
 	if lookup(name) == nil {
+		if len(args) == 2 && args[0] == "help" {
+			cmd := lookup(args[1])
+			if cmd == nil {
+				fmt.Fprintf(stderr, "sluice: unknown command %q\n", args[1])
+				usage(stderr)
+				return 2
+			}
+			fmt.Fprint(stdout, strings.TrimRight(cmd.Help, "\n")+"\n")
+			return 0
+		}
 		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 			usage(stderr)
 			if len(args) == 0 {
@@ -92,7 +106,7 @@ func Main(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: sluice COMMAND [ARGS...]   (or run a link named COMMAND)")
+	fmt.Fprintln(w, "usage: sluice COMMAND [ARGS...]   (or run a link named COMMAND); sluice help COMMAND for its manual")
 	fmt.Fprintln(w, "commands:")
 	cmds := commands()
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
