@@ -76,7 +76,7 @@ func (s *Server) startIntake() (err error) {
 	}
 	s.serveGen(g, ports)
 	s.gen = g
-	s.pick = s.startPickup(clean)
+	s.pick = s.startPickup(clean, s.cfg)
 	return nil
 }
 
