@@ -46,6 +46,8 @@ wanted=(postfix=postfix postconf=postfix postqueue=postfix postcat=postfix posts
 	python3=python3 bsd-mailx=bsd-mailx # read back local mailboxes as real readers do
 	gcc=gcc file:/usr/include/stdio.h=libc6-dev # go test -race needs cgo
 	file:/etc/ssl/certs/ca-certificates.crt=ca-certificates # go mod download over HTTPS
+	opendkim=opendkim opendkim-genkey=opendkim-tools # the milter test's DKIM signer
+	file:/usr/lib/python3/dist-packages/dkim/__init__.py=python3-dkim # and its verifier
 )
 missing_tools() { deps_missing "${wanted[@]}"; }
 missing=$(missing_tools)

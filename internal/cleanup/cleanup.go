@@ -199,6 +199,9 @@ type Message struct {
 	// file is named, before the content is read: smtpd logs "ID:
 	// client=..." and pickup "ID: uid=..." there, as Postfix does.
 	Started func(queueID string)
+	// Filter, when set, inspects and may edit the message before the
+	// queue file is written (milters; see filter.go).
+	Filter Filter
 }
 
 // Submit reads the message content from r (lines ending in LF or CRLF,
@@ -224,10 +227,21 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	id, hops, err := c.write(ctx, f, m, r, now, arrival)
+	id, hops, verdict, err := c.write(ctx, f, m, r, now, arrival)
 	if err != nil {
 		f.Abort()
 		return "", err
+	}
+	switch verdict.Action {
+	case FilterReject:
+		f.Abort()
+		return "", &FilterRejectError{Reply: verdict.Reply}
+	case FilterDiscard:
+		// Acknowledged but never queued, as Postfix's DISCARD.
+		f.Abort()
+		return f.ID, nil
+	case FilterHold:
+		queue = spool.Hold
 	}
 	group, syncDone := c.groups[queue], func() error { return c.cfg.Spool.SyncQueueDir(queue) }
 	if c.cfg.CommitMethod == CommitSyncFS {
@@ -253,7 +267,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 
 // write writes the queue file. hops reports a local submission with too
 // many hops, committed for a bounce; from SMTP that is an error.
-func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, err error) {
+func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, verdict Verdict, err error) {
 	if m.Started != nil {
 		m.Started(f.ID)
 	}
@@ -284,26 +298,50 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	// C record field 4 carries the sender's NOTIFY flags in bits 1..4
 	// (reference §2.3): the union over the recipients, as Postfix stores.
 	env.QmgrFlags = int64(notifyAll) << 1
-	if err := f.WriteEnvelope(env); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
-	}
 	firstRcpt := ""
 	if n := len(m.Recipients); n == 1 {
 		firstRcpt = c.qualify(m.Recipients[0].Address)
 	}
-	for _, line := range c.receivedHeader(f.ID, m, firstRcpt, arrival) {
-		f.WriteLine([]byte(line))
-	}
+	received := c.receivedHeader(f.ID, m, firstRcpt, arrival)
 	cw := &contentWriter{
-		c: c, f: f, m: m, id: f.ID, now: now, arrival: arrival,
+		c: c, out: f, m: m, id: f.ID, now: now, arrival: arrival,
 		limit: c.cfg.MessageSizeLimit, ctx: ctx,
 	}
+	var buf *spoolBuffer
+	if m.Filter != nil {
+		// The content waits in a buffer until the filter has seen it.
+		buf = &spoolBuffer{}
+		defer buf.close()
+		cw.out = buf
+	} else {
+		if err := f.WriteEnvelope(env); err != nil {
+			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		}
+		for _, line := range received {
+			f.WriteLine([]byte(line))
+		}
+	}
 	if err := cw.copy(r); err != nil {
-		return "", false, err
+		return "", false, verdict, err
+	}
+	if buf != nil && !cw.tooManyHops {
+		verdict, err = c.filterAndWrite(ctx, f, m, env, received, buf)
+		if err != nil || verdict.Action == FilterReject || verdict.Action == FilterDiscard {
+			return "", false, verdict, err
+		}
+	} else if buf != nil {
+		// Refused or bounced for its hops: written as it came.
+		if err := f.WriteEnvelope(env); err != nil {
+			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		}
+		ct := &Content{buf: buf}
+		if err := ct.parse(received); err != nil || ct.writeTo(f) != nil {
+			return "", false, verdict, fmt.Errorf("cleanup: %w: copy spooled message", ErrQueueWrite)
+		}
 	}
 	if cw.tooManyHops {
 		if m.Received.Protocol != "" {
-			return "", false, errTooManyHops()
+			return "", false, verdict, errTooManyHops()
 		}
 		hops = true
 	}
@@ -311,19 +349,28 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 		extracted = append(extracted, c.newRecipient(Recipient{Address: a}))
 	}
 	if len(env.Recipients)+len(extracted) == 0 {
-		return "", false, ErrNoRecipients
+		// (A filter may have deleted every recipient.)
+		return "", false, verdict, ErrNoRecipients
 	}
 	if err := ctx.Err(); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w", err)
+		return "", false, verdict, fmt.Errorf("cleanup: %w", err)
+	}
+	if verdict.Action == FilterHold && f.Path == c.cfg.Spool.Path(spool.Incoming, f.ID) {
+		// Quarantined: the embryonic file (mode 0600, which the queue
+		// manager ignores) moves to hold/ before it is made ready.
+		if err := c.cfg.Spool.Move(f.ID, spool.Incoming, spool.Hold); err != nil {
+			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		}
+		f.Path, f.Queue = c.cfg.Spool.Path(spool.Hold, f.ID), spool.Hold
 	}
 	commit := f.CommitNoDirSync
 	if c.cfg.CommitMethod == CommitSyncFS {
 		commit = f.CommitNoSync
 	}
 	if err := commit(extracted...); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	return f.ID, hops, nil
+	return f.ID, hops, verdict, nil
 }
 
 func (c *Cleanup) newRecipient(rc Recipient) spool.NewRecipient {
@@ -345,11 +392,17 @@ func (c *Cleanup) qualify(addr string) string {
 	return addr + "@" + c.cfg.MyOrigin
 }
 
+// lineSink takes content lines: a queue file, or the filter's buffer.
+type lineSink interface {
+	WriteLine(line []byte)
+	WriteCont(part []byte)
+}
+
 // contentWriter copies message lines into the queue file, buffering one
 // header at a time so headers can be dropped, inspected and completed.
 type contentWriter struct {
 	c       *Cleanup
-	f       *spool.File
+	out     lineSink // the queue file, or the filter's buffer
 	m       *Message
 	id      string
 	now     time.Time
@@ -437,11 +490,11 @@ func (w *contentWriter) spill(line []byte) []byte {
 			return line
 		}
 		w.endHeaders()
-		w.f.WriteLine(nil)
+		w.out.WriteLine(nil)
 	}
 	n := 0
 	for len(line)-n > spool.LineLengthLimit+1 {
-		w.f.WriteCont(line[n : n+spool.LineLengthLimit])
+		w.out.WriteCont(line[n : n+spool.LineLengthLimit])
 		n += spool.LineLengthLimit
 	}
 	return append(line[:0], line[n:]...)
@@ -450,7 +503,7 @@ func (w *contentWriter) spill(line []byte) []byte {
 // line handles one content line without its terminator.
 func (w *contentWriter) line(l []byte) {
 	if !w.inHeaders {
-		w.f.WriteLine(l)
+		w.out.WriteLine(l)
 		return
 	}
 	if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') && len(w.header) > 0 {
@@ -473,9 +526,9 @@ func (w *contentWriter) line(l []byte) {
 		// The first body line is not the empty separator (a message
 		// without headers, or a malformed header): keep the header block
 		// and the body apart.
-		w.f.WriteLine(nil)
+		w.out.WriteLine(nil)
 	}
-	w.f.WriteLine(l)
+	w.out.WriteLine(l)
 }
 
 // headerSizeLimit is Postfix's header_size_limit.
@@ -498,7 +551,7 @@ func (w *contentWriter) endHeaders() {
 		if strings.HasPrefix(h, "Message-Id: ") {
 			w.messageID = strings.TrimPrefix(h, "Message-Id: ")
 		}
-		w.f.WriteLine([]byte(h))
+		w.out.WriteLine([]byte(h))
 	}
 	mid := w.messageID
 	if mid == "" {
@@ -539,10 +592,10 @@ func (w *contentWriter) flushHeader() {
 	for len(h) > 0 {
 		i := indexByte(h, '\n')
 		if i < 0 {
-			w.f.WriteLine(h)
+			w.out.WriteLine(h)
 			break
 		}
-		w.f.WriteLine(h[:i])
+		w.out.WriteLine(h[:i])
 		h = h[i+1:]
 	}
 }

@@ -116,6 +116,23 @@ var Params = []Param{
 	{Name: "proxy_interfaces", Default: "", Doc: "addresses this host receives mail on through a proxy or NAT: their address literals are local, and an MX host at one of them is this host"},
 	{Name: "hopcount_limit", Default: "50", Doc: "refuse a message with this many Received: headers (this host's own included): 554 5.4.0 Error: too many hops"},
 	{Name: "config_directory", Default: "/etc/sluice", Doc: "where main.cf is read from: -c DIR, else MAIL_CONFIG, else this default (Postfix's is /etc/postfix)"},
+	// Milters (internal/milter): Postfix's names, defaults and meanings.
+	{Name: "smtpd_milters", Default: "", Doc: "milters for mail from SMTP clients: unix:/path or inet:host:port, or { address, default_action=..., command_timeout=..., content_timeout=..., connect_timeout=... }"},
+	{Name: "non_smtpd_milters", Default: "", Doc: "milters for mail submitted with sendmail (through pickup)"},
+	{Name: "milter_default_action", Default: "tempfail", Doc: "what to do when a milter is down or fails: tempfail, accept, reject or quarantine"},
+	{Name: "milter_protocol", Default: "6", Doc: "the milter protocol version offered (2 to 6)"},
+	{Name: "milter_connect_timeout", Default: "30s", Unit: 's', Doc: "time limit to connect to a milter and negotiate"},
+	{Name: "milter_command_timeout", Default: "30s", Unit: 's', Doc: "time limit for a milter's answer to an SMTP command event"},
+	{Name: "milter_content_timeout", Default: "300s", Unit: 's', Doc: "time limit for a milter's answer to message content (headers, body, end of message)"},
+	{Name: "milter_connect_macros", Default: "j {daemon_name} {daemon_addr} v _", Doc: "macros sent with the connect event"},
+	{Name: "milter_helo_macros", Default: "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}", Doc: "macros sent with HELO/EHLO"},
+	{Name: "milter_mail_macros", Default: "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}", Doc: "macros sent with MAIL FROM"},
+	{Name: "milter_rcpt_macros", Default: "i {rcpt_addr} {rcpt_host} {rcpt_mailer}", Doc: "macros sent with RCPT TO"},
+	{Name: "milter_data_macros", Default: "i", Doc: "macros sent with DATA"},
+	{Name: "milter_end_of_header_macros", Default: "i", Doc: "macros sent at the end of the headers"},
+	{Name: "milter_end_of_data_macros", Default: "i", Doc: "macros sent at the end of the message"},
+	{Name: "milter_macro_daemon_name", Default: "$myhostname", Doc: "the {daemon_name} macro"},
+	{Name: "milter_macro_v", Default: "$mail_name $mail_version", Doc: "the v macro"},
 }
 
 // postfixOverrides are defaults that differ when the configuration

@@ -51,6 +51,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
+	"sluice/internal/milter"
 	"sluice/internal/spool"
 )
 
@@ -63,6 +64,8 @@ type Config struct {
 	// NoSocket stops Run from listening on public/pickup (tests that run
 	// several pickups on one spool).
 	NoSocket bool
+	// Milters are non_smtpd_milters; nil means none.
+	Milters *milter.Config
 }
 
 // Pickup moves maildrop files into the queue.
@@ -234,10 +237,23 @@ func (p *Pickup) pickOne(ctx context.Context, name string) (bool, error) {
 			p.cfg.Log.Warn("pickup", "journal for maildrop/%s: %v", name, err)
 		}
 	}
+	if p.cfg.Milters != nil {
+		mc := *p.cfg.Milters
+		mc.Warn = func(format string, args ...any) { p.cfg.Log.Warn("cleanup", format, args...) }
+		msg.m.Filter = milter.NewLocal(&mc, func(format string, args ...any) { p.cfg.Log.Log("cleanup", format, args...) })
+	}
 	_, err = p.cfg.Cleanup.Submit(ctx, msg.m, msg.content)
 	if err != nil {
 		os.Remove(jpath)
+		var fr *cleanup.FilterRejectError
 		switch {
+		case errors.As(err, &fr) && !strings.HasPrefix(fr.Reply, "5"):
+			// A milter said try later (or is down): the file stays in
+			// maildrop/ for the next scan.
+			return false, err
+		case errors.As(err, &fr):
+			// Refused for good: kept aside in corrupt/, never lost.
+			return false, p.setAside(name, err)
 		case errors.Is(err, cleanup.ErrNoRecipients), errors.Is(err, cleanup.ErrTooBig), errors.Is(err, spool.ErrCorrupt):
 			return false, p.setAside(name, err)
 		}

@@ -77,7 +77,7 @@ func (s *Server) startIntake() (err error) {
 	s.startHTTP()
 	s.serveGen(g, ports)
 	s.gen = g
-	s.pick = s.startPickup(clean)
+	s.pick = s.startPickup(clean, s.cfg)
 	return nil
 }
 

@@ -435,7 +435,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.ports = newPorts
 
 	s.pick.stop()
-	s.pick = s.startPickup(clean)
+	s.pick = s.startPickup(clean, cfg)
 
 	prevSet := s.set
 	s.set, s.cfg = set, cfg

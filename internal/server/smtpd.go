@@ -7,6 +7,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/config"
+	"sluice/internal/milter"
 	"sluice/internal/pickup"
 	"sluice/internal/smtpd"
 )
@@ -93,8 +94,15 @@ type pickupRun struct {
 	done   chan struct{}
 }
 
-func (s *Server) startPickup(clean *cleanup.Cleanup) *pickupRun {
-	p := pickup.New(pickup.Config{Spool: s.sp, Cleanup: clean, Log: s.log})
+func (s *Server) startPickup(clean *cleanup.Cleanup, cfg *config.Config) *pickupRun {
+	pc := pickup.Config{Spool: s.sp, Cleanup: clean, Log: s.log}
+	// non_smtpd_milters: a bad list was refused when smtpd read its own.
+	if mc, err := milter.FromConfig(cfg, "non_smtpd_milters"); err != nil {
+		s.log.Warn("pickup", "%v", err)
+	} else if len(mc.Milters) > 0 {
+		pc.Milters = &mc
+	}
+	p := pickup.New(pc)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &pickupRun{cancel: cancel, done: make(chan struct{})}
 	go func() {

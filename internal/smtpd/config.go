@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"sluice/internal/config"
+	"sluice/internal/milter"
 	"sluice/internal/rewrite"
 )
 
@@ -59,6 +60,11 @@ func FromConfig(c *config.Config) (Config, error) {
 	}
 	if cfg.LocalHeaderRewrite, err = headerRewriteRule(c.List("local_header_rewrite_clients"), cfg.MyNetworks); err != nil {
 		return cfg, err
+	}
+	if mc, err := milter.FromConfig(c, "smtpd_milters"); err != nil {
+		return cfg, err
+	} else if len(mc.Milters) > 0 {
+		cfg.Milters = &mc
 	}
 	if cert := c.Get("smtpd_tls_cert_file"); cert != "" {
 		key := c.Get("smtpd_tls_key_file")

@@ -179,6 +179,8 @@ func (ss *session) run(limited bool) {
 		}
 	}
 	ss.writeLine("220 " + ss.cfg.Banner)
+	ss.milterConnect()
+	defer ss.milterClose()
 	for !ss.closing {
 		if ss.errors >= ss.cfg.HardErrorLimit {
 			ss.reply("421 4.7.0 " + ss.cfg.Hostname + " Error: too many errors")

@@ -155,6 +155,11 @@ func (ss *session) doData(args string) {
 		ss.reply("501 5.5.4 Syntax: DATA")
 		return
 	}
+	if r := ss.milterData(); r != "" {
+		ss.reply(r)
+		ss.resetTransaction()
+		return
+	}
 	ss.reply("354 End data with <CR><LF>.<CR><LF>")
 	ss.flush()
 	if ss.writeErr != nil {

@@ -164,6 +164,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
+	"sluice/internal/milter"
 	"sluice/internal/rewrite"
 )
 
@@ -225,6 +226,9 @@ type Config struct {
 	JunkCommandLimit       int           // smtpd_junk_command_limit; 0: 100
 
 	Limits Limits
+
+	// Milters are smtpd_milters and their settings; nil means none.
+	Milters *milter.Config
 
 	Cleanup *cleanup.Cleanup
 	// Submit, when set, queues messages instead of Cleanup.Submit, with

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"sluice/internal/cleanup"
+	"sluice/internal/milter"
 	"sluice/internal/rewrite"
 	"sluice/internal/spool"
 )
@@ -57,6 +58,14 @@ type session struct {
 	lastCmd       string // for "... after CMD from": CONNECT, HELO, ...
 	illPipelining bool   // logged once
 	closing       bool
+
+	// Milters (milter.go): the session's milters, and the reply to every
+	// command after they refused the connection.
+	milters     *milter.Session
+	milterReply string
+	// authUser and authMethod are the SASL login, for the milters'
+	// {auth_authen} and {auth_type}; empty until AUTH sets them.
+	authUser, authMethod string
 }
 
 // transaction is one mail transaction, from MAIL to the end of its data.
@@ -68,7 +77,8 @@ type transaction struct {
 	ret      int
 	envid    string
 	rcpts    []cleanup.Recipient
-	refused  int // recipients refused (for "no valid recipients")
+	refused  int  // recipients refused (for "no valid recipients")
+	discard  bool // a milter said discard before the end of the message
 }
 
 // command describes one SMTP command.
@@ -148,6 +158,11 @@ func (ss *session) command(line []byte) {
 		return
 	}
 	ss.okOverride = false
+	if ss.milterRefusedSession(upper) {
+		ss.counts[cmd.index].total++
+		ss.errors++
+		return
+	}
 	cmd.run(ss, args)
 	ss.counts[cmd.index].total++
 	if ss.code < 400 || ss.okOverride {
@@ -172,6 +187,9 @@ func (ss *session) doUnknown(string) {
 // not queued. Other commands between chunks leave the transfer alone.
 func (ss *session) resetTransaction() {
 	ss.abortBDAT()
+	if ss.tx != nil {
+		ss.milterEndTransaction()
+	}
 	ss.tx = nil
 	ss.bdatRefused = false
 }
@@ -187,6 +205,10 @@ func (ss *session) doHelo(args string) {
 		return
 	}
 	ss.resetTransaction()
+	if r := ss.milterHelo(args); r != "" {
+		ss.reply(r)
+		return
+	}
 	ss.helo, ss.ehlo, ss.pipelining = args, false, false
 	ss.reply("250 " + ss.cfg.Hostname)
 }
@@ -197,6 +219,10 @@ func (ss *session) doEhlo(args string) {
 		return
 	}
 	ss.resetTransaction()
+	if r := ss.milterHelo(args); r != "" {
+		ss.reply(r)
+		return
+	}
 	ss.helo, ss.ehlo = args, true
 	lines := []string{ss.cfg.Hostname}
 	for _, kw := range ss.ehloKeywords() {
@@ -325,6 +351,10 @@ func (ss *session) doMail(args string) {
 		ss.reply(r)
 		return
 	}
+	if r := ss.milterMail(tx, params); r != "" {
+		ss.reply(r)
+		return
+	}
 	ss.tx = tx
 	ss.reply("250 2.1.0 Ok")
 }
@@ -373,6 +403,11 @@ func (ss *session) doRcpt(args string) {
 			ss.s.log("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s%s",
 				ss.origin(), reply, ss.tx.from, addr, ss.protocol(false), ss.heloField())
 		}
+		ss.tx.refused++
+		ss.reply(reply)
+		return
+	}
+	if reply := ss.milterRcpt(addr, params); reply != "" {
 		ss.tx.refused++
 		ss.reply(reply)
 		return
@@ -645,6 +680,7 @@ func (ss *session) message() *cleanup.Message {
 		Started: func(id string) {
 			ss.s.log("%s: client=%s", id, ss.origin())
 		},
+		Filter: ss.milterFilter(tx),
 	}
 	if tx.body8bit {
 		m.Attrs = append(m.Attrs, spool.Attr{Name: "encoding", Value: "8bit"})
@@ -674,6 +710,10 @@ func (ss *session) replyFor(err error) string {
 		return replyQueueWrite
 	case errors.Is(err, cleanup.ErrNoRecipients):
 		return replyNoRcpt
+	}
+	// A milter refused the message; the filter logged it.
+	if fr := (*cleanup.FilterRejectError)(nil); errors.As(err, &fr) {
+		return fr.Reply
 	}
 	// cleanup refused the message itself (too many hops) and logged why.
 	if rej := (*cleanup.Reject)(nil); errors.As(err, &rej) {
