@@ -5,10 +5,10 @@
 //
 // # Where
 //
-// smtpd_sasl_path names the auth socket: a unix-domain socket path (a
-// relative path is taken from the daemon's working directory, the queue
-// directory, as Postfix takes "private/auth"), "unix:PATH", or
-// "inet:host:port" for Dovecot's inet_listener.
+// smtpd_sasl_path names the auth socket: a unix-domain socket path
+// ("unix:PATH" too; smtpd makes a relative one relative to the queue
+// directory, as Postfix takes "private/auth"), or "inet:host:port" for
+// Dovecot's inet_listener.
 //
 // # The protocol (Dovecot auth protocol 1.x, client side)
 //

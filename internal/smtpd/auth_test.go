@@ -75,29 +75,29 @@ func TestAuthExchanges(t *testing.T) {
 		S: ^334 $
 		C: !!notbase64
 		S: ^535 5\.7\.8 Error: authentication failed: Invalid base64 data in continued response$
-		C: AUTH PLAIN `+b64("\x00alice\x00wrong")+`
+		C: AUTH PLAIN ` + b64("\x00alice\x00wrong") + `
 		S: ^535 5\.7\.8 Error: authentication failed: \(reason unavailable\)$
 		C: AUTH LOGIN
 		S: ^334 VXNlcm5hbWU6$
-		C: `+b64("alice")+`
+		C: ` + b64("alice") + `
 		S: ^334 UGFzc3dvcmQ6$
-		C: `+b64("wrong")+`
+		C: ` + b64("wrong") + `
 		S: ^535 5\.7\.8 Error: authentication failed: \(reason unavailable\)$
 		C: AUTH PLAIN =
 		S: ^535 5\.7\.8 Error: authentication failed
 		C: MAIL FROM:<x@y.test>
 		S: ^250
-		C: AUTH PLAIN `+b64("\x00alice\x00secret1")+`
+		C: AUTH PLAIN ` + b64("\x00alice\x00secret1") + `
 		S: ^503 5\.5\.1 Error: MAIL transaction in progress$
 		C: RCPT TO:<a@remote.example>
 		S: ^554 5\.7\.1 <a@remote\.example>: Relay access denied$
 		C: RSET
 		S: ^250
-		C: AUTH LOGIN `+b64("alice")+`
+		C: AUTH LOGIN ` + b64("alice") + `
 		S: ^334 UGFzc3dvcmQ6$
-		C: `+b64("secret1")+`
+		C: ` + b64("secret1") + `
 		S: ^235 2\.7\.0 Authentication successful$
-		C: AUTH PLAIN `+b64("\x00alice\x00secret1")+`
+		C: AUTH PLAIN ` + b64("\x00alice\x00secret1") + `
 		S: ^503 5\.5\.1 Error: already authenticated$
 		C: MAIL FROM:<alice@example.org> AUTH=alice+40example.org
 		S: ^250
@@ -137,7 +137,7 @@ func TestAuthQueueFile(t *testing.T) {
 	id := c.chat(`
 		C: EHLO x
 		S: 250-AUTH PLAIN LOGIN\n
-		C: AUTH PLAIN `+b64("\x00bob@example.org\x00secret2")+`
+		C: AUTH PLAIN ` + b64("\x00bob@example.org\x00secret2") + `
 		S: ^235
 		C: MAIL FROM:<bob@example.org>
 		S: ^250

@@ -41,10 +41,12 @@ package smtpd
 import (
 	"crypto/tls"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/sasl"
 )
 
 // Service is one smtpd service: its name, its listen addresses and the
@@ -179,6 +181,13 @@ func fromConfigAuth(c *config.Config, cfg *Config) error {
 		return fmt.Errorf("smtpd_sasl_type = %s: sluice speaks to Dovecot only (dovecot)", t)
 	}
 	s := &SASL{Path: c.Get("smtpd_sasl_path")}
+	// A relative socket path is in the queue directory, as Postfix's
+	// private/auth is, whatever the working directory.
+	if network, addr, err := sasl.ParsePath(s.Path); err != nil {
+		return fmt.Errorf("smtpd_sasl_path: %w", err)
+	} else if network == "unix" && !filepath.IsAbs(addr) {
+		s.Path = filepath.Join(c.Get("queue_directory"), addr)
+	}
 	opts := func(name string) (noAnon, noPlain bool, err error) {
 		for _, o := range c.List(name) {
 			switch strings.ToLower(o) {
