@@ -550,6 +550,9 @@ func (ss *session) mailParams(tx *transaction, params []string) string {
 		case "AUTH":
 			// RFC 4954 §5: kept for an authenticated client only, as
 			// written, as Postfix keeps it; ignored otherwise.
+			if ss.cfg.SASL == nil {
+				break // AUTH not enabled: ignored, as before
+			}
 			if _, ok := decodeXtext(value); !hasValue || !ok && value != "<>" {
 				return "501 5.5.4 Bad AUTH parameter syntax"
 			}
