@@ -43,6 +43,7 @@ say "Go $have"
 wanted=(postfix=postfix postconf=postfix postqueue=postfix postcat=postfix postsuper=postfix
 	postdrop=postfix qshape=postfix sendmail=postfix smtp-sink=postfix smtp-source=postfix
 	user:postfix=postfix swaks=swaks
+	doveadm=dovecot-core file:/usr/share/doc/libnet-ssleay-perl/copyright=libnet-ssleay-perl # AUTH tests: Dovecot, swaks --tls
 	python3=python3 bsd-mailx=bsd-mailx # read back local mailboxes as real readers do
 	gcc=gcc file:/usr/include/stdio.h=libc6-dev # go test -race needs cgo
 	file:/etc/ssl/certs/ca-certificates.crt=ca-certificates # go mod download over HTTPS

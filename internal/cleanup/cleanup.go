@@ -174,6 +174,9 @@ type ReceivedInfo struct {
 	ServerAddr  string
 	ServerPort  string
 	UID         int // local submissions: the submitter's user ID
+	// The SMTP client's authentication (smtpd's AUTH), recorded as
+	// Postfix records it: sasl_method, sasl_username, sasl_sender.
+	SASLMethod, SASLUsername, SASLSender string
 }
 
 // Message is one message to queue.

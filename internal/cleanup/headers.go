@@ -213,6 +213,14 @@ func (c *Cleanup) originAttrs(id string, m *Message) []spool.Attr {
 	attrs := []spool.Attr{
 		{Name: "log_ident", Value: id},
 		{Name: "rewrite_context", Value: "local"},
+	}
+	// Postfix's smtpd sends these right after rewrite_context.
+	for _, a := range []spool.Attr{{Name: "sasl_method", Value: ri.SASLMethod}, {Name: "sasl_username", Value: ri.SASLUsername}, {Name: "sasl_sender", Value: ri.SASLSender}} {
+		if a.Value != "" {
+			attrs = append(attrs, a)
+		}
+	}
+	attrs = append(attrs, []spool.Attr{
 		{Name: "log_client_name", Value: name},
 		{Name: "log_client_address", Value: ri.ClientAddr},
 		{Name: "log_client_port", Value: ri.ClientPort},
@@ -228,7 +236,7 @@ func (c *Cleanup) originAttrs(id string, m *Message) []spool.Attr {
 		{Name: "helo_name", Value: ri.Helo},
 		{Name: "protocol_name", Value: baseProtocol(ri.Protocol)},
 		{Name: "client_address_type", Value: addrType},
-	}
+	}...)
 	return append(attrs, m.Attrs...)
 }
 

@@ -18,7 +18,8 @@ import (
 const serveHelp = `usage: sluice serve [-c config_dir]
 
 Runs the mail system: SMTP intake on smtpd_listen (default
-127.0.0.1:2525), pickup of local submissions (sluice sendmail), the queue
+127.0.0.1:2525) and, when set, the submission and smtps services
+(sluice_submission_listen, sluice_smtps_listen), pickup of local submissions (sluice sendmail), the queue
 manager, SMTP delivery, bounces, the control socket the queue tools use
 while the daemon runs, and the mail log.
 

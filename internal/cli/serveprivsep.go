@@ -11,6 +11,7 @@ import (
 	"sluice/internal/maillog"
 	"sluice/internal/privsep"
 	"sluice/internal/server"
+	"sluice/internal/smtpd"
 )
 
 // servePrivileged is sluice serve started as root (package privsep):
@@ -70,7 +71,7 @@ func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
 	}
 	code, err = privsep.Master(privsep.MasterConfig{
 		Accounts: acc, Root: sp.Root,
-		Listen: cfg.List("smtpd_listen"), LogFile: cfg.Get("maillog_file"), ConfigDir: cfg.Dir,
+		Listen: listenAddrs(cfg), LogFile: cfg.Get("maillog_file"), ConfigDir: cfg.Dir,
 		Args: os.Args, Env: os.Environ(),
 		Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr,
 		Logf: func(format string, args ...any) { log.Log("master", format, args...) },
@@ -99,6 +100,21 @@ func inherited(opt server.Options) (server.Options, error) {
 		opt.LocalMaster = privsep.NewDeliveryClient(conn)
 	}
 	return opt, nil
+}
+
+// listenAddrs are the addresses of every smtpd service (smtpd_listen,
+// sluice_submission_listen, sluice_smtps_listen): the master opens them
+// all, privileged ports included.
+func listenAddrs(cfg *config.Config) []string {
+	svcs, err := smtpd.Services(cfg)
+	if err != nil {
+		return cfg.List("smtpd_listen") // the child's start reports the error
+	}
+	var out []string
+	for _, s := range svcs {
+		out = append(out, s.Listen...)
+	}
+	return out
 }
 
 func fileExists(path string) bool {

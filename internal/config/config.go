@@ -130,6 +130,20 @@ func (c *Config) Set(name, value string) {
 	c.override[name] = value
 }
 
+// With returns a copy of c with more overrides (a master.cf service's
+// -o name=value options); c is unchanged.
+func (c *Config) With(overrides map[string]string) *Config {
+	n := *c
+	n.override = map[string]string{}
+	for k, v := range c.override {
+		n.override[k] = v
+	}
+	for k, v := range overrides {
+		n.override[k] = v
+	}
+	return &n
+}
+
 // IsPostfix reports whether the directory is a Postfix configuration.
 func (c *Config) IsPostfix() bool { return c.postfix }
 

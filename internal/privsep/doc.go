@@ -24,8 +24,9 @@
 //  3. pid/master.pid: locked (flock) and written with the master's pid,
 //     so a second daemon is refused and tools see a live daemon; the
 //     file stays root's, in root's pid/.
-//  4. What needs root: the SMTP listening sockets (smtpd_listen, ports
-//     below 1024 included) and the mail log file (maillog_file; its
+//  4. What needs root: the SMTP listening sockets (smtpd_listen,
+//     sluice_submission_listen and sluice_smtps_listen, ports below 1024
+//     included) and the mail log file (maillog_file; its
 //     directory is made root 0755, the file is owned by mail_owner so
 //     that Postfix's postsuper, which writes it as mail_owner, can
 //     append to it too).

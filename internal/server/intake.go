@@ -38,7 +38,7 @@ func (s *Server) startIntake() (err error) {
 		ports = append(ports, p)
 	}
 	clean := s.clean.Load()
-	g, err := s.newGen(s.cfg, clean, ports)
+	g, err := s.newGen(s.cfg, s.set, clean, s.ports)
 	if err != nil {
 		return err
 	}

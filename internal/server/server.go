@@ -395,7 +395,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		newPorts[a] = p
 		ports = append(ports, p)
 	}
-	gen, err := s.newGen(cfg, clean, ports)
+	gen, err := s.newGen(cfg, set, clean, newPorts)
 	if err != nil {
 		return fail(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/smtpd"
 	"sluice/internal/spool"
 )
 
@@ -21,7 +22,8 @@ type settings struct {
 	longIDs        bool
 	myHostname     string
 	myOrigin       string
-	listen         []string
+	listen         []string // every smtpd service's addresses: smtpd_listen's first
+	services       []smtpd.Service
 	mynetworks     []string
 	relayHost      string
 	sizeLimit      int64
@@ -110,7 +112,6 @@ func load(c *config.Config) (*settings, error) {
 		longIDs:     c.Bool("enable_long_queue_ids"),
 		myHostname:  c.Get("myhostname"),
 		myOrigin:    c.Get("myorigin"),
-		listen:      c.List("smtpd_listen"),
 		mynetworks:  c.List("mynetworks"),
 		relayHost:   c.Get("relayhost"),
 		tlsLevel:    c.Get("smtp_tls_security_level"),
@@ -166,6 +167,14 @@ func load(c *config.Config) (*settings, error) {
 			return nil, err
 		}
 		*t.dst = d
+	}
+	svcs, err := smtpd.Services(c)
+	if err != nil {
+		return nil, err
+	}
+	s.services = svcs
+	for _, svc := range svcs {
+		s.listen = append(s.listen, svc.Listen...)
 	}
 	if len(s.listen) == 0 {
 		return nil, errors.New("smtpd_listen is empty: nothing to listen on")

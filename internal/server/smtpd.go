@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,60 +13,87 @@ import (
 	"sluice/internal/smtpd"
 )
 
-// smtpdGen is one SMTP server: the one built at start, or one built by a
+// smtpdGen is one generation of SMTP servers, one per smtpd service
+// (smtp, submission, smtps): the one built at start, or one built by a
 // reload. A reload starts a new generation on the daemon's sockets and
 // lets the previous one finish its sessions with the configuration they
 // began with, as Postfix's old smtpd processes do after postfix reload.
 type smtpdGen struct {
-	srv      *smtpd.Server
+	srvs     []*smtpd.Server
 	handoffs map[string]*handoff // by configured address
 	timeout  time.Duration       // smtpd_timeout: how long a session may idle
-	served   chan struct{}       // closed when Serve has returned
+	served   chan struct{}       // closed when every Serve has returned
 	cut      chan struct{}       // closed to end the drain at once
 	cutOnce  sync.Once
 }
 
-// newGen builds (but does not start) an SMTP server for cfg, fed by ports.
-func (s *Server) newGen(cfg *config.Config, clean *cleanup.Cleanup, ports []*port) (*smtpdGen, error) {
-	scfg, err := smtpd.FromConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	g := &smtpdGen{handoffs: map[string]*handoff{}, timeout: scfg.Timeout, served: make(chan struct{}), cut: make(chan struct{})}
-	scfg.Listen = nil
-	scfg.Listeners = nil
-	for _, p := range ports {
-		h := newHandoff(p.ln.Addr())
-		g.handoffs[p.addr] = h
-		scfg.Listeners = append(scfg.Listeners, h)
-	}
-	scfg.Cleanup, scfg.Log = clean, s.log
-	scfg.KnownRecipient = func(addr string) (bool, error) { return s.local.Load().KnownRecipient(addr) }
-	scfg.FlushSite = s.flushSiteAsync
-	scfg.Submit = s.submitter(clean)
-	if g.srv, err = smtpd.New(scfg); err != nil {
-		return nil, err
+// newGen builds (but does not start) the SMTP servers for cfg's
+// services, fed by ports.
+func (s *Server) newGen(cfg *config.Config, set *settings, clean *cleanup.Cleanup, ports map[string]*port) (*smtpdGen, error) {
+	g := &smtpdGen{handoffs: map[string]*handoff{}, served: make(chan struct{}), cut: make(chan struct{})}
+	for _, svc := range set.services {
+		scfg, err := smtpd.FromConfig(svc.Config)
+		if err != nil {
+			if svc.Name != "smtp" {
+				err = fmt.Errorf("%s service: %w", svc.Name, err)
+			}
+			return nil, err
+		}
+		if scfg.Timeout > g.timeout {
+			g.timeout = scfg.Timeout
+		}
+		if svc.Name != "smtp" {
+			scfg.Service = svc.Name + "/smtpd"
+		}
+		scfg.Listen = nil
+		scfg.Listeners = nil
+		for _, a := range svc.Listen {
+			p := ports[a]
+			if p == nil || g.handoffs[a] != nil {
+				continue
+			}
+			h := newHandoff(p.ln.Addr())
+			g.handoffs[a] = h
+			scfg.Listeners = append(scfg.Listeners, h)
+		}
+		if len(scfg.Listeners) == 0 {
+			continue
+		}
+		scfg.Cleanup, scfg.Log = clean, s.log
+		scfg.KnownRecipient = func(addr string) (bool, error) { return s.local.Load().KnownRecipient(addr) }
+		scfg.FlushSite = s.flushSiteAsync
+		scfg.Submit = s.submitter(clean)
+		srv, err := smtpd.New(scfg)
+		if err != nil {
+			return nil, err
+		}
+		g.srvs = append(g.srvs, srv)
 	}
 	return g, nil
 }
 
-// serve starts the server and points the ports at it.
+// serve starts the servers and points the ports at them.
 func (s *Server) serveGen(g *smtpdGen, ports []*port) {
-	go func() {
-		defer close(g.served)
-		if err := g.srv.Serve(context.Background()); err != nil {
-			s.log.Warn("smtpd", "%v", err)
-		}
-	}()
+	var wg sync.WaitGroup
+	for _, srv := range g.srvs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(context.Background()); err != nil {
+				s.log.Warn("smtpd", "%v", err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(g.served) }()
 	for _, p := range ports {
 		p.attach(g.handoffs[p.addr])
 	}
 }
 
-// drain stops the server's accepting and waits for its sessions to end:
-// for at most wait, or until cut. Sessions still open then are dropped;
-// a message whose data was being received then gets no 250 and is not
-// queued, so its client still has it.
+// drain stops the servers' accepting and waits for their sessions to
+// end: for at most wait, or until cut. Sessions still open then are
+// dropped; a message whose data was being received then gets no 250 and
+// is not queued, so its client still has it.
 func (g *smtpdGen) drain(wait time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -79,9 +107,17 @@ func (g *smtpdGen) drain(wait time.Duration) {
 	for _, h := range g.handoffs {
 		h.Close()
 	}
-	if err := g.srv.Shutdown(ctx); err != nil {
-		g.srv.Close()
+	var wg sync.WaitGroup
+	for _, srv := range g.srvs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+			}
+		}()
 	}
+	wg.Wait()
 	<-g.served
 }
 

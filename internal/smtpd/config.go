@@ -74,6 +74,12 @@ func FromConfig(c *config.Config) (Config, error) {
 		}
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
+	if err := fromConfigTLS(c, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := fromConfigAuth(c, &cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 

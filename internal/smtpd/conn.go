@@ -107,6 +107,7 @@ func (s *Server) serveConn(c net.Conn, limited bool) {
 	ss.ident()
 	s.log("connect from %s", ss.origin())
 	ss.run(limited)
+	ss.closeSASL()
 	ss.abortBDAT()
 	ss.flush()
 	c.Close()
@@ -172,7 +173,13 @@ func (ss *session) addrString() string {
 
 // run is the session: greeting, then commands until the end.
 func (ss *session) run(limited bool) {
-	if limited {
+	if ss.cfg.TLSWrapper {
+		// smtps: the client speaks first, its TLS handshake; there is
+		// no pregreet to detect.
+		if !ss.wrapTLS() {
+			return
+		}
+	} else if limited {
 		ss.checkPregreet()
 		if ss.closing { // smtpd_forbid_unauth_pipelining
 			return

@@ -21,6 +21,9 @@ type Limits struct {
 	// Process is default_process_limit: sessions at once, all clients
 	// together (Postfix: 100).
 	Process int
+	// AuthRate is smtpd_client_auth_rate_limit: AUTH commands from one
+	// client address per RateTimeUnit (Postfix: 0, no limit).
+	AuthRate int
 	// Exceptions are smtpd_client_event_limit_exceptions: clients the
 	// per-client limits do not apply to; nil means MyNetworks.
 	Exceptions []netip.Prefix

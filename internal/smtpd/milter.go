@@ -83,7 +83,7 @@ func (ss *session) milterMail(tx *transaction, params []string) string {
 	if ss.milters == nil {
 		return ""
 	}
-	r := ss.milters.Mail(tx.from, params, milter.AuthInfo{Type: ss.authMethod, User: ss.authUser})
+	r := ss.milters.Mail(tx.from, params, milter.AuthInfo{Type: ss.saslMethod, User: ss.saslUser})
 	tx.discard = r.Discard
 	if r.Refused() {
 		ss.s.log("NOQUEUE: milter-reject: MAIL from %s: %s; from=<%s> proto=%s%s", ss.origin(), r.Reply, tx.from, ss.protocol(false), ss.heloField())

@@ -238,6 +238,20 @@ type Config struct {
 	Submit func(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error)
 	Log    *maillog.Logger
 	TLS    *tls.Config // STARTTLS is offered when set
+	// TLSLevel is smtpd_tls_security_level ("", may, none, encrypt);
+	// TLSWrapper smtpd_tls_wrappermode; TLSAuthOnly smtpd_tls_auth_only
+	// (submission.go).
+	TLSLevel    string
+	TLSWrapper  bool
+	TLSAuthOnly bool
+	// SASL enables AUTH through Dovecot; nil: smtpd_sasl_auth_enable = no.
+	SASL *SASL
+	// The restriction lists checked at RCPT (auth.go); a nil
+	// RelayRestrictions means sluice's default.
+	ClientRestrictions, SenderRestrictions, RelayRestrictions, RecipientRestrictions []string
+	// SenderLogins looks a key up in smtpd_sender_login_maps: the
+	// logins that own it; nil for no table.
+	SenderLogins func(key string) (owners []string, found bool, err error)
 	// LookupAddr finds a client's name (reverse DNS); nil leaves every
 	// client "unknown". net.DefaultResolver.LookupAddr fits.
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)
@@ -265,8 +279,9 @@ const (
 
 // Server is an SMTP server.
 type Server struct {
-	cfg    Config
-	limits *limiter
+	cfg      Config
+	limits   *limiter
+	authRate *authLimiter // smtpd_client_auth_rate_limit
 
 	// ctx is canceled by Close: submissions in progress give up.
 	ctx    context.Context
@@ -346,12 +361,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:    cfg,
-		limits: newLimiter(cfg.Limits, cfg.Now),
-		ctx:    ctx,
-		cancel: cancel,
-		conns:  map[net.Conn]struct{}{},
-		idle:   make(chan struct{}),
+		cfg:      cfg,
+		limits:   newLimiter(cfg.Limits, cfg.Now),
+		authRate: newAuthLimiter(cfg.Limits.AuthRate, cfg.Limits.RateTimeUnit, cfg.Limits.Exceptions, cfg.Now),
+		ctx:      ctx,
+		cancel:   cancel,
+		conns:    map[net.Conn]struct{}{},
+		idle:     make(chan struct{}),
 	}
 	close(s.idle) // no sessions yet
 	s.listeners = append(s.listeners, cfg.Listeners...)

@@ -16,6 +16,7 @@ import (
 	"sluice/internal/cleanup"
 	"sluice/internal/milter"
 	"sluice/internal/rewrite"
+	"sluice/internal/sasl"
 	"sluice/internal/spool"
 )
 
@@ -63,9 +64,11 @@ type session struct {
 	// command after they refused the connection.
 	milters     *milter.Session
 	milterReply string
-	// authUser and authMethod are the SASL login, for the milters'
-	// {auth_authen} and {auth_type}; empty until AUTH sets them.
-	authUser, authMethod string
+	// AUTH (auth.go): the connection to Dovecot, and who logged in (also
+	// the milters' {auth_type} and {auth_authen}).
+	sasl       *sasl.Conn
+	saslMethod string
+	saslUser   string
 }
 
 // transaction is one mail transaction, from MAIL to the end of its data.
@@ -79,6 +82,9 @@ type transaction struct {
 	rcpts    []cleanup.Recipient
 	refused  int  // recipients refused (for "no valid recipients")
 	discard  bool // a milter said discard before the end of the message
+	// saslSender is MAIL FROM's AUTH= value of an authenticated
+	// client, as written (RFC 4954 §5).
+	saslSender string
 }
 
 // command describes one SMTP command.
@@ -158,7 +164,7 @@ func (ss *session) command(line []byte) {
 		return
 	}
 	ss.okOverride = false
-	if ss.milterRefusedSession(upper) {
+	if ss.tlsRequired(upper) || ss.milterRefusedSession(upper) {
 		ss.counts[cmd.index].total++
 		ss.errors++
 		return
@@ -253,6 +259,9 @@ func (ss *session) ehloKeywords() []string {
 	if ss.cfg.TLS != nil && !ss.tls {
 		all = append(all, "STARTTLS")
 	}
+	if kw := ss.authKeyword(); kw != "" {
+		all = append(all, kw)
+	}
 	all = append(all, "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
 	var out []string
 	for _, kw := range all {
@@ -313,10 +322,6 @@ func (ss *session) doStartTLS(args string) {
 	// RFC 3207 §4.2: forget everything learned before TLS.
 	ss.resetTransaction()
 	ss.helo, ss.ehlo, ss.pipelining = "", false, false
-}
-
-func (ss *session) doAuth(string) {
-	ss.reply("503 5.5.1 Error: authentication not enabled")
 }
 
 func (ss *session) doMail(args string) {
@@ -421,9 +426,14 @@ func (ss *session) doRcpt(args string) {
 // comment: the relay decision on the resolved address, then the local
 // recipient table).
 func (ss *session) relayRefusal(addr string) string {
-	v := ss.cfg.Rewrite.Check(addr, inNetworks(ss.addr, ss.cfg.MyNetworks))
+	// Syntax first (trusted: no relay decision yet), then the
+	// restriction lists, where the relay decision is (auth.go).
+	v := ss.cfg.Rewrite.Check(addr, true)
 	if !v.OK {
 		return v.Reply()
+	}
+	if r := ss.checkRestrictions(addr); r != "" {
+		return r
 	}
 	if v.Result.Class != rewrite.Local || ss.cfg.KnownRecipient == nil {
 		return ""
@@ -565,8 +575,17 @@ func (ss *session) mailParams(tx *transaction, params []string) string {
 			}
 			tx.utf8 = true
 		case "AUTH":
-			// Without AUTH there is no identity to pass on: ignored, as
-			// RFC 4954 §5 allows.
+			// RFC 4954 §5: kept for an authenticated client only, as
+			// written, as Postfix keeps it; ignored otherwise.
+			if ss.cfg.SASL == nil {
+				break // AUTH not enabled: ignored, as before
+			}
+			if _, ok := decodeXtext(value); !hasValue || !ok && value != "<>" {
+				return "501 5.5.4 Bad AUTH parameter syntax"
+			}
+			if ss.saslUser != "" {
+				tx.saslSender = value
+			}
 		default:
 			return "555 5.5.4 Unsupported option: " + p
 		}
@@ -660,25 +679,36 @@ func validAddrType(t string) bool {
 func (ss *session) message() *cleanup.Message {
 	tx := ss.tx
 	server, _ := netip.ParseAddr(ss.serverAddr)
+	proto := ss.protocol(tx.utf8)
+	if ss.saslUser != "" {
+		// The Received: header shows authentication: ESMTPA, ESMTPSA.
+		if proto == "SMTP" {
+			proto = "ESMTP"
+		}
+		proto += "A"
+	}
 	m := &cleanup.Message{
 		Sender:     tx.from,
 		Recipients: tx.rcpts,
 		Received: cleanup.ReceivedInfo{
-			Protocol:    ss.protocol(tx.utf8),
-			Helo:        ss.helo,
-			ClientName:  ss.name,
-			ReverseName: ss.rev,
-			ClientAddr:  ss.addrString(),
-			ClientPort:  ss.port,
-			ServerAddr:  ss.serverAddr,
-			ServerPort:  ss.serverPort,
+			SASLMethod:   ss.saslMethod,
+			SASLUsername: ss.saslUser,
+			SASLSender:   tx.saslSender,
+			Protocol:     proto,
+			Helo:         ss.helo,
+			ClientName:   ss.name,
+			ReverseName:  ss.rev,
+			ClientAddr:   ss.addrString(),
+			ClientPort:   ss.port,
+			ServerAddr:   ss.serverAddr,
+			ServerPort:   ss.serverPort,
 		},
 		EnvID:       tx.envid,
 		Ret:         tx.ret,
 		SMTPUTF8:    tx.utf8,
 		KeepHeaders: !ss.cfg.LocalHeaderRewrite(ss.addr, server),
 		Started: func(id string) {
-			ss.s.log("%s: client=%s", id, ss.origin())
+			ss.s.log("%s: client=%s%s", id, ss.origin(), ss.saslLogFields())
 		},
 		Filter: ss.milterFilter(tx),
 	}
