@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"sluice/internal/sasl/dovecottest"
+
+	gm "github.com/d--j/go-milter"
 )
 
 // The replies and log lines below are Postfix 3.7's with Dovecot SASL,
@@ -381,4 +383,32 @@ func TestSMTPSWrapperMode(t *testing.T) {
 		t.Errorf("plain-text client greeted: %q", b)
 	}
 	h.waitLog(t, "warning: TLS handshake failed for unknown[127.0.0.1]")
+}
+
+// TestAuthMilterMacros: a milter sees who logged in ({auth_type} and
+// {auth_authen} at MAIL FROM), as OpenDKIM's and rspamd's rules use it.
+func TestAuthMilterMacros(t *testing.T) {
+	addr, _ := startMilter(t, scripted{mail: func(from string, m gm.Modifier) (*gm.Response, error) {
+		seen := map[string]string{}
+		for _, n := range []string{"{auth_type}", "{auth_authen}"} {
+			v, _ := m.GetEx(n)
+			seen[n] = v
+		}
+		if seen["{auth_authen}"] != "bob@example.org" || seen["{auth_type}"] != "PLAIN" {
+			return gm.RejectWithCodeAndReason(550, "5.7.1 macros "+seen["{auth_type}"]+" "+seen["{auth_authen}"])
+		}
+		return gm.RespContinue, nil
+	}})
+	h, _ := startAuth(t, func(c *Config) { c.Milters = milterConfig(t, addr, "tempfail", 10*time.Second) })
+	c := h.dial(t).startTLSAfterGreeting()
+	c.chat(`
+		C: EHLO x
+		S: 250-AUTH PLAIN LOGIN\n
+		C: AUTH PLAIN ` + b64("\x00bob@example.org\x00secret2") + `
+		S: ^235
+		C: MAIL FROM:<bob@example.org>
+		S: ^250
+		C: QUIT
+		S: ^221
+	`)
 }
