@@ -3,6 +3,7 @@ package qshape
 import (
 	"io"
 	"syscall"
+	"time"
 
 	"sluice/internal/spool"
 )
@@ -15,6 +16,10 @@ import (
 // afresh on every run; the entries under the directories a run walked
 // are replaced by what it found.
 type Cache struct {
+	// Settle is how old a change must be before its result is kept; 0
+	// means one second.
+	Settle time.Duration
+
 	memo spool.Memo[cached]
 }
 
@@ -26,7 +31,7 @@ type cached struct {
 
 // Run is the package's Run, taking unchanged files from the cache.
 func (c *Cache) Run(opt Options, queues []string, out io.Writer) error {
-	return run(opt, queues, out, c.memo.Begin(nil))
+	return run(opt, queues, out, c.memo.Begin(nil, c.Settle))
 }
 
 // Stats returns how many files were taken from the cache and how many

@@ -2,6 +2,7 @@ package showq
 
 import (
 	"syscall"
+	"time"
 
 	"sluice/internal/spool"
 )
@@ -12,6 +13,10 @@ import (
 // on every listing, so order and membership are always current; entries
 // for files no longer listed are dropped when a listing completes.
 type Cache struct {
+	// Settle is how old a change must be before its result is kept; 0
+	// means one second.
+	Settle time.Duration
+
 	memo spool.Memo[listed]
 }
 
@@ -41,7 +46,7 @@ func (c *Cache) Scan(sp *spool.Spool, opt Options, emit func(*Message) error) er
 		}
 		entries = append(entries, e...)
 	}
-	run := c.memo.Begin(cacheTag{opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8})
+	run := c.memo.Begin(cacheTag{opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8}, c.Settle)
 	if err := scanEntries(sp, entries, opt, run, emit); err != nil {
 		return err
 	}

@@ -31,16 +31,12 @@ import (
 //
 // Timestamps have a granularity: two changes within one clock tick can
 // leave the same ctime. So a value is kept only when the ctimes are older
-// than Settle before the run began; a file changed more recently is read
+// than a settle time before the run began; a file changed more recently is read
 // again on every run until it settles.
 //
 // The directories are read afresh on every run, so order and membership
 // are always current. A Memo is safe for concurrent runs.
 type Memo[V any] struct {
-	// Settle is how old a change must be before its value is kept; 0
-	// means one second, far above any timestamp granularity.
-	Settle time.Duration
-
 	mu      sync.Mutex
 	tag     any // what the values were made under (a view's options)
 	entries map[string]memoEntry[V]
@@ -84,8 +80,9 @@ type MemoRun[V any] struct {
 
 // Begin starts a run whose values are made under tag, a comparable value
 // (a view's options): entries made under another tag are not reused.
-func (m *Memo[V]) Begin(tag any) *MemoRun[V] {
-	settle := m.Settle
+// settle is how old a change must be before its value is kept; 0 means
+// one second, far above any timestamp granularity.
+func (m *Memo[V]) Begin(tag any, settle time.Duration) *MemoRun[V] {
 	if settle <= 0 {
 		settle = time.Second
 	}
