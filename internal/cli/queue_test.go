@@ -99,3 +99,43 @@ func TestQueueCommands(t *testing.T) {
 		t.Errorf("after delete, list:\n%s", out)
 	}
 }
+
+// TestQueueDefects: what an operator ran into (issue 11, part 5).
+func TestQueueDefects(t *testing.T) {
+	conf := queueEnv(t)
+	a := mustInject(t, conf, "-f", "alice@src.test", "-T", "-3h", "user@example.com")
+	h := mustInject(t, conf, "-f", "", "-q", "hold", "other@example.org", "second@example.org")
+
+	// count queue=hold counts the recipients of held mail.
+	out, _, code := run(t, "", "queue", "count", "-c", conf, "queue=hold")
+	if code != 0 || out != "1 message, 2 recipients\n" {
+		t.Errorf("count queue=hold: %q %d", out, code)
+	}
+	// A bare word is an error that says what to write.
+	_, errs, code := run(t, "", "queue", "list", "-c", conf, "hold")
+	if code != 2 || !strings.Contains(errs, "queue=hold") {
+		t.Errorf("list hold: %d %q", code, errs)
+	}
+	// Every summary has examples.
+	for _, by := range []string{"domain", "sender", "queue"} {
+		out, _, _ = run(t, "", "queue", "summary", "-c", conf, "--by", by)
+		for _, want := range []string{a + ": alice@src.test → user@example.com", h + ": MAILER-DAEMON → other@example.org"} {
+			if by == "domain" {
+				want = strings.Replace(want, " (+1)", "", 1)
+			}
+			if !strings.Contains(out, want) {
+				t.Errorf("summary --by %s lacks %q:\n%s", by, want, out)
+			}
+		}
+	}
+	// A dry run of hold does not count mail already on hold, and the real
+	// run then agrees with it.
+	out, errs, _ = run(t, "", "queue", "hold", "-c", conf, "id="+h, "--dry-run")
+	if !strings.Contains(out, "would hold 0 messages") || !strings.Contains(errs, "not in a queue hold applies to") {
+		t.Errorf("dry run of hold on held mail: %q %q", out, errs)
+	}
+	out, _, _ = run(t, "", "queue", "hold", "-c", conf, "id="+h)
+	if strings.Contains(out, "gone") || !strings.Contains(out, "no messages selected") {
+		t.Errorf("hold of held mail: %q", out)
+	}
+}
