@@ -407,6 +407,17 @@ func loadShow(cfg *config.Config, q *manage.Queue, queue, id string) (*showInfo,
 		return nil, err
 	}
 	info := &showInfo{Message: m, Path: q.Spool.RelPath(queue, id)}
+	if env == nil || queue == spool.Corrupt {
+		// A file set aside as unreadable is never scheduled and never
+		// expires: show what could be read of it, and no times.
+		if env != nil {
+			for _, r := range env.Recipients {
+				info.RecipientsFull = append(info.RecipientsFull, showRecipient{Address: r.Address, Orig: r.Orig, State: "corrupt"})
+			}
+		}
+		info.History, _ = q.Spool.ReadHistory(id, m.Arrival.Unix())
+		return info, nil
+	}
 	info.CreateTime = time.Unix(env.CreateTime, 0)
 	life := "maximal_queue_lifetime"
 	if env.Sender == "" {
@@ -449,6 +460,8 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 		fmt.Fprintf(w, "Expiry:       forced (returned to sender at the next attempt)\n")
 	}
 	switch {
+	case s.Queue == spool.Corrupt:
+		fmt.Fprintf(w, "Next attempt: none: set aside as unreadable (sluice queue requeue queue=corrupt, or delete)\n")
 	case s.Queue == spool.Hold:
 		fmt.Fprintf(w, "Next attempt: none while on hold\n")
 	case s.Queue == spool.Deferred && !s.NextAttempt.IsZero():

@@ -139,3 +139,38 @@ func TestQueueDefects(t *testing.T) {
 		t.Errorf("hold of held mail: %q", out)
 	}
 }
+
+// TestShowCorrupt: show on a file in corrupt/ claims no next attempt and
+// no expiry, whether the file parses in part or not at all.
+func TestShowCorrupt(t *testing.T) {
+	conf := queueEnv(t)
+	id := mustInject(t, conf, "-f", "a@src.test", "user@example.com")
+	spoolDir := filepath.Join(filepath.Dir(conf), "spool")
+	var src string
+	filepath.Walk(spoolDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && filepath.Base(p) == id {
+			src = p
+		}
+		return nil
+	})
+	if src == "" {
+		t.Fatal("injected file not found")
+	}
+	os.MkdirAll(filepath.Join(spoolDir, "corrupt"), 0o700)
+	data, _ := os.ReadFile(src)
+	os.Remove(src)
+	// Cut off before the end: it parses only in part.
+	if err := os.WriteFile(filepath.Join(spoolDir, "corrupt", id), data[:len(data)/2], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "", "queue", "show", "-c", conf, id)
+	if code != 0 || !strings.Contains(out, "Queue:        corrupt") || !strings.Contains(out, "Next attempt: none") || strings.Contains(out, "Expires:") {
+		t.Errorf("show corrupt: %d\n%s%s", code, out, errs)
+	}
+	if err := os.WriteFile(filepath.Join(spoolDir, "corrupt", id), []byte("garbage"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "", "queue", "show", "-c", conf, id); strings.Contains(errs, "panic") || code > 1 {
+		t.Errorf("show on garbage: %d %s", code, errs)
+	}
+}
