@@ -38,7 +38,11 @@ func DefaultQueues(op Op) []string {
 		return []string{spool.Hold}
 	case OpRetry:
 		return []string{spool.Deferred, spool.Incoming}
-	default: // requeue, expire
+	case OpRequeue:
+		// Requeue is also the way out of corrupt/ for a file that parses
+		// after all (set aside by an older pickup, or mended by hand).
+		return []string{spool.Hold, spool.Incoming, spool.Active, spool.Deferred, spool.Corrupt}
+	default: // expire
 		return []string{spool.Hold, spool.Incoming, spool.Active, spool.Deferred}
 	}
 }
@@ -148,6 +152,15 @@ func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
 		// As postsuper -r: into maildrop/ with a fresh time stamp, where
 		// pickup gives it a new ID, a new create_time (so a new lifetime)
 		// and redoes the address rewriting; its arrival time stays.
+		if from == spool.Corrupt {
+			env, _, err := spool.ReadFile(sp.Path(from, id), spool.ReadOptions{})
+			if err != nil {
+				return fmt.Errorf("still unreadable, left in corrupt/: %w", err)
+			}
+			if len(env.Pending()) == 0 {
+				return errors.New("no recipient left to deliver to, left in corrupt/")
+			}
+		}
 		if err := sp.SetTimes(from, id, q.now()); err != nil {
 			return err
 		}
