@@ -2,11 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"sluice/internal/control"
+	"sluice/internal/manage"
+	"sluice/internal/spool"
 )
 
 // queueEnv makes a sluice configuration with an empty spool.
@@ -174,3 +180,60 @@ func TestShowCorrupt(t *testing.T) {
 		t.Errorf("show on garbage: %d %s", code, errs)
 	}
 }
+
+// TestActionsLogged: every change an action makes is in the mail log in
+// postsuper's words, whether the tool acts on the files or through the
+// daemon's control socket, and whichever tool asked.
+func TestActionsLogged(t *testing.T) {
+	for _, viaDaemon := range []bool{false, true} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "conf")
+		logPath := filepath.Join(dir, "maillog")
+		os.MkdirAll(conf, 0o755)
+		os.WriteFile(filepath.Join(conf, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "spool")+"\nmaillog_file = "+logPath+"\n"), 0o644)
+		a := mustInject(t, conf, "-f", "a@src.test", "-r", "later", "x@example.com")
+		b := mustInject(t, conf, "-f", "b@src.test", "-r", "later", "y@example.com")
+		coord := &countingCoord{}
+		if viaDaemon {
+			sp := spool.New(filepath.Join(dir, "spool"))
+			srv, err := control.Listen(sp.Root, control.Backend{Queue: &manage.Queue{Spool: sp, Coord: coord}, MailOwner: os.Getuid()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve()
+			defer srv.Shutdown(context.Background())
+		}
+		steps := [][]string{
+			{"queue", "hold", "-c", conf, "id=" + a},
+			{"queue", "release", "-c", conf, "id=" + a},
+			{"postsuper", "-e", a, "-c", conf},
+			{"queue", "requeue", "-c", conf, "id=" + a},
+			{"postsuper", "-d", b, "-c", conf},
+		}
+		for _, s := range steps {
+			if _, errs, code := run(t, "", s...); code != 0 {
+				t.Fatalf("%v: %d %s", s, code, errs)
+			}
+		}
+		if viaDaemon && coord.n.Load() != int64(len(steps)) {
+			t.Errorf("the daemon made %d of the %d changes", coord.n.Load(), len(steps))
+		}
+		log, _ := os.ReadFile(logPath)
+		for _, want := range []string{a + ": placed on hold", a + ": released from hold", a + ": expired", a + ": requeued", b + ": removed"} {
+			if !strings.Contains(string(log), "postfix/postsuper[") || !strings.Contains(string(log), "]: "+want+"\n") {
+				t.Errorf("daemon %v: mail log lacks %q:\n%s", viaDaemon, want, log)
+			}
+		}
+	}
+}
+
+// countingCoord stands in for the queue manager and counts the actions
+// that went through the daemon.
+type countingCoord struct{ n atomic.Int64 }
+
+func (c *countingCoord) Acquire(context.Context, string) (func(), error) {
+	c.n.Add(1)
+	return func() {}, nil
+}
+
+func (c *countingCoord) Retry(string) {}

@@ -47,6 +47,25 @@ func DefaultQueues(op Op) []string {
 	}
 }
 
+// PostsuperVerb is what Postfix's postsuper says of a message an action
+// changed, on stderr and in the mail log ("ID: removed"); "" for an
+// action postsuper does not have (retry).
+func PostsuperVerb(op Op) string {
+	switch op {
+	case OpDelete:
+		return "removed"
+	case OpHold:
+		return "placed on hold"
+	case OpRelease:
+		return "released from hold"
+	case OpExpire:
+		return "expired"
+	case OpRequeue:
+		return "requeued"
+	}
+	return ""
+}
+
 // Outcome is what an action did to one message.
 type Outcome struct {
 	ID      string `json:"queue_id"`
