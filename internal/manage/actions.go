@@ -92,16 +92,29 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 	if len(queues) == 0 {
 		queues = DefaultQueues(op)
 	}
+	// Look before taking the message from the scheduler: taking it stops
+	// its delivery round (the jobs not started are dropped, and it is
+	// scheduled afresh on release), which only a real change may cost.
+	// A message in none of the action's queues (retry or release of mail
+	// being delivered), or one the action would leave as it is, is not
+	// taken at all.
+	from, err := q.Spool.Locate(id, queues...)
+	if err != nil {
+		return Outcome{ID: id}, ErrNotFound
+	}
+	if q.noOp(op, id, from) {
+		return Outcome{ID: id, From: from}, nil
+	}
 	if q.Coord != nil {
 		release, err := q.Coord.Acquire(ctx, id)
 		if err != nil {
 			return Outcome{ID: id}, err
 		}
 		defer release()
-	}
-	from, err := q.Spool.Locate(id, queues...)
-	if err != nil {
-		return Outcome{ID: id}, ErrNotFound
+		// It may have moved while a delivery finished.
+		if from, err = q.Spool.Locate(id, queues...); err != nil {
+			return Outcome{ID: id}, ErrNotFound
+		}
 	}
 	out := Outcome{ID: id, From: from}
 	path := q.Spool.Path(from, id)
@@ -131,6 +144,18 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 		out.Error = err.Error()
 	}
 	return out, err
+}
+
+// noOp reports whether op would leave the message id in from as it is.
+func (q *Queue) noOp(op Op, id, from string) bool {
+	switch op {
+	case OpHold:
+		return from == spool.Hold
+	case OpExpire:
+		fi, err := os.Stat(q.Spool.Path(from, id))
+		return err == nil && spool.IsForcedExpire(fi.Mode())
+	}
+	return false
 }
 
 func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
