@@ -52,14 +52,14 @@ func (w *worker) readCached(g *spool.MemoRun[cached], dirfd int, name string, r 
 		return errSkip // as the open or fstat of readMessage would
 	}
 	key := spool.MemoKey{File: spool.KeyOf(&st)}
-	if e, ok := g.Get(r.path, key); ok {
-		e.load(m)
-		r.keep, r.key, r.kept = true, key, e
-		return e.err
+	if e := g.Get(r.path, key); e != nil {
+		e.Value.load(m)
+		r.keep = e
+		return e.Value.err
 	}
 	err = w.readMessage(dirfd, name, m)
 	if g.Settled(key) {
-		r.keep, r.key, r.kept = true, key, cached{msg: m.clone(), err: err}
+		r.keep = &spool.MemoEntry[cached]{Key: key, Value: cached{msg: m.clone(), err: err}}
 	}
 	return err
 }

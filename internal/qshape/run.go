@@ -35,9 +35,7 @@ type result struct {
 	keys    []string // and the rows to bump
 	// With a cache: the file's path and what to keep of it.
 	path string
-	keep bool
-	key  spool.MemoKey
-	kept cached
+	keep *spool.MemoEntry[cached]
 }
 
 // Run reads the queue files under the given directories (absolute, or
@@ -83,8 +81,8 @@ func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]
 	t := newTable(&opt)
 	var counted int64
 	emit := func(_ spool.Entry, r result) error {
-		if r.keep {
-			gen.Keep(r.path, r.key, r.kept)
+		if r.keep != nil {
+			gen.Keep(r.path, r.keep)
 		}
 		if r.warn != "" {
 			warnf("%s", r.warn)
@@ -132,7 +130,7 @@ func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, i
 	}
 	if err != nil {
 		if errors.Is(err, errSkip) {
-			return r, r.keep
+			return r, r.keep != nil
 		}
 		r.warn = fmt.Sprintf("%s/%s: %v", e.Queue, e.ID, err)
 		if !m.bogus {

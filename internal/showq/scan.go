@@ -87,11 +87,11 @@ func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *spool
 		w := pool.Get().(*worker)
 		r := w.read(e)
 		pool.Put(w)
-		return r, r.msg != nil || len(r.warnings) > 0 || r.keep
+		return r, r.msg != nil || len(r.warnings) > 0 || r.keep != nil
 	}
 	return spool.ForEach(entries, workers, work, func(e spool.Entry, r result) error {
-		if r.keep {
-			gen.Keep(e.Rel, r.key, listed{r.msg, r.warnings})
+		if r.keep != nil {
+			gen.Keep(e.Rel, r.keep)
 		}
 		if opt.Warn != nil {
 			for _, s := range r.warnings {
@@ -147,8 +147,7 @@ func (d *dirCache) close() {
 type result struct {
 	msg      *Message
 	warnings []string
-	keep     bool          // for the cache run, when there is one:
-	key      spool.MemoKey // keep the result under this key
+	keep     *spool.MemoEntry[listed] // for the cache run, when there is one
 }
 
 // worker holds the buffers one reading goroutine reuses.
@@ -187,11 +186,13 @@ func (w *worker) read(e spool.Entry) result {
 		return result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
 	}
 	key, cacheable := w.key(e, &st)
-	if c, ok := w.gen.Get(e.Rel, key); ok {
-		return result{msg: c.msg, warnings: c.warnings, keep: true, key: key}
+	if c := w.gen.Get(e.Rel, key); c != nil {
+		return result{msg: c.Value.msg, warnings: c.Value.warnings, keep: c}
 	}
 	r := result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
-	r.keep, r.key = cacheable && w.gen.Settled(key), key
+	if cacheable && w.gen.Settled(key) {
+		r.keep = &spool.MemoEntry[listed]{Key: key, Value: listed{r.msg, r.warnings}}
+	}
 	return r
 }
 

@@ -39,7 +39,7 @@ import (
 type Memo[V any] struct {
 	mu      sync.Mutex
 	tag     any // what the values were made under (a view's options)
-	entries map[string]memoEntry[V]
+	entries map[string]*MemoEntry[V]
 	hits    atomic.Int64
 	misses  atomic.Int64
 }
@@ -62,9 +62,11 @@ func KeyOf(st *syscall.Stat_t) FileKey {
 // reads none, or there is none).
 type MemoKey struct{ File, Log FileKey }
 
-type memoEntry[V any] struct {
-	key MemoKey
-	v   V
+// MemoEntry is a value and the state of the files it was made from. It
+// is never changed once kept: runs share it.
+type MemoEntry[V any] struct {
+	Key   MemoKey
+	Value V
 }
 
 // MemoRun is one run's view of a Memo: the entries as the run began (read
@@ -73,8 +75,8 @@ type memoEntry[V any] struct {
 type MemoRun[V any] struct {
 	m      *Memo[V]
 	tag    any
-	old    map[string]memoEntry[V]
-	next   map[string]memoEntry[V]
+	old    map[string]*MemoEntry[V]
+	next   map[string]*MemoEntry[V]
 	cutoff syscall.Timespec // changes at or after this are not kept
 }
 
@@ -95,20 +97,19 @@ func (m *Memo[V]) Begin(tag any, settle time.Duration) *MemoRun[V] {
 		m:      m,
 		tag:    tag,
 		old:    m.entries,
-		next:   make(map[string]memoEntry[V], len(m.entries)),
+		next:   make(map[string]*MemoEntry[V], len(m.entries)),
 		cutoff: syscall.NsecToTimespec(time.Now().Add(-settle).UnixNano()),
 	}
 }
 
-// Get returns the value kept for path when it was made for key.
-func (r *MemoRun[V]) Get(path string, key MemoKey) (V, bool) {
-	if e, ok := r.old[path]; ok && e.key == key {
+// Get returns the entry kept for path when it was made for key, or nil.
+func (r *MemoRun[V]) Get(path string, key MemoKey) *MemoEntry[V] {
+	if e := r.old[path]; e != nil && e.Key == key {
 		r.m.hits.Add(1)
-		return e.v, true
+		return e
 	}
 	r.m.misses.Add(1)
-	var zero V
-	return zero, false
+	return nil
 }
 
 // Settled reports whether both files last changed before the run's
@@ -117,10 +118,10 @@ func (r *MemoRun[V]) Settled(key MemoKey) bool {
 	return before(key.File.ctime, r.cutoff) && before(key.Log.ctime, r.cutoff)
 }
 
-// Keep records path's value for later runs. Call it for every file the
-// run saw whose key is settled, reused or not.
-func (r *MemoRun[V]) Keep(path string, key MemoKey, v V) {
-	r.next[path] = memoEntry[V]{key, v}
+// Keep records path's entry for later runs: one Get returned, or a new
+// one for a file whose key is Settled.
+func (r *MemoRun[V]) Keep(path string, e *MemoEntry[V]) {
+	r.next[path] = e
 }
 
 // Commit makes the run's entries the Memo's. Entries of files the run did
