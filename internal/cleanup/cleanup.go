@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"sluice/internal/event"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -84,6 +85,9 @@ type Config struct {
 	// Notify is called with the queue ID of every message committed to
 	// incoming/, after the commit; the queue manager's "scan incoming".
 	Notify func(queueID string)
+	// Events, when set, receives a Received for every queue file
+	// committed and synced, before Notify is called.
+	Events event.Observer
 	// CommitMethod is how a queue file is made durable: CommitFsync
 	// (the default when empty) or CommitSyncFS.
 	CommitMethod string
@@ -224,7 +228,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	id, hops, err := c.write(ctx, f, m, r, now, arrival)
+	id, hops, rcv, err := c.write(ctx, f, m, r, now, arrival)
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -237,6 +241,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		// The file is complete but its name may not be durable; it was
 		// not acknowledged, so remove it rather than deliver it.
 		removeQuietly(c.cfg.Spool, queue, id)
+		c.withdraw(rcv)
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
 	if hops {
@@ -253,7 +258,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 
 // write writes the queue file. hops reports a local submission with too
 // many hops, committed for a bounce; from SMTP that is an error.
-func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, err error) {
+func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, rcv *event.Received, err error) {
 	if m.Started != nil {
 		m.Started(f.ID)
 	}
@@ -285,7 +290,7 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	// (reference §2.3): the union over the recipients, as Postfix stores.
 	env.QmgrFlags = int64(notifyAll) << 1
 	if err := f.WriteEnvelope(env); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		return "", false, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
 	firstRcpt := ""
 	if n := len(m.Recipients); n == 1 {
@@ -299,11 +304,11 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 		limit: c.cfg.MessageSizeLimit, ctx: ctx,
 	}
 	if err := cw.copy(r); err != nil {
-		return "", false, err
+		return "", false, nil, err
 	}
 	if cw.tooManyHops {
 		if m.Received.Protocol != "" {
-			return "", false, errTooManyHops()
+			return "", false, nil, errTooManyHops()
 		}
 		hops = true
 	}
@@ -311,19 +316,40 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 		extracted = append(extracted, c.newRecipient(Recipient{Address: a}))
 	}
 	if len(env.Recipients)+len(extracted) == 0 {
-		return "", false, ErrNoRecipients
+		return "", false, nil, ErrNoRecipients
 	}
 	if err := ctx.Err(); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w", err)
+		return "", false, nil, fmt.Errorf("cleanup: %w", err)
+	}
+	rcv = &event.Received{ID: f.ID, Arrival: arrival, Size: f.ContentLen(), Sender: env.Sender,
+		Recipients: make([]event.Recipient, 0, len(env.Recipients)+len(extracted))}
+	for _, list := range [][]spool.NewRecipient{env.Recipients, extracted} {
+		for _, nr := range list {
+			rcv.Recipients = append(rcv.Recipients, event.Recipient{Address: nr.Address, Orig: nr.Orig})
+		}
+	}
+	// The event goes out before the file is made ready: the queue
+	// manager cannot take it before (it skips files that are not), so
+	// every subscriber sees Received before anything the queue manager
+	// does with the message. A commit that fails withdraws it.
+	if !hops && c.cfg.Events != nil {
+		rcv.Queue, rcv.Time = m.Queue, now
+		if rcv.Queue == "" {
+			rcv.Queue = spool.Incoming
+		}
+		c.cfg.Events.Observe(rcv)
+	} else {
+		rcv = nil
 	}
 	commit := f.CommitNoDirSync
 	if c.cfg.CommitMethod == CommitSyncFS {
 		commit = f.CommitNoSync
 	}
 	if err := commit(extracted...); err != nil {
-		return "", false, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		c.withdraw(rcv)
+		return "", false, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	return f.ID, hops, nil
+	return f.ID, hops, rcv, nil
 }
 
 func (c *Cleanup) newRecipient(rc Recipient) spool.NewRecipient {
@@ -560,4 +586,12 @@ func boolInt(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// withdraw tells the subscribers that a file announced by a Received
+// event did not become a message after all.
+func (c *Cleanup) withdraw(rcv *event.Received) {
+	if rcv != nil && c.cfg.Events != nil {
+		c.cfg.Events.Observe(&event.Withdrawn{ID: rcv.ID, Queue: rcv.Queue})
+	}
 }
