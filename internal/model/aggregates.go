@@ -48,7 +48,7 @@ func bump(m map[sym]*hist, k sym, t int64, d int32) {
 func (m *Model) count(x *msg, d int32) {
 	q := &m.agg.queue[x.queue]
 	q.msgs += int64(d)
-	q.arrivals.add(x.arrival, d)
+	q.arrivals.add(int64(x.arrival), d)
 	if x.bare {
 		return
 	}
@@ -67,12 +67,12 @@ func (m *Model) count(x *msg, d int32) {
 			m.agg.classMsgs[r.class][x.queue] += int64(d)
 		}
 		if !x.forced {
-			bump(q.rcptDomains, r.domain, x.arrival, d)
+			bump(q.rcptDomains, r.domain, int64(x.arrival), d)
 		}
 	}
 	q.rcpts += int64(d) * int64(pending)
 	if pending > 0 && !x.forced {
-		bump(q.senderDomains, x.sdom, x.arrival, d)
+		bump(q.senderDomains, x.sdom, int64(x.arrival), d)
 	}
 }
 
@@ -81,6 +81,7 @@ func (m *Model) put(id string, x *msg) {
 	if old := m.msgs[id]; old != nil {
 		m.count(old, -1)
 		delete(m.msgs, id)
+		m.drop(old)
 	}
 	if x != nil {
 		m.msgs[id] = x

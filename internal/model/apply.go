@@ -57,6 +57,8 @@ func (m *Model) Observe(e event.Event) {
 			if old != nil && !e.LogCleared && i < len(old.rcpts) && old.rcpts[i].addr == r.Address {
 				p := &old.rcpts[i]
 				x.rcpts[i].class, x.rcpts[i].reason, x.rcpts[i].dsn = p.class, p.reason, p.dsn
+				m.syms.retain(p.reason)
+				m.syms.retain(p.dsn)
 			}
 			if old != nil && i < len(old.rcpts) && old.rcpts[i].addr == r.Address {
 				x.rcpts[i].attempts, x.rcpts[i].last = old.rcpts[i].attempts, old.rcpts[i].last
@@ -78,7 +80,7 @@ func (m *Model) Observe(e event.Event) {
 		m.change(e.ID, func(x *msg) {
 			x.queue, x.forced = q, e.Forced
 			if !e.Next.IsZero() {
-				x.next = e.Next.Unix()
+				x.next = clampSeconds(e.Next.Unix())
 			}
 		})
 	case *event.Deleted:
@@ -109,11 +111,11 @@ const (
 
 func (m *Model) newMsg(id string, q uint8, sender string, size, arrival int64) *msg {
 	s := m.syms.get(sender)
-	return &msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: size, arrival: arrival}
+	return &msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: size, arrival: clampSeconds(arrival)}
 }
 
 func (m *Model) newRcpt(addr string, offset int64, done bool) rcpt {
-	return rcpt{addr: addr, domain: m.syms.get(qshapeDomain(addr)), offset: offset, done: done}
+	return rcpt{addr: addr, domain: m.syms.get(qshapeDomain(addr)), offset: uint32(min(max(offset, 0), 1<<32-1)), done: done}
 }
 
 // attempt applies one recipient's outcome.
@@ -121,17 +123,19 @@ func (m *Model) attempt(a *event.Attempt, done, deferred bool) {
 	m.change(a.ID, func(x *msg) {
 		for i := range x.rcpts {
 			r := &x.rcpts[i]
-			if r.offset != a.Offset {
+			if int64(r.offset) != a.Offset {
 				continue
 			}
 			r.done = r.done || done
 			if deferred {
 				r.class = classIndex(a.Class)
-				r.reason, r.dsn = m.syms.get(a.Reason), m.syms.get(a.DSN)
+				m.syms.release(r.reason)
+				m.syms.release(r.dsn)
+				r.reason, r.dsn = m.syms.getCapped(a.Reason), m.syms.get(a.DSN)
 				if r.attempts < 1<<16-1 {
 					r.attempts++
 				}
-				r.last = a.Time.Unix()
+				r.last = clampSeconds(a.Time.Unix())
 			}
 			return
 		}

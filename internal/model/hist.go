@@ -2,78 +2,102 @@ package model
 
 import "sort"
 
-// hist counts items by a time in seconds. Updates are O(1); the sorted
-// keys and their prefix sums are rebuilt on the first query after a
-// change, so a query is O(log n) per bucket boundary on a quiet queue
-// and O(n) for n distinct seconds right after a change. n is bounded by
-// the number of distinct arrival seconds of one domain, not by the
-// number of messages.
+// hist counts items by a time in seconds (uint32: until 2106). It is two
+// parallel sorted slices, 8 bytes per distinct second: new mail arrives
+// at the end (an append); a removal only decrements, and the zeros are
+// compacted away once they are half of it. A qshape answer walks it once
+// with the bucket thresholds computed for the query (countInto).
 type hist struct {
-	n      map[int64]int32
-	total  int64
-	keys   []int64 // sorted, valid unless keysDirty
-	prefix []int64 // prefix[i] = sum of counts of keys[:i]
-	dirty  bool
+	keys  []uint32
+	n     []int32
+	zeros int
+	total int64
 }
 
 func (h *hist) add(t int64, d int32) {
-	if h.n == nil {
-		h.n = make(map[int64]int32, 4)
-	}
-	c := h.n[t] + d
-	if c <= 0 {
-		delete(h.n, t)
-	} else {
-		h.n[t] = c
-	}
-	h.total += int64(d)
-	h.dirty = true
-}
-
-func (h *hist) refresh() {
-	if !h.dirty {
+	k := clampSeconds(t)
+	i := len(h.keys)
+	if i == 0 || h.keys[i-1] < k {
+		if d <= 0 {
+			return
+		}
+		h.keys = append(h.keys, k)
+		h.n = append(h.n, d)
+		h.total += int64(d)
 		return
 	}
-	h.keys = h.keys[:0]
-	for k := range h.n {
-		h.keys = append(h.keys, k)
+	i = sort.Search(len(h.keys), func(j int) bool { return h.keys[j] >= k })
+	if i < len(h.keys) && h.keys[i] == k {
+		was := h.n[i]
+		h.n[i] += d
+		switch {
+		case was == 0 && h.n[i] != 0:
+			h.zeros--
+		case was != 0 && h.n[i] == 0:
+			h.zeros++
+		}
+		h.total += int64(d)
+		if h.zeros > 32 && h.zeros > len(h.keys)/2 {
+			h.compact()
+		}
+		return
 	}
-	sort.Slice(h.keys, func(i, j int) bool { return h.keys[i] < h.keys[j] })
-	if cap(h.prefix) < len(h.keys)+1 {
-		h.prefix = make([]int64, len(h.keys)+1)
+	if d <= 0 {
+		return
 	}
-	h.prefix = h.prefix[:len(h.keys)+1]
-	h.prefix[0] = 0
-	for i, k := range h.keys {
-		h.prefix[i+1] = h.prefix[i] + int64(h.n[k])
+	h.keys = append(h.keys, 0)
+	h.n = append(h.n, 0)
+	copy(h.keys[i+1:], h.keys[i:])
+	copy(h.n[i+1:], h.n[i:])
+	h.keys[i], h.n[i] = k, d
+	h.total += int64(d)
+}
+
+func (h *hist) compact() {
+	j := 0
+	for i := range h.keys {
+		if h.n[i] != 0 {
+			h.keys[j], h.n[j] = h.keys[i], h.n[i]
+			j++
+		}
 	}
-	h.dirty = false
+	h.keys, h.n, h.zeros = h.keys[:j], h.n[:j], 0
+	if cap(h.keys) > 64 && cap(h.keys) > 4*j {
+		h.keys = append([]uint32(nil), h.keys...)
+		h.n = append([]int32(nil), h.n...)
+	}
+}
+
+func clampSeconds(t int64) uint32 {
+	if t < 0 {
+		return 0
+	}
+	if t > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(t)
 }
 
 // min returns the smallest time counted, and false when empty.
 func (h *hist) min() (int64, bool) {
-	if len(h.n) == 0 {
-		return 0, false
+	for i, c := range h.n {
+		if c != 0 {
+			return int64(h.keys[i]), true
+		}
 	}
-	h.refresh()
-	return h.keys[0], true
+	return 0, false
 }
 
-// buckets adds to out[b] the count of each bucket b, where bucket(t) is
-// non-increasing in t and in [0, len(out)).
-func (h *hist) buckets(out []int64, bucket func(t int64) int) {
-	if len(h.n) == 0 {
-		return
-	}
-	h.refresh()
-	// hi is the end of the keys not yet given to a bucket: keys[:hi]
-	// all have a bucket ≥ b while b goes down.
-	hi := len(h.keys)
-	for b := 0; b < len(out) && hi > 0; b++ {
-		// The first key whose bucket is ≤ b: everything from it up to
-		// hi is in bucket b (or lower, already counted).
-		lo := sort.Search(hi, func(i int) bool { return bucket(h.keys[i]) <= b })
-		out[b] += h.prefix[hi] - h.prefix[lo]
-		hi = lo
+// countInto adds each time's count to out[b], where b is the first
+// bucket whose threshold thr[b] the time reaches: thr is decreasing, and
+// the last bucket takes everything older.
+func (h *hist) countInto(out []int64, thr []int64) {
+	b := 0
+	for i := len(h.keys) - 1; i >= 0; i-- {
+		t := int64(h.keys[i])
+		for b < len(out)-1 && t < thr[b] {
+			b++
+		}
+		out[b] += int64(h.n[i])
 	}
 }

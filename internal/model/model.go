@@ -94,29 +94,34 @@ type Model struct {
 
 // msg is one queue file. Strings that repeat across messages (senders,
 // domains, reasons, DSN codes) are symbols.
+//
+// Times are uint32 seconds (until 2106) and offsets uint32 (queue files
+// are far below 4 GB): a message with two recipients takes about 250
+// bytes with its map entry and strings, so a million fit in the memory
+// the daemon may use.
 type msg struct {
 	id      string
+	rcpts   []rcpt
+	size    int64
+	sender  sym
+	sdom    sym    // the qshape domain of the sender
+	arrival uint32 // seconds
+	next    uint32 // seconds; deferred/ only
 	queue   uint8
 	forced  bool
 	bare    bool // in corrupt/ (or unreadable): nothing but the ID is known
-	sender  sym
-	sdom    sym // the qshape domain of the sender
-	size    int64
-	arrival int64 // seconds
-	next    int64 // seconds; deferred/ only
-	rcpts   []rcpt
 }
 
 type rcpt struct {
 	addr     string
 	domain   sym // the qshape domain of addr
-	offset   int64
-	done     bool
-	class    uint8 // index into classNames; 0: no reason yet
-	attempts uint16
 	reason   sym
 	dsn      sym
-	last     int64 // seconds of the last attempt, 0 when none
+	offset   uint32
+	last     uint32 // seconds of the last attempt, 0 when none
+	attempts uint16
+	class    uint8 // index into classNames; 0: no reason yet
+	done     bool
 }
 
 // New returns an empty model; call Build to fill it.
@@ -192,27 +197,107 @@ func asciiLower(s string) string {
 	return s
 }
 
-// symbols interns strings: a sym is an index into strs; 0 is "".
+// symbols interns strings: a sym is an index into strs; 0 is "". Each
+// holder of a sym owns a reference (get, retain) and gives it back
+// (release), so the strings of messages that have gone are freed.
+// Reasons may be capped (getCapped): a queue whose deferral reasons are
+// nearly all different (a reply that names each message) would otherwise
+// keep them all; past the cap a reason is left in the defer log
+// (onDisk) and read from there when a message is shown.
 type sym uint32
 
+// onDisk marks a reason that the model does not keep.
+const onDisk sym = 1<<32 - 1
+
+// maxReasons caps the distinct reason texts kept in memory.
+const maxReasons = 1 << 16
+
 type symbols struct {
-	strs []string
-	idx  map[string]sym
+	strs    []string
+	refs    []int32
+	idx     map[string]sym
+	free    []sym
+	reasons int // distinct reason texts held
+	limit   int // at most this many (maxReasons; tests lower it)
+	capped  []bool
 }
 
 func (s *symbols) init() {
-	s.strs = []string{""}
+	s.strs, s.refs, s.capped = []string{""}, []int32{1}, []bool{false}
 	s.idx = map[string]sym{"": 0}
+	s.limit = maxReasons
 }
 
-func (s *symbols) get(str string) sym {
+func (s *symbols) get(str string) sym { return s.intern(str, false) }
+
+// getCapped interns a reason, or returns onDisk when maxReasons are held.
+func (s *symbols) getCapped(str string) sym { return s.intern(str, true) }
+
+func (s *symbols) intern(str string, reason bool) sym {
+	if str == "" {
+		return 0
+	}
 	if v, ok := s.idx[str]; ok {
+		s.refs[v]++
 		return v
 	}
-	v := sym(len(s.strs))
-	s.strs = append(s.strs, str)
+	if reason {
+		if s.reasons >= s.limit {
+			return onDisk
+		}
+		s.reasons++
+	}
+	var v sym
+	if n := len(s.free); n > 0 {
+		v, s.free = s.free[n-1], s.free[:n-1]
+		s.strs[v], s.refs[v], s.capped[v] = str, 1, reason
+	} else {
+		v = sym(len(s.strs))
+		s.strs, s.refs, s.capped = append(s.strs, str), append(s.refs, 1), append(s.capped, reason)
+	}
 	s.idx[str] = v
 	return v
 }
 
-func (s *symbols) str(v sym) string { return s.strs[v] }
+func (s *symbols) retain(v sym) {
+	if v != 0 && v != onDisk {
+		s.refs[v]++
+	}
+}
+
+func (s *symbols) release(v sym) {
+	if v == 0 || v == onDisk {
+		return
+	}
+	if s.refs[v]--; s.refs[v] > 0 {
+		return
+	}
+	delete(s.idx, s.strs[v])
+	if s.capped[v] {
+		s.reasons--
+	}
+	s.strs[v] = ""
+	s.free = append(s.free, v)
+}
+
+func (s *symbols) str(v sym) string {
+	if v == onDisk {
+		return ""
+	}
+	return s.strs[v]
+}
+
+// drop gives back the references a message holds.
+func (m *Model) drop(x *msg) {
+	if x == nil {
+		return
+	}
+	m.syms.release(x.sender)
+	m.syms.release(x.sdom)
+	for i := range x.rcpts {
+		r := &x.rcpts[i]
+		m.syms.release(r.domain)
+		m.syms.release(r.reason)
+		m.syms.release(r.dsn)
+	}
+}

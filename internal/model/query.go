@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"sluice/internal/spool"
 )
 
 // Summary is the model's aggregates: what "sluice queue summary" shows.
@@ -35,8 +37,8 @@ type ClassSummary struct {
 
 // Summary returns the aggregates; it costs O(queues + classes).
 func (m *Model) Summary() Summary {
-	m.mu.Lock() // the histograms sort themselves on first read
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	s := Summary{Loading: m.Loading(), Drift: m.Drift(), Events: m.Events()}
 	for i, q := range Queues {
 		a := &m.agg.queue[i]
@@ -106,8 +108,31 @@ func (o *QShapeOptions) bucket(arrival, now int64) int {
 	return int(b)
 }
 
-// QShape answers qshape from the aggregates: the cost is O(domains ×
-// buckets × log(distinct arrival seconds)), whatever the message count.
+// thresholds are, for each bucket b but the last, the oldest arrival
+// (in seconds) that still falls in bucket b or a younger one; found by
+// binary search with the bucket function itself, so the counts agree
+// with qshape's at every boundary.
+func (o *QShapeOptions) thresholds(now int64) []int64 {
+	thr := make([]int64, o.Buckets-1)
+	for b := range thr {
+		// bucket(t) is non-increasing in t: search the first t
+		// (from 200 years back to now+1) with bucket(t) <= b.
+		lo, hi := now-200*365*86400, now+1
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			if o.bucket(mid, now) <= b {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		thr[b] = lo
+	}
+	return thr
+}
+
+// QShape answers qshape from the aggregates: one walk over each row's
+// distinct arrival seconds, whatever the message count.
 func (m *Model) QShape(o QShapeOptions, now time.Time) QShape {
 	if len(o.Queues) == 0 {
 		o.Queues = []string{"incoming", "active"}
@@ -127,8 +152,8 @@ func (m *Model) QShape(o QShapeOptions, now time.Time) QShape {
 		}
 	}
 	n := now.Unix()
-	bucket := func(arr int64) int { return o.bucket(arr, n) }
-	m.mu.Lock()
+	thr := o.thresholds(n)
+	m.mu.RLock()
 	rows := map[sym][]int64{}
 	for _, qn := range o.Queues {
 		q, ok := queueIndex(qn)
@@ -145,7 +170,7 @@ func (m *Model) QShape(o QShapeOptions, now time.Time) QShape {
 				r = make([]int64, o.Buckets)
 				rows[d] = r
 			}
-			h.buckets(r, bucket)
+			h.countInto(r, thr)
 		}
 	}
 	total := QShapeRow{Domain: "TOTAL", Counts: make([]int64, o.Buckets)}
@@ -158,7 +183,7 @@ func (m *Model) QShape(o QShapeOptions, now time.Time) QShape {
 		total.Total += row.Total
 		t.Rows = append(t.Rows, row)
 	}
-	m.mu.Unlock()
+	m.mu.RUnlock()
 	sort.Slice(t.Rows, func(i, j int) bool {
 		if t.Rows[i].Total != t.Rows[j].Total {
 			return t.Rows[i].Total > t.Rows[j].Total
@@ -199,18 +224,29 @@ func (m *Model) view(x *msg) Message {
 		return v
 	}
 	v.Forced, v.Size, v.Sender = x.forced, x.size, m.syms.str(x.sender)
-	v.Arrival = time.Unix(x.arrival, 0).UTC()
+	v.Arrival = time.Unix(int64(x.arrival), 0).UTC()
 	if x.queue == queueDeferred {
-		v.Next = time.Unix(x.next, 0).UTC()
+		v.Next = time.Unix(int64(x.next), 0).UTC()
 	}
 	v.Recipients = make([]Recipient, len(x.rcpts))
+	var logged map[int64]string // reasons left in the defer log (onDisk)
 	for i, r := range x.rcpts {
 		rv := Recipient{Address: r.addr, Done: r.done}
 		if !r.done {
 			rv.Reason, rv.DSN, rv.Class = m.syms.str(r.reason), m.syms.str(r.dsn), classNames[r.class]
+			if r.reason == onDisk {
+				if logged == nil {
+					logged = map[int64]string{}
+					entries, _ := m.cfg.Spool.ReadLog(spool.Defer, x.id)
+					for _, e := range entries {
+						logged[e.Offset] = e.Reason
+					}
+				}
+				rv.Reason = logged[int64(r.offset)]
+			}
 			rv.Attempts = int(r.attempts)
 			if r.last != 0 {
-				rv.LastAttempt = time.Unix(r.last, 0).UTC()
+				rv.LastAttempt = time.Unix(int64(r.last), 0).UTC()
 			}
 		}
 		v.Recipients[i] = rv

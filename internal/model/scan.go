@@ -127,16 +127,16 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 		return &msg{id: id, queue: s.queue, bare: true}
 	}
 	x := m.newMsg(id, s.queue, s.sender, s.size, s.arrival)
-	x.forced, x.next = s.forced, s.next
+	x.forced, x.next = s.forced, clampSeconds(s.next)
 	x.rcpts = make([]rcpt, len(s.rcpts))
 	for i, r := range s.rcpts {
 		x.rcpts[i] = m.newRcpt(r.addr, r.offset, r.done)
 		if r.reason != "" || r.dsn != "" {
 			x.rcpts[i].class = classIndex(r.class)
-			x.rcpts[i].reason, x.rcpts[i].dsn = m.syms.get(r.reason), m.syms.get(r.dsn)
+			x.rcpts[i].reason, x.rcpts[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
 		}
 		x.rcpts[i].attempts = uint16(min(r.attempts, 1<<16-1))
-		x.rcpts[i].last = r.last
+		x.rcpts[i].last = clampSeconds(r.last)
 	}
 	return x
 }
@@ -206,9 +206,10 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 			}
 			if m.diff(m.msgs[e.ID], x) != "" {
 				suspects = append(suspects, e.ID)
-				return nil
+			} else {
+				m.keepOffsets(e.ID, x)
 			}
-			m.keepOffsets(e.ID, x)
+			m.drop(x)
 			return nil
 		})
 		if err != nil {
@@ -252,6 +253,8 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 				drift++
 				m.cfg.Log.Warn("model", "%s: drift: %s", id, what)
 				m.put(id, x)
+			} else {
+				m.drop(x)
 			}
 		}
 		m.mu.Unlock()
@@ -309,7 +312,7 @@ func (m *Model) diff(a, b *msg) string {
 	case a.sender != b.sender, a.size != b.size, a.arrival != b.arrival:
 		return "envelope changed"
 	case a.queue == queueDeferred && a.next != b.next:
-		return fmt.Sprintf("next attempt %s, file says %s", time.Unix(a.next, 0).UTC().Format(time.RFC3339), time.Unix(b.next, 0).UTC().Format(time.RFC3339))
+		return fmt.Sprintf("next attempt %s, file says %s", time.Unix(int64(a.next), 0).UTC().Format(time.RFC3339), time.Unix(int64(b.next), 0).UTC().Format(time.RFC3339))
 	case len(a.rcpts) != len(b.rcpts):
 		return "recipients changed"
 	}
@@ -321,7 +324,7 @@ func (m *Model) diff(a, b *msg) string {
 		if ra.done {
 			continue
 		}
-		if ra.class != rb.class || ra.reason != rb.reason || ra.dsn != rb.dsn {
+		if ra.class != rb.class || ra.dsn != rb.dsn || (ra.reason != rb.reason && ra.reason != onDisk && rb.reason != onDisk) {
 			return "reason of " + rb.addr + " changed"
 		}
 		if ra.attempts != rb.attempts || ra.last != rb.last {
