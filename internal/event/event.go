@@ -122,9 +122,10 @@ type Activated struct {
 }
 
 // Moved: a message moved from one queue to another without being read:
-// into deferred/ at the end of a round (Next is the next attempt), back
-// to incoming/ on a flush or at start. Forced tells whether the file
-// still has its force-expiry bit.
+// into deferred/ at the end of a round (Next is the next attempt; Forced
+// tells whether the file has its force-expiry bit), back to incoming/ on
+// a flush or at start (the file's mode is unchanged; Forced means
+// nothing then).
 type Moved struct {
 	ID       string
 	From, To string

@@ -52,7 +52,7 @@ func (m *Model) count(x *msg, d int32) {
 	if x.bare {
 		return
 	}
-	q.bytes += int64(d) * x.size
+	q.bytes += int64(d) * int64(x.size)
 	pending := 0
 	var seen uint64 // classes seen in this message (fewer than 64)
 	for i := range x.rcpts {
@@ -78,13 +78,13 @@ func (m *Model) count(x *msg, d int32) {
 
 // put replaces (or adds, or with x nil removes) the message id.
 func (m *Model) put(id string, x *msg) {
-	if old := m.msgs[id]; old != nil {
+	if old := m.msgs.get(id); old != nil {
 		m.count(old, -1)
-		delete(m.msgs, id)
+		m.msgs.del(id)
 		m.drop(old)
 	}
 	if x != nil {
-		m.msgs[id] = x
+		m.msgs.set(x)
 		m.count(x, 1)
 	}
 }
@@ -92,7 +92,7 @@ func (m *Model) put(id string, x *msg) {
 // change applies f to the message id between unaccount and account; it
 // does nothing when the model does not hold id.
 func (m *Model) change(id string, f func(x *msg)) bool {
-	x := m.msgs[id]
+	x := m.msgs.get(id)
 	if x == nil {
 		return false
 	}
@@ -100,4 +100,19 @@ func (m *Model) change(id string, f func(x *msg)) bool {
 	f(x)
 	m.count(x, 1)
 	return true
+}
+
+// trim gives back the spare capacity the histograms grew while a scan
+// filled them out of order.
+func (a *aggregates) trim() {
+	for i := range a.queue {
+		q := &a.queue[i]
+		q.arrivals.trim()
+		for _, h := range q.rcptDomains {
+			h.trim()
+		}
+		for _, h := range q.senderDomains {
+			h.trim()
+		}
+	}
 }

@@ -16,7 +16,7 @@ func (m *Model) Observe(e event.Event) {
 		// missed an event): its attempts and reasons are in its logs,
 		// which the event does not carry, so read the files once.
 		m.mu.RLock()
-		known := m.msgs[a.ID] != nil
+		known := m.msgs.get(a.ID) != nil
 		m.mu.RUnlock()
 		if !known {
 			if s, ok := m.read(spool.Entry{Queue: spool.Active, ID: a.ID, Rel: m.cfg.Spool.RelPath(spool.Active, a.ID)}); ok && !s.bare {
@@ -44,7 +44,7 @@ func (m *Model) Observe(e event.Event) {
 		}
 		m.put(e.ID, x)
 	case *event.Activated:
-		old := m.msgs[e.ID]
+		old := m.msgs.get(e.ID)
 		if old == nil && fromFile != nil {
 			m.put(e.ID, m.toMsg(e.ID, fromFile))
 			return
@@ -78,7 +78,10 @@ func (m *Model) Observe(e event.Event) {
 			return
 		}
 		m.change(e.ID, func(x *msg) {
-			x.queue, x.forced = q, e.Forced
+			x.queue = q
+			if e.To == spool.Deferred {
+				x.forced = e.Forced
+			}
 			if !e.Next.IsZero() {
 				x.next = clampSeconds(e.Next.Unix())
 			}
@@ -111,7 +114,7 @@ const (
 
 func (m *Model) newMsg(id string, q uint8, sender string, size, arrival int64) *msg {
 	s := m.syms.get(sender)
-	return &msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: size, arrival: clampSeconds(arrival)}
+	return &msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: uint32(min(max(size, 0), 1<<32-1)), arrival: clampSeconds(arrival)}
 }
 
 func (m *Model) newRcpt(addr string, offset int64, done bool) rcpt {

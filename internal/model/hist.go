@@ -101,3 +101,14 @@ func (h *hist) countInto(out []int64, thr []int64) {
 		out[b] += int64(h.n[i])
 	}
 }
+
+// trim compacts h and drops its spare capacity.
+func (h *hist) trim() {
+	if h.zeros > 0 {
+		h.compact()
+	}
+	if cap(h.keys) > len(h.keys)+len(h.keys)/8 {
+		h.keys = append([]uint32(nil), h.keys...)
+		h.n = append([]int32(nil), h.n...)
+	}
+}

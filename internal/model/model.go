@@ -77,14 +77,20 @@ type Config struct {
 type Model struct {
 	cfg Config
 
+	// passMu lets one scan pass run at a time (Build, Reconcile).
+	passMu sync.Mutex
+	epoch  uint8 // the current pass's mark (msg.epoch)
+
 	mu   sync.RWMutex
-	msgs map[string]*msg
+	msgs index
 	syms symbols
 	agg  aggregates
 	// During a scan, the IDs events touched: the scan's reading of
 	// them is older than the event and is not applied.
 	scanning int
 	touched  map[string]bool
+
+	bufs sync.Pool // *readBuf for the scan's workers
 
 	loading atomic.Bool
 	loaded  chan struct{}
@@ -102,14 +108,15 @@ type Model struct {
 type msg struct {
 	id      string
 	rcpts   []rcpt
-	size    int64
+	size    uint32 // queue files are far below 4 GB
 	sender  sym
 	sdom    sym    // the qshape domain of the sender
 	arrival uint32 // seconds
 	next    uint32 // seconds; deferred/ only
 	queue   uint8
 	forced  bool
-	bare    bool // in corrupt/ (or unreadable): nothing but the ID is known
+	bare    bool  // in corrupt/ (or unreadable): nothing but the ID is known
+	epoch   uint8 // the last scan pass that saw its file
 }
 
 type rcpt struct {
@@ -129,7 +136,8 @@ func New(cfg Config) *Model {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Model{cfg: cfg, msgs: make(map[string]*msg), loaded: make(chan struct{})}
+	m := &Model{cfg: cfg, msgs: newIndex(), loaded: make(chan struct{})}
+	m.bufs.New = func() any { return &readBuf{} }
 	m.syms.init()
 	m.agg.init()
 	m.loading.Store(true)

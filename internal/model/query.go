@@ -223,7 +223,7 @@ func (m *Model) view(x *msg) Message {
 	if x.bare {
 		return v
 	}
-	v.Forced, v.Size, v.Sender = x.forced, x.size, m.syms.str(x.sender)
+	v.Forced, v.Size, v.Sender = x.forced, int64(x.size), m.syms.str(x.sender)
 	v.Arrival = time.Unix(int64(x.arrival), 0).UTC()
 	if x.queue == queueDeferred {
 		v.Next = time.Unix(int64(x.next), 0).UTC()
@@ -258,7 +258,7 @@ func (m *Model) view(x *msg) Message {
 func (m *Model) Message(id string) (Message, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	x := m.msgs[id]
+	x := m.msgs.get(id)
 	if x == nil {
 		return Message{}, false
 	}
@@ -268,10 +268,8 @@ func (m *Model) Message(id string) (Message, bool) {
 // Messages returns every message, sorted by ID.
 func (m *Model) Messages() []Message {
 	m.mu.RLock()
-	out := make([]Message, 0, len(m.msgs))
-	for _, x := range m.msgs {
-		out = append(out, m.view(x))
-	}
+	out := make([]Message, 0, m.msgs.len())
+	m.msgs.each(func(x *msg) { out = append(out, m.view(x)) })
 	m.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].ID, out[j].ID) < 0 })
 	return out

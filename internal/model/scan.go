@@ -1,12 +1,15 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"sluice/internal/event"
@@ -45,26 +48,25 @@ func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
 	}
 	s.queue = q
 	path := filepath.Join(m.cfg.Spool.Root, e.Rel)
-	fi, err := os.Lstat(path)
-	if err != nil || !fi.Mode().IsRegular() {
-		return s, false
-	}
 	if q == queueCorrupt {
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			return s, false
+		}
 		s.bare = true
 		return s, true
 	}
-	if !spool.IsReady(fi.Mode()) {
-		return s, false // still being written
+	b := m.bufs.Get().(*readBuf)
+	defer m.bufs.Put(b)
+	env, fi, err := b.envelope(path)
+	if fi == nil || !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
+		return s, false // gone, not a file, or still being written
 	}
 	s.forced = spool.IsForcedExpire(fi.Mode())
 	if q == queueDeferred {
 		s.next = fi.ModTime().Unix()
 	}
-	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return s, false
-		}
 		s.bare = true
 		return s, true
 	}
@@ -80,7 +82,7 @@ func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
 	if pending == 0 {
 		return s, true
 	}
-	entries, _ := m.cfg.Spool.ReadLog(spool.Defer, e.ID)
+	entries := b.log(m.cfg.Spool.Path(spool.Defer, e.ID))
 	for _, le := range entries {
 		for i := range s.rcpts {
 			r := &s.rcpts[i]
@@ -145,6 +147,9 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 // arrive meanwhile are applied, and win. Loading is false afterwards.
 func (m *Model) Build(ctx context.Context) error {
 	_, err := m.pass(ctx, false, m.cfg.Workers)
+	m.mu.Lock()
+	m.agg.trim()
+	m.mu.Unlock()
 	if m.loading.CompareAndSwap(true, false) {
 		close(m.loaded)
 	}
@@ -166,12 +171,15 @@ func (m *Model) Reconcile(ctx context.Context, workers int) (int, error) {
 // scan can catch a file between the two): only one that is still there
 // counts as drift.
 func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error) {
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
 	m.mu.Lock()
 	if m.scanning == 0 {
 		m.touched = map[string]bool{}
 	}
 	m.scanning++
-	seen := make(map[string]struct{}, len(m.msgs))
+	m.epoch++
+	epoch := m.epoch
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -195,16 +203,19 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 		}, func(e spool.Entry, s scanned) error {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			seen[e.ID] = struct{}{}
+			if old := m.msgs.get(e.ID); old != nil {
+				old.epoch = epoch
+			}
 			if m.touched[e.ID] {
 				return nil
 			}
 			x := m.toMsg(e.ID, &s)
+			x.epoch = epoch
 			if !report {
 				m.put(e.ID, x)
 				return nil
 			}
-			if m.diff(m.msgs[e.ID], x) != "" {
+			if m.diff(m.msgs.get(e.ID), x) != "" {
 				suspects = append(suspects, e.ID)
 			} else {
 				m.keepOffsets(e.ID, x)
@@ -220,11 +231,11 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 		}
 	}
 	m.mu.RLock()
-	for id := range m.msgs {
-		if _, ok := seen[id]; !ok && !m.touched[id] {
-			suspects = append(suspects, id)
+	m.msgs.each(func(x *msg) {
+		if x.epoch != epoch && !m.touched[x.id] {
+			suspects = append(suspects, x.id)
 		}
-	}
+	})
 	m.mu.RUnlock()
 	if !report {
 		// The first build: what the scan did not see is not there.
@@ -249,7 +260,7 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 			if ok {
 				x = m.toMsg(id, &s)
 			}
-			if what := m.diff(m.msgs[id], x); what != "" {
+			if what := m.diff(m.msgs.get(id), x); what != "" {
 				drift++
 				m.cfg.Log.Warn("model", "%s: drift: %s", id, what)
 				m.put(id, x)
@@ -281,7 +292,7 @@ func (m *Model) readID(id string) (scanned, bool) {
 // keepOffsets takes the recipient offsets of the file for a message that
 // agrees with it otherwise: cleanup's event cannot know them.
 func (m *Model) keepOffsets(id string, x *msg) {
-	old := m.msgs[id]
+	old := m.msgs.get(id)
 	if old == nil || len(old.rcpts) != len(x.rcpts) {
 		return
 	}
@@ -352,4 +363,71 @@ func (m *Model) Run(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// readBuf is one scan worker's buffers: a file is read with one read
+// call into them (queue files are small), instead of a read per record
+// window, since a scan of a million files is bound by system calls.
+type readBuf struct {
+	file []byte
+	rd   spool.Reader
+}
+
+// wholeFileMax is the largest file read whole; larger ones are read
+// through the record reader's windows.
+const wholeFileMax = 256 << 10
+
+// envelope reads the envelope of the queue file at path. fi is nil when
+// the file cannot be opened (gone) or is a symbolic link.
+func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
+		return nil, fi, nil
+	}
+	opt := spool.ReadOptions{SkipContent: true}
+	size := fi.Size()
+	if size > wholeFileMax {
+		b.rd.Reset(f, size)
+		env, err := spool.ReadEnvelope(&b.rd, opt)
+		return env, fi, err
+	}
+	if int64(cap(b.file)) < size {
+		b.file = make([]byte, size)
+	}
+	data := b.file[:size]
+	n, err := io.ReadFull(f, data)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fi, err
+	}
+	env, err := spool.ReadEnvelope(spool.NewBytesReader(data[:n]), opt)
+	return env, fi, err
+}
+
+// log reads a defer log; a missing or unreadable one has no entries.
+func (b *readBuf) log(path string) []spool.LogEntry {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > wholeFileMax {
+		entries, _ := spool.ParseLog(f)
+		return entries
+	}
+	if int64(cap(b.file)) < fi.Size() {
+		b.file = make([]byte, fi.Size())
+	}
+	data := b.file[:fi.Size()]
+	n, _ := io.ReadFull(f, data)
+	entries, _ := spool.ParseLog(bytes.NewReader(data[:n]))
+	return entries
 }
