@@ -51,6 +51,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -581,5 +582,8 @@ func (s *Server) runModel(ctx context.Context) {
 		}
 		return
 	}
+	// The scan's garbage made the heap grow to twice what the model
+	// keeps; give it back now rather than whenever the scavenger does.
+	debug.FreeOSMemory()
 	s.model.Run(ctx, modelReconcileEvery)
 }
