@@ -2,8 +2,8 @@
 // and the one interface through which they are observed.
 //
 // The parts that change the queue publish events after the change is on
-// disk: cleanup when a queue file is committed (Received), the queue
-// manager when it takes a message (Activated), when a delivery attempt
+// disk: cleanup for a new queue file (Received), the queue manager when
+// it takes a message (Activated), when a delivery attempt
 // for a recipient ends (Sent, Deferred, Bounced), when a message is
 // returned or removed (Expired, Deleted) and when it moves between queues
 // (Moved, Corrupt); bounce when it has sent a notice (Notified); the
@@ -16,6 +16,11 @@
 // value). Observe is called on the publisher's goroutine, in the order
 // of the changes for any one message; a subscriber must be quick and
 // must not call back into the publisher.
+//
+// One exception to "after": cleanup publishes Received just before it
+// makes the new file ready (the queue manager skips files that are not),
+// so no subscriber sees a message taken before it was received; if the
+// commit then fails, a Withdrawn follows.
 //
 // Delivery outcomes carry their reason class, decided once where the
 // reply is known (see Classify), so no subscriber parses log text.
