@@ -116,6 +116,10 @@ type Manager struct {
 
 	ctl      chan func()   // work for the loop from other goroutines (Acquire)
 	stopped  chan struct{} // closed when Run returns
+	// ready is closed once Run has recovered the spool (active/ back to
+	// incoming/, unfinished files removed): from then on new files may
+	// be written into incoming/ without being taken for crash debris.
+	ready chan struct{}
 	done     chan *job     // deliveries that ended
 	finished chan *message // messages whose last delivery ended and which left active/
 
@@ -165,6 +169,7 @@ func New(cfg Config) (*Manager, error) {
 		wake:      make(chan struct{}, 1),
 		ctl:       make(chan func()),
 		stopped:   make(chan struct{}),
+		ready:     make(chan struct{}),
 		done:      make(chan *job, 256),
 		finished:  make(chan *message, 256),
 		active:    map[string]*message{},
@@ -269,6 +274,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := m.recoverActive(); err != nil {
 		return err
 	}
+	close(m.ready)
 	jobCtx, cancelJobs := context.WithCancel(context.Background())
 	defer cancelJobs()
 	syncDone := make(chan struct{})
@@ -301,6 +307,12 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.dispatch()
 	}
 }
+
+// Ready is closed once Run has recovered the spool from the last
+// process's end. SMTP intake and pickup must wait for it: the recovery
+// removes unfinished files from incoming/, and a message being received
+// meanwhile is an unfinished file until it is committed.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
 
 // triggers handles what Notify, Wake and the Flush calls asked for.
 func (m *Manager) triggers() {

@@ -713,3 +713,39 @@ func TestAcquireKeepsSchedulerOff(t *testing.T) {
 	release()
 	h.settle("delivery after release", func() bool { return h.gone(id) })
 }
+
+// TestReadyAfterRecovery: Ready closes only once the unfinished files of
+// the last run are gone, so a file written after Ready (a message being
+// received) is never taken for one of them.
+func TestReadyAfterRecovery(t *testing.T) {
+	h := newHarness(t, nil)
+	old, err := h.sp.NewFile(spool.Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.m.Ready():
+		t.Fatal("ready before Run")
+	default:
+	}
+	h.start()
+	select {
+	case <-h.m.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never ready")
+	}
+	if _, err := os.Lstat(old.Path); err == nil {
+		t.Error("ready while the last run's unfinished file is still in incoming/")
+	}
+	// A message being received now: unfinished, and left alone.
+	f, err := h.sp.NewFile(spool.Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.Notify(f.ID)
+	time.Sleep(50 * time.Millisecond)
+	if _, err := os.Lstat(f.Path); err != nil {
+		t.Errorf("a file being written after Ready was removed: %v", err)
+	}
+	f.Abort()
+}

@@ -289,6 +289,14 @@ func (s *Server) run(ctx context.Context) error {
 	defer stopQ()
 	qdone := make(chan error, 1)
 	go func() { qdone <- s.qm.Run(qctx) }()
+	// Intake waits for the queue manager's recovery, which removes
+	// unfinished files from incoming/: a message received meanwhile would
+	// be one of them, removed after its 250.
+	select {
+	case <-s.qm.Ready():
+	case err := <-qdone:
+		return fmt.Errorf("queue manager: %w", err)
+	}
 	// The model loads while mail is accepted and delivered; until it
 	// has, its answers say so (model.Loading).
 	go s.runModel(qctx)
