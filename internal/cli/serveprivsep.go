@@ -69,6 +69,17 @@ func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
 	for _, n := range notes {
 		log.Log("master", "%s", n)
 	}
+	// The big queues are given to mail_owner while the daemon runs, so
+	// that SMTP opens at once however many files they hold.
+	go func() {
+		n, err := sp.GiveLeftovers(acc.SpoolOwners())
+		if err != nil {
+			log.Log("master", "warning: %v", err)
+		}
+		if n > 0 {
+			log.Log("master", "gave %d more spool entries to %s (left by a daemon or tool that ran as root)", n, acc.Owner)
+		}
+	}()
 	code, err = privsep.Master(privsep.MasterConfig{
 		Accounts: acc, Root: sp.Root,
 		Listen: listenAddrs(cfg), LogFile: cfg.Get("maillog_file"), ConfigDir: cfg.Dir,

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -59,11 +60,65 @@ var Layout = []DirPerm{
 // CreateOwned makes every spool directory that is missing and gives each
 // the owner, group and mode of Layout, as `postfix set-permissions`
 // does; it must run as root. Files below the queue directories that are
-// not mail_owner's — queue files a daemon running as root wrote before —
-// are given to mail_owner, so the daemon can go on with them after it
-// drops privileges. Their modes are left alone: they are message state.
-// fixed counts the entries below the queues whose owner changed.
+// not mail_owner's — queue files a daemon or a tool running as root wrote
+// before — are given to mail_owner, so the daemon can go on with them
+// after it drops privileges. Their modes are left alone: they are message
+// state. fixed counts the entries below the queues whose owner changed.
+//
+// Only the directories the daemon works in from its first moment
+// (StartupDirs) are walked here; the others can hold millions of files
+// (deferred/, defer/, history/), and walking them would keep SMTP closed
+// for seconds: GiveLeftovers walks them while the daemon runs.
 func (s *Spool) CreateOwned(o Owners) (fixed int, err error) {
+	return s.createOwned(o, func(name string) bool { return slices.Contains(StartupDirs, name) })
+}
+
+// StartupDirs are the directories whose files the daemon touches as soon
+// as it starts: the recovery moves active/ back to incoming/, and pickup
+// reads its journal.
+var StartupDirs = []string{Active, Incoming, "pid/pickup"}
+
+// GiveLeftovers gives mail_owner the files below the queue directories
+// that CreateOwned did not walk. A root master runs it beside the daemon:
+// until it reaches a file, the daemon cannot open that file, and leaves
+// it where it is (see qmgr) rather than lose it.
+func (s *Spool) GiveLeftovers(o Owners) (fixed int, err error) {
+	for _, d := range Layout {
+		if !d.Recursive || slices.Contains(StartupDirs, d.Name) {
+			continue
+		}
+		n, err := giveTree(filepath.Join(s.Root, d.Name), o.UID)
+		fixed += n
+		if err != nil {
+			return fixed, err
+		}
+	}
+	return fixed, nil
+}
+
+// giveTree gives every entry below path to uid.
+func giveTree(path string, uid int) (fixed int, err error) {
+	err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // moved or removed while we walk
+			}
+			return err
+		}
+		if p == path {
+			return nil
+		}
+		n, err := own(p, uid, -1)
+		fixed += n
+		return err
+	})
+	if err != nil {
+		return fixed, fmt.Errorf("spool: give %s to mail_owner: %w", path, err)
+	}
+	return fixed, nil
+}
+
+func (s *Spool) createOwned(o Owners, deep func(name string) bool) (fixed int, err error) {
 	for _, d := range Layout {
 		path := filepath.Join(s.Root, d.Name)
 		if err := os.MkdirAll(path, d.Mode.Perm()); err != nil {
@@ -83,25 +138,13 @@ func (s *Spool) CreateOwned(o Owners) (fixed int, err error) {
 		if err := os.Chmod(path, d.Mode); err != nil {
 			return fixed, fmt.Errorf("spool: chmod %s: %w", path, err)
 		}
-		if !d.Recursive {
+		if !d.Recursive || !deep(d.Name) {
 			continue
 		}
-		err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil // moved or removed while we walk
-				}
-				return err
-			}
-			if p == path {
-				return nil
-			}
-			n, err := own(p, o.UID, -1)
-			fixed += n
-			return err
-		})
+		n, err := giveTree(path, o.UID)
+		fixed += n
 		if err != nil {
-			return fixed, fmt.Errorf("spool: give %s to mail_owner: %w", path, err)
+			return fixed, err
 		}
 	}
 	return fixed, nil

@@ -28,6 +28,7 @@ func TestCreateOwned(t *testing.T) {
 	qf := filepath.Join(s.Root, "deferred", "A", "ABCDEF")
 	os.WriteFile(qf, []byte("x"), 0o700)
 	os.Chmod(qf, 0o710)
+	os.WriteFile(filepath.Join(s.Root, "active", "BCDEF0"), []byte("x"), 0o700)
 	md := filepath.Join(s.Root, "maildrop", "XYZ")
 	os.WriteFile(md, []byte("x"), 0o744)
 	os.Chown(md, 1234, 1234)
@@ -37,8 +38,12 @@ func TestCreateOwned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fixed != 2 { // deferred/A and deferred/A/ABCDEF
-		t.Errorf("fixed %d entries, want 2", fixed)
+	if fixed != 1 { // active/BCDEF0; deferred/ is left for GiveLeftovers
+		t.Errorf("fixed %d entries, want 1", fixed)
+	}
+	fixed, err = s.GiveLeftovers(o)
+	if err != nil || fixed != 2 { // deferred/A and deferred/A/ABCDEF
+		t.Errorf("leftovers: fixed %d entries (%v), want 2", fixed, err)
 	}
 	check := func(rel string, uid, gid int, mode fs.FileMode) {
 		t.Helper()
@@ -61,9 +66,13 @@ func TestCreateOwned(t *testing.T) {
 	check("pid", 0, 0, 0o755)
 	check("pid/pickup", 4321, 0, 0o700)
 	check("deferred/A/ABCDEF", 4321, -1, 0o710)
+	check("active/BCDEF0", 4321, -1, 0o700)
 	check("maildrop/XYZ", 1234, -1, 0o744) // the submitter's, as postdrop leaves it
 	// A second run changes nothing.
 	if fixed, err := s.CreateOwned(o); err != nil || fixed != 0 {
 		t.Errorf("second run: %d, %v", fixed, err)
+	}
+	if fixed, err := s.GiveLeftovers(o); err != nil || fixed != 0 {
+		t.Errorf("second run of the leftovers: %d, %v", fixed, err)
 	}
 }
