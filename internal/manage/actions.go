@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -159,6 +160,31 @@ func (q *Queue) noOp(op Op, id, from string) bool {
 }
 
 func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
+	if err := q.change(op, id, from, out); err != nil || !out.Changed || q.Events == nil {
+		return err
+	}
+	now := q.now()
+	switch op {
+	case OpDelete:
+		q.Events.Observe(&event.Deleted{ID: id, Queue: from, Time: now, Service: "sluice"})
+	case OpHold:
+		q.Events.Observe(&event.Held{ID: id, From: from, Time: now, Service: "sluice"})
+	case OpRelease:
+		q.Events.Observe(&event.Released{ID: id, To: out.To, Time: now, Service: "sluice"})
+	case OpRequeue:
+		// The message comes back through pickup under a new ID, which
+		// cleanup announces (Received).
+		q.Events.Observe(&event.Requeued{ID: id, From: from, Time: now, Service: "sluice"})
+	case OpExpire:
+		q.Events.Observe(&event.Moved{ID: id, From: from, To: from, Time: now, Forced: true})
+	case OpRetry:
+		q.Events.Observe(&event.Moved{ID: id, From: from, To: spool.Incoming, Time: now, Next: now})
+	}
+	return nil
+}
+
+// change makes op's change to the file.
+func (q *Queue) change(op Op, id, from string, out *Outcome) error {
 	sp := q.Spool
 	switch op {
 	case OpDelete:

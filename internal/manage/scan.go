@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -25,6 +26,11 @@ type Queue struct {
 	// Warn receives problems with single files (corrupt, unreadable);
 	// they never stop a scan.
 	Warn func(format string, args ...any)
+	// Events, when set, is told of every change an action made (Deleted,
+	// Held, Released, Requeued, Moved), after it is on disk: the daemon's
+	// queue model follows actions this way instead of waiting for a
+	// reconcile.
+	Events event.Observer
 }
 
 // Coordinator is the queue manager's side of an action.

@@ -48,7 +48,9 @@ func (s *Server) startIntake() (err error) {
 	}
 	listings := &showq.Cache{}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
-		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
+		// Actions tell the model (not the mail log: the tools log
+		// postsuper's lines themselves).
+		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Events: s.model, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
 		FlushAll: s.qm.FlushAll,
 		FlushSite: func(site string) error {
 			_, err := s.qm.FlushSite(site)

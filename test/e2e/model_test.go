@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"sluice/internal/control"
+	"sluice/internal/manage"
 	"sluice/internal/model"
 	"sluice/internal/spool"
 )
@@ -82,5 +83,47 @@ func TestModelThroughDaemon(t *testing.T) {
 	}
 	if s.Queues[2].Messages != 0 || s.Queues[3].Queue != spool.Hold || s.Queues[3].Messages != 1 {
 		t.Errorf("after reconcile: %+v", s.Queues)
+	}
+}
+
+// TestModelFollowsActions: an action through the daemon (hold, release,
+// delete) shows in the model at once, not at the next reconcile.
+func TestModelFollowsActions(t *testing.T) {
+	m := newMTA(t)
+	m.start()
+	m.send("alice@src.test", []string{"x@down.test"}, "to nowhere")
+	id := m.queueID("x@down.test")
+	m.waitFor("deferral", func() bool { q := m.queued(spool.Deferred); return len(q) == 1 && q[0] == id })
+	c, err := control.Dial(m.spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.waitFor("the model to load", func() bool {
+		s, err := c.ModelSummary(ctx)
+		return err == nil && !s.Loading
+	})
+	queueOf := func() string {
+		msg, err := c.ModelMessage(ctx, id)
+		if err != nil {
+			return "gone"
+		}
+		return msg.Queue
+	}
+	for _, step := range []struct {
+		op   manage.Op
+		want string
+	}{{manage.OpHold, spool.Hold}, {manage.OpRelease, spool.Deferred}, {manage.OpDelete, "gone"}} {
+		if _, err := c.Act(ctx, step.op, id, nil); err != nil {
+			t.Fatalf("%s: %v", step.op, err)
+		}
+		if got := queueOf(); got != step.want {
+			t.Errorf("after %s the model has the message in %s, want %s", step.op, got, step.want)
+		}
+	}
+	if r, err := c.ModelReconcile(ctx); err != nil || r.Drift != 0 {
+		t.Errorf("reconcile after the actions: %+v %v, want no drift", r, err)
 	}
 }
