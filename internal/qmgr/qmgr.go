@@ -114,12 +114,12 @@ type Manager struct {
 	scanDefer bool
 	flushAll  bool
 
-	ctl      chan func()   // work for the loop from other goroutines (Acquire)
-	stopped  chan struct{} // closed when Run returns
+	ctl     chan func()   // work for the loop from other goroutines (Acquire)
+	stopped chan struct{} // closed when Run returns
 	// ready is closed once Run has recovered the spool (active/ back to
 	// incoming/, unfinished files removed): from then on new files may
 	// be written into incoming/ without being taken for crash debris.
-	ready chan struct{}
+	ready    chan struct{}
 	done     chan *job     // deliveries that ended
 	finished chan *message // messages whose last delivery ended and which left active/
 
