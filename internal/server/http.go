@@ -29,7 +29,7 @@ func (s *Server) startHTTP() {
 		},
 		Flush: s.qm.FlushAll,
 	})
-	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics)))
+	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics), nil))
 	if err != nil {
 		s.log.Warn("master", "HTTP API disabled: %v", err)
 		return
