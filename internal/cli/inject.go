@@ -336,17 +336,30 @@ func (in *injector) envelope() *spool.NewEnvelope {
 	return e
 }
 
+// stagingQueue is where inject writes a queue file before it is
+// complete: a queue that no queue manager takes mail from (hold; corrupt
+// when hold is hashed, as a new file is named in its queue's top
+// directory), so a running daemon never takes the file before its
+// deferral, done recipients and mode are in place. A crash meanwhile
+// leaves it where an operator looks and nothing delivers it.
+func stagingQueue(sp *spool.Spool) (string, error) {
+	for _, q := range []string{spool.Hold, spool.Corrupt} {
+		if !sp.Hashed(q) {
+			return q, nil
+		}
+	}
+	return "", errors.New("inject: hold and corrupt are both hashed (hash_queue_names); no queue to stage the file in that the queue manager leaves alone")
+}
+
 // write writes one queue file and returns its ID. The file is written
-// in a staging queue that no queue manager scans (hold, unless it is
-// hashed), so a running daemon never takes it before its deferral, done
-// recipients and mode are in place; then it is moved where it belongs.
+// in the staging queue, then moved where it belongs.
 func (in *injector) write() (string, error) {
 	if in.req.queue == spool.Maildrop {
 		return in.writeMaildrop()
 	}
-	staging := spool.Hold
-	if in.sp.Hashed(staging) {
-		staging = spool.Incoming
+	staging, err := stagingQueue(in.sp)
+	if err != nil {
+		return "", err
 	}
 	now := in.now()
 	f, err := in.sp.NewFile(staging, now)

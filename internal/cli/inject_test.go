@@ -306,3 +306,40 @@ func TestSplitLines(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectStaging: inject writes a file where no queue manager takes
+// mail from, whatever hash_queue_names says (with hold hashed it used to
+// stage in incoming/, where a running qmgr could take a file before its
+// deferral and done marks were in place), and the file still ends where
+// it was asked to go.
+func TestInjectStaging(t *testing.T) {
+	for _, hashed := range []string{"deferred, defer", "deferred, defer, hold", "deferred, defer, hold, corrupt, incoming"} {
+		sp := spool.New(t.TempDir())
+		sp.SetHashQueues(hashed)
+		q, err := stagingQueue(sp)
+		if strings.Contains(hashed, "corrupt") {
+			if err == nil {
+				t.Errorf("%s: staging in %s, want an error", hashed, q)
+			}
+			continue
+		}
+		if err != nil || q == spool.Incoming || q == spool.Deferred || q == spool.Active || q == spool.Maildrop || sp.Hashed(q) {
+			t.Errorf("%s: staging in %q (%v)", hashed, q, err)
+		}
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf")
+	os.MkdirAll(conf, 0o755)
+	os.WriteFile(filepath.Join(conf, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "spool")+"\nhash_queue_names = deferred, defer, hold\n"), 0o644)
+	for _, queue := range []string{"hold", "deferred", "incoming"} {
+		id := mustInject(t, conf, "-q", queue, "-f", "a@b.test", "-r", "later", "x@y.test")
+		sp := spool.New(filepath.Join(dir, "spool"))
+		sp.SetHashQueues("deferred, defer, hold")
+		if got, err := sp.Locate(id, spool.Incoming, spool.Deferred, spool.Hold, spool.Corrupt); err != nil || got != queue {
+			t.Errorf("inject -q %s: in %q (%v)", queue, got, err)
+		}
+		if _, err := os.Stat(sp.Path(queue, id)); err != nil {
+			t.Errorf("inject -q %s: %v", queue, err)
+		}
+	}
+}

@@ -210,17 +210,8 @@ func postsuperSteps(flag byte) []manage.Op {
 }
 
 func psVerb(op manage.Op) string {
-	switch op {
-	case manage.OpDelete:
-		return "removed"
-	case manage.OpHold:
-		return "placed on hold"
-	case manage.OpRelease:
-		return "released from hold"
-	case manage.OpExpire:
-		return "expired"
-	case manage.OpRequeue:
-		return "requeued"
+	if v := manage.PostsuperVerb(op); v != "" {
+		return v
 	}
 	return string(op)
 }

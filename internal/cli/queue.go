@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,14 +49,20 @@ Options:
   --yes       for actions: do not ask for confirmation
   --all       for actions: allow an empty selector (every message)
 
-Selector terms (AND across keys, OR within a key):
+Selector terms:
   id=ID  queue=deferred  sender=a@b  rcpt=user@example.com  rcpt=*@example.com
   domain=example.com  sender_domain=x.org  reason=refused  reason~'4\.7\.[0-9]'
   class=greylisting  age>2h  age<30m  size>1M  attempts>=3
   rcpts=1 (only one recipient left: with rcpt=, the mail to that address alone)
-  A bare queue ID means id=ID. Operators: = != ~ > < >= <= (quote terms with
-  < or > for the shell: 'age>2h'). Addresses and
-  domains compare without regard to case; * and ? are wildcards.
+  rcpt_ci=, sender_ci= (as rcpt= and sender=, ignoring the local part's case)
+  How terms combine: terms with different keys must all match. With one
+  key, the = and ~ terms are alternatives (rcpt=a@x rcpt=b@y: either), and
+  the comparisons != > < >= <= must all hold ('age>1d' 'age<2d': between
+  one and two days old). Operators: = != ~ > < >= <= (quote terms with
+  < or > for the shell). A bare queue ID means id=ID; any other bare word
+  is an error (write queue=hold, not hold). * and ? are wildcards. Domains
+  compare without regard to case; the local part of rcpt= and sender=
+  compares exactly, as the mailq | awk pipeline of postsuper(1) does.
 Reason classes: ` + "%s" + `
 `
 
@@ -278,7 +285,7 @@ func shortAge(d time.Duration) string {
 
 func queueCount(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
 	msgs, rcpts := 0, 0
-	err := q.Each(ctx, sel, manage.SelectOptions{}, func(m *manage.Message) error {
+	err := q.Each(ctx, sel, manage.SelectOptions{Envelope: true}, func(m *manage.Message) error {
 		msgs++
 		for _, r := range m.Recipients {
 			if !r.Done {
@@ -301,7 +308,7 @@ func queueCount(ctx context.Context, env *Env, q messageSource, sel *manage.Sele
 
 func queueSummary(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
 	var msgs []*manage.Message
-	err := q.Each(ctx, sel, manage.SelectOptions{Full: o.by == "reason"}, func(m *manage.Message) error {
+	err := q.Each(ctx, sel, manage.SelectOptions{Full: o.by == "reason", Envelope: true}, func(m *manage.Message) error {
 		msgs = append(msgs, m)
 		return nil
 	})
@@ -400,6 +407,17 @@ func loadShow(cfg *config.Config, q *manage.Queue, queue, id string) (*showInfo,
 		return nil, err
 	}
 	info := &showInfo{Message: m, Path: q.Spool.RelPath(queue, id)}
+	if env == nil || queue == spool.Corrupt {
+		// A file set aside as unreadable is never scheduled and never
+		// expires: show what could be read of it, and no times.
+		if env != nil {
+			for _, r := range env.Recipients {
+				info.RecipientsFull = append(info.RecipientsFull, showRecipient{Address: r.Address, Orig: r.Orig, State: "corrupt"})
+			}
+		}
+		info.History, _ = q.Spool.ReadHistory(id, m.Arrival.Unix())
+		return info, nil
+	}
 	info.CreateTime = time.Unix(env.CreateTime, 0)
 	life := "maximal_queue_lifetime"
 	if env.Sender == "" {
@@ -442,6 +460,8 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 		fmt.Fprintf(w, "Expiry:       forced (returned to sender at the next attempt)\n")
 	}
 	switch {
+	case s.Queue == spool.Corrupt:
+		fmt.Fprintf(w, "Next attempt: none: set aside as unreadable (sluice queue requeue queue=corrupt, or delete)\n")
 	case s.Queue == spool.Hold:
 		fmt.Fprintf(w, "Next attempt: none while on hold\n")
 	case s.Queue == spool.Deferred && !s.NextAttempt.IsZero():
@@ -489,6 +509,19 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 	}
 }
 
+// applicable keeps the messages in the queues op applies to and counts
+// the others.
+func applicable(op manage.Op, msgs []*manage.Message) ([]*manage.Message, int) {
+	qs := manage.DefaultQueues(op)
+	out := msgs[:0]
+	for _, m := range msgs {
+		if slices.Contains(qs, m.Queue) {
+			out = append(out, m)
+		}
+	}
+	return out, len(msgs) - len(out)
+}
+
 // queueAct runs an action on the selected messages: dry run, or with
 // confirmation on a terminal, then through the daemon, Postfix or the
 // files.
@@ -503,6 +536,14 @@ func queueAct(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queue
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
+	}
+	// An action applies to the queues it searches (postsuper's): a dry run
+	// must not promise what the real run will call "gone", such as holding
+	// what is already on hold.
+	msgs, skipped := applicable(op, msgs)
+	if skipped > 0 && !o.json {
+		fmt.Fprintf(env.Stderr, "%s: %d selected message%s not in a queue %s applies to (%s); left alone\n",
+			name, skipped, plural(skipped), op, strings.Join(manage.DefaultQueues(op), ", "))
 	}
 	ids := make([]string, 0, len(msgs))
 	for _, m := range msgs {

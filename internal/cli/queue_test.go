@@ -2,11 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"sluice/internal/control"
+	"sluice/internal/manage"
+	"sluice/internal/spool"
 )
 
 // queueEnv makes a sluice configuration with an empty spool.
@@ -99,3 +105,135 @@ func TestQueueCommands(t *testing.T) {
 		t.Errorf("after delete, list:\n%s", out)
 	}
 }
+
+// TestQueueDefects: what an operator ran into (issue 11, part 5).
+func TestQueueDefects(t *testing.T) {
+	conf := queueEnv(t)
+	a := mustInject(t, conf, "-f", "alice@src.test", "-T", "-3h", "user@example.com")
+	h := mustInject(t, conf, "-f", "", "-q", "hold", "other@example.org", "second@example.org")
+
+	// count queue=hold counts the recipients of held mail.
+	out, _, code := run(t, "", "queue", "count", "-c", conf, "queue=hold")
+	if code != 0 || out != "1 message, 2 recipients\n" {
+		t.Errorf("count queue=hold: %q %d", out, code)
+	}
+	// A bare word is an error that says what to write.
+	_, errs, code := run(t, "", "queue", "list", "-c", conf, "hold")
+	if code != 2 || !strings.Contains(errs, "queue=hold") {
+		t.Errorf("list hold: %d %q", code, errs)
+	}
+	// Every summary has examples.
+	for _, by := range []string{"domain", "sender", "queue"} {
+		out, _, _ = run(t, "", "queue", "summary", "-c", conf, "--by", by)
+		for _, want := range []string{a + ": alice@src.test → user@example.com", h + ": MAILER-DAEMON → other@example.org"} {
+			if by == "domain" {
+				want = strings.Replace(want, " (+1)", "", 1)
+			}
+			if !strings.Contains(out, want) {
+				t.Errorf("summary --by %s lacks %q:\n%s", by, want, out)
+			}
+		}
+	}
+	// A dry run of hold does not count mail already on hold, and the real
+	// run then agrees with it.
+	out, errs, _ = run(t, "", "queue", "hold", "-c", conf, "id="+h, "--dry-run")
+	if !strings.Contains(out, "would hold 0 messages") || !strings.Contains(errs, "not in a queue hold applies to") {
+		t.Errorf("dry run of hold on held mail: %q %q", out, errs)
+	}
+	out, _, _ = run(t, "", "queue", "hold", "-c", conf, "id="+h)
+	if strings.Contains(out, "gone") || !strings.Contains(out, "no messages selected") {
+		t.Errorf("hold of held mail: %q", out)
+	}
+}
+
+// TestShowCorrupt: show on a file in corrupt/ claims no next attempt and
+// no expiry, whether the file parses in part or not at all.
+func TestShowCorrupt(t *testing.T) {
+	conf := queueEnv(t)
+	id := mustInject(t, conf, "-f", "a@src.test", "user@example.com")
+	spoolDir := filepath.Join(filepath.Dir(conf), "spool")
+	var src string
+	filepath.Walk(spoolDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && filepath.Base(p) == id {
+			src = p
+		}
+		return nil
+	})
+	if src == "" {
+		t.Fatal("injected file not found")
+	}
+	os.MkdirAll(filepath.Join(spoolDir, "corrupt"), 0o700)
+	data, _ := os.ReadFile(src)
+	os.Remove(src)
+	// Cut off before the end: it parses only in part.
+	if err := os.WriteFile(filepath.Join(spoolDir, "corrupt", id), data[:len(data)/2], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "", "queue", "show", "-c", conf, id)
+	if code != 0 || !strings.Contains(out, "Queue:        corrupt") || !strings.Contains(out, "Next attempt: none") || strings.Contains(out, "Expires:") {
+		t.Errorf("show corrupt: %d\n%s%s", code, out, errs)
+	}
+	if err := os.WriteFile(filepath.Join(spoolDir, "corrupt", id), []byte("garbage"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "", "queue", "show", "-c", conf, id); strings.Contains(errs, "panic") || code > 1 {
+		t.Errorf("show on garbage: %d %s", code, errs)
+	}
+}
+
+// TestActionsLogged: every change an action makes is in the mail log in
+// postsuper's words, whether the tool acts on the files or through the
+// daemon's control socket, and whichever tool asked.
+func TestActionsLogged(t *testing.T) {
+	for _, viaDaemon := range []bool{false, true} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "conf")
+		logPath := filepath.Join(dir, "maillog")
+		os.MkdirAll(conf, 0o755)
+		os.WriteFile(filepath.Join(conf, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "spool")+"\nmaillog_file = "+logPath+"\n"), 0o644)
+		a := mustInject(t, conf, "-f", "a@src.test", "-r", "later", "x@example.com")
+		b := mustInject(t, conf, "-f", "b@src.test", "-r", "later", "y@example.com")
+		coord := &countingCoord{}
+		if viaDaemon {
+			sp := spool.New(filepath.Join(dir, "spool"))
+			srv, err := control.Listen(sp.Root, control.Backend{Queue: &manage.Queue{Spool: sp, Coord: coord}, MailOwner: os.Getuid()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve()
+			defer srv.Shutdown(context.Background())
+		}
+		steps := [][]string{
+			{"queue", "hold", "-c", conf, "id=" + a},
+			{"queue", "release", "-c", conf, "id=" + a},
+			{"postsuper", "-e", a, "-c", conf},
+			{"queue", "requeue", "-c", conf, "id=" + a},
+			{"postsuper", "-d", b, "-c", conf},
+		}
+		for _, s := range steps {
+			if _, errs, code := run(t, "", s...); code != 0 {
+				t.Fatalf("%v: %d %s", s, code, errs)
+			}
+		}
+		if viaDaemon && coord.n.Load() != int64(len(steps)) {
+			t.Errorf("the daemon made %d of the %d changes", coord.n.Load(), len(steps))
+		}
+		log, _ := os.ReadFile(logPath)
+		for _, want := range []string{a + ": placed on hold", a + ": released from hold", a + ": expired", a + ": requeued", b + ": removed"} {
+			if !strings.Contains(string(log), "postfix/postsuper[") || !strings.Contains(string(log), "]: "+want+"\n") {
+				t.Errorf("daemon %v: mail log lacks %q:\n%s", viaDaemon, want, log)
+			}
+		}
+	}
+}
+
+// countingCoord stands in for the queue manager and counts the actions
+// that went through the daemon.
+type countingCoord struct{ n atomic.Int64 }
+
+func (c *countingCoord) Acquire(context.Context, string) (func(), error) {
+	c.n.Add(1)
+	return func() {}, nil
+}
+
+func (c *countingCoord) Retry(string) {}

@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"sluice/internal/config"
 	"sluice/internal/control"
+	"sluice/internal/maillog"
 	"sluice/internal/manage"
 	"sluice/internal/spool"
 )
@@ -40,15 +42,52 @@ func (a controlActor) ActAll(ctx context.Context, op manage.Op, ids []string, qu
 }
 
 // openQueue returns the way to act on the queue: through the daemon when
-// one runs on this spool, else on the files directly.
+// one runs on this spool, else on the files directly. Either way each
+// change is logged as Postfix's postsuper logs it.
 func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
+	log, closeLog := actionLog(cfg)
 	if c, err := dialControl(cfg, sp); err == nil {
-		return controlActor{c}, func() { c.Close() }, nil
+		return loggingActor{controlActor{c}, log}, func() { c.Close(); closeLog() }, nil
 	} else if !errors.Is(err, errNoDaemon) {
+		closeLog()
 		return nil, nil, err
 	}
 	q := &manage.Queue{Spool: sp, Warn: env.Warnf}
-	return q, func() {}, nil
+	return loggingActor{q, log}, closeLog, nil
+}
+
+// loggingActor writes the mail-log line of every change an action makes,
+// as Postfix's postsuper does ("postfix/postsuper[PID]: ID: removed",
+// "placed on hold", "released from hold", "expired", "requeued"), whether
+// the files or the daemon made it: the line names the tool that asked.
+type loggingActor struct {
+	actor
+	log *maillog.Logger // nil: no mail log
+}
+
+func (a loggingActor) ActAll(ctx context.Context, op manage.Op, ids []string, queues []string, fn func(manage.Outcome, error)) error {
+	verb := manage.PostsuperVerb(op)
+	return a.actor.ActAll(ctx, op, ids, queues, func(out manage.Outcome, err error) {
+		if err == nil && out.Changed && verb != "" {
+			a.log.Log("postsuper", "%s: %s", out.ID, verb)
+		}
+		fn(out, err)
+	})
+}
+
+// actionLog opens the mail log (maillog_file) for appending, as the
+// daemon writes it; nil when there is none or it cannot be opened (a
+// user without the right to write it changes no queue either).
+func actionLog(cfg *config.Config) (*maillog.Logger, func()) {
+	path := cfg.Get("maillog_file")
+	if path == "" {
+		return nil, func() {}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, func() {}
+	}
+	return maillog.New(f, cfg.Get("myhostname"), cfg.Get("syslog_name"), time.Now), func() { f.Close() }
 }
 
 // postfixLive reports whether a Postfix master process runs on the

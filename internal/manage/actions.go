@@ -38,9 +38,32 @@ func DefaultQueues(op Op) []string {
 		return []string{spool.Hold}
 	case OpRetry:
 		return []string{spool.Deferred, spool.Incoming}
-	default: // requeue, expire
+	case OpRequeue:
+		// Requeue is also the way out of corrupt/ for a file that parses
+		// after all (set aside by an older pickup, or mended by hand).
+		return []string{spool.Hold, spool.Incoming, spool.Active, spool.Deferred, spool.Corrupt}
+	default: // expire
 		return []string{spool.Hold, spool.Incoming, spool.Active, spool.Deferred}
 	}
+}
+
+// PostsuperVerb is what Postfix's postsuper says of a message an action
+// changed, on stderr and in the mail log ("ID: removed"); "" for an
+// action postsuper does not have (retry).
+func PostsuperVerb(op Op) string {
+	switch op {
+	case OpDelete:
+		return "removed"
+	case OpHold:
+		return "placed on hold"
+	case OpRelease:
+		return "released from hold"
+	case OpExpire:
+		return "expired"
+	case OpRequeue:
+		return "requeued"
+	}
+	return ""
 }
 
 // Outcome is what an action did to one message.
@@ -69,16 +92,29 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 	if len(queues) == 0 {
 		queues = DefaultQueues(op)
 	}
+	// Look before taking the message from the scheduler: taking it stops
+	// its delivery round (the jobs not started are dropped, and it is
+	// scheduled afresh on release), which only a real change may cost.
+	// A message in none of the action's queues (retry or release of mail
+	// being delivered), or one the action would leave as it is, is not
+	// taken at all.
+	from, err := q.Spool.Locate(id, queues...)
+	if err != nil {
+		return Outcome{ID: id}, ErrNotFound
+	}
+	if q.noOp(op, id, from) {
+		return Outcome{ID: id, From: from}, nil
+	}
 	if q.Coord != nil {
 		release, err := q.Coord.Acquire(ctx, id)
 		if err != nil {
 			return Outcome{ID: id}, err
 		}
 		defer release()
-	}
-	from, err := q.Spool.Locate(id, queues...)
-	if err != nil {
-		return Outcome{ID: id}, ErrNotFound
+		// It may have moved while a delivery finished.
+		if from, err = q.Spool.Locate(id, queues...); err != nil {
+			return Outcome{ID: id}, ErrNotFound
+		}
 	}
 	out := Outcome{ID: id, From: from}
 	path := q.Spool.Path(from, id)
@@ -108,6 +144,18 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 		out.Error = err.Error()
 	}
 	return out, err
+}
+
+// noOp reports whether op would leave the message id in from as it is.
+func (q *Queue) noOp(op Op, id, from string) bool {
+	switch op {
+	case OpHold:
+		return from == spool.Hold
+	case OpExpire:
+		fi, err := os.Stat(q.Spool.Path(from, id))
+		return err == nil && spool.IsForcedExpire(fi.Mode())
+	}
+	return false
 }
 
 func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
@@ -148,6 +196,15 @@ func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
 		// As postsuper -r: into maildrop/ with a fresh time stamp, where
 		// pickup gives it a new ID, a new create_time (so a new lifetime)
 		// and redoes the address rewriting; its arrival time stays.
+		if from == spool.Corrupt {
+			env, _, err := spool.ReadFile(sp.Path(from, id), spool.ReadOptions{})
+			if err != nil {
+				return fmt.Errorf("still unreadable, left in corrupt/: %w", err)
+			}
+			if len(env.Pending()) == 0 {
+				return errors.New("no recipient left to deliver to, left in corrupt/")
+			}
+		}
 		if err := sp.SetTimes(from, id, q.now()); err != nil {
 			return err
 		}

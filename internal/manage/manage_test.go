@@ -126,3 +126,49 @@ func TestSelectSummaryActions(t *testing.T) {
 		t.Errorf("requeue removed the defer log: %v", err)
 	}
 }
+
+// countingCoord stands in for the queue manager and counts the messages
+// taken from it.
+type countingCoord struct{ taken []string }
+
+func (c *countingCoord) Acquire(_ context.Context, id string) (func(), error) {
+	c.taken = append(c.taken, id)
+	return func() {}, nil
+}
+
+func (c *countingCoord) Retry(string) {}
+
+// TestNoOpLeavesDelivery: an action that changes nothing does not take
+// the message from the queue manager, which would stop its delivery
+// round (the deliveries not started dropped, the message scheduled again
+// at once); one that changes it does.
+func TestNoOpLeavesDelivery(t *testing.T) {
+	q := newQueue(t)
+	coord := &countingCoord{}
+	q.Coord = coord
+	ctx := context.Background()
+	active := put(t, q.Spool, spool.Active, "a@facts.test", now, []string{"x@example.com"}, nil)
+	held := put(t, q.Spool, spool.Hold, "b@facts.test", now, []string{"y@example.com"}, nil)
+	expired := put(t, q.Spool, spool.Active, "c@facts.test", now, []string{"z@example.com"}, nil)
+	if err := os.Chmod(q.Spool.Path(spool.Active, expired), spool.ModeReady|spool.ModeExpire); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		op Op
+		id string
+	}{{OpRetry, active}, {OpRelease, active}, {OpHold, held}, {OpExpire, expired}} {
+		out, err := q.Act(ctx, c.op, c.id, nil)
+		if out.Changed || (err != nil && !errors.Is(err, ErrNotFound)) {
+			t.Errorf("%s %s: %+v %v", c.op, c.id, out, err)
+		}
+	}
+	if len(coord.taken) != 0 {
+		t.Errorf("no-op actions took %v from the queue manager", coord.taken)
+	}
+	if out, err := q.Act(ctx, OpHold, active, nil); err != nil || !out.Changed {
+		t.Fatalf("hold of active mail: %+v %v", out, err)
+	}
+	if len(coord.taken) != 1 || coord.taken[0] != active {
+		t.Errorf("hold took %v, want [%s]", coord.taken, active)
+	}
+}

@@ -72,6 +72,9 @@ type SelectOptions struct {
 	// Full reads everything (reasons and attempt counts) for display, not
 	// only what the selector needs.
 	Full bool
+	// Envelope reads every message's envelope (sender, recipients) even
+	// when the selector needs none, as a count of recipients does.
+	Envelope bool
 }
 
 // Select returns the messages the selector picks, in showq's order.
@@ -90,6 +93,9 @@ func (q *Queue) Each(ctx context.Context, sel *Selector, opt SelectOptions, fn f
 	nd := sel.needs()
 	if opt.Full {
 		nd = need{reasons: true, attempts: true, envelope: true}
+	}
+	if opt.Envelope {
+		nd.envelope = true
 	}
 	entries, err := q.candidates(sel)
 	if err != nil {

@@ -12,17 +12,21 @@ import (
 )
 
 // A Selector picks messages. It is a list of terms; a message is selected
-// when every term's key matches, and a key given several times matches when
-// any of its terms does:
+// when every key's terms match. Terms with the same key combine by their
+// operator: the = and ~ terms of a key are alternatives (any one may
+// match), and its comparisons (!= > < >= <=) must all hold, so
 //
-//	rcpt=*@example.com rcpt=bob@example.org age>2h
+//	rcpt=*@example.com rcpt=bob@example.org 'age>1d' 'age<2d'
 //
-// selects mail older than two hours to example.com or to bob@example.org.
-// The empty selector selects everything.
+// selects mail between one and two days old to example.com or to
+// bob@example.org. The empty selector selects everything.
 //
-// Terms are KEY OP VALUE with OP one of = (equal, glob with * and ?,
-// case-insensitive for addresses), ~ (regular expression), != (not equal),
-// > < >= <= (numbers, sizes and ages). A bare queue ID is short for id=ID.
+// Terms are KEY OP VALUE with OP one of = (equal, glob with * and ?),
+// ~ (regular expression, case-insensitive), != (not equal), > < >= <=
+// (numbers, sizes and ages). Domains compare without regard to case;
+// the local part of an address compares exactly, as the man page's
+// mailq | awk pipeline does (rcpt_ci and sender_ci ignore its case too).
+// A bare queue ID is short for id=ID; any other bare word is an error.
 //
 //	id        queue ID                         id=54AB4BA048
 //	queue     maildrop incoming active deferred hold corrupt
@@ -61,6 +65,7 @@ var keyKinds = map[string]string{
 	"id": "text", "queue": "text", "sender": "addr", "rcpt": "addr",
 	"domain": "addr", "sender_domain": "addr", "reason": "text", "class": "text",
 	"age": "duration", "size": "size", "attempts": "number", "rcpts": "number",
+	"rcpt_ci": "addr", "sender_ci": "addr",
 }
 
 // Aliases accepted for keys.
@@ -127,10 +132,20 @@ var ops = []string{">=", "<=", "!=", "=", "~", ">", "<"}
 func parseTerm(text string) (Term, error) {
 	i := strings.IndexAny(text, "=~<>!")
 	if i < 0 {
-		if spool.ValidID(text) {
+		switch strings.ToLower(text) {
+		case spool.Maildrop, spool.Incoming, spool.Active, spool.Deferred, spool.Hold, spool.Corrupt:
+			return Term{}, fmt.Errorf("selector: bad term %q: not a queue ID; did you mean queue=%s?", text, strings.ToLower(text))
+		}
+		if _, ok := keyKinds[strings.ToLower(text)]; ok {
+			return Term{}, fmt.Errorf("selector: bad term %q: a key needs an operator and a value, e.g. %s=VALUE", text, strings.ToLower(text))
+		}
+		// Only a word that decodes as a queue ID is one: a typo or a
+		// queue name must not silently select nothing (or the wrong
+		// thing) in an action.
+		if _, err := spool.ParseID(text); err == nil {
 			return Term{Key: "id", Op: "=", Value: text, Text: text, pattern: text}, nil
 		}
-		return Term{}, fmt.Errorf("selector: bad term %q: want KEY=VALUE (keys: %s) or a queue ID", text, keyList())
+		return Term{}, fmt.Errorf("selector: bad term %q: not a queue ID; want KEY=VALUE (keys: %s), e.g. queue=hold", text, keyList())
 	}
 	key := strings.ToLower(text[:i])
 	if a, ok := keyAliases[key]; ok {
@@ -158,11 +173,8 @@ func parseTerm(text string) (Term, error) {
 	case "text", "addr":
 		switch op {
 		case "=", "!=":
-			t.pattern = strings.ToLower(t.Value)
-			if key == "id" {
-				t.pattern = t.Value
-			}
-			if t.Key == "sender" && (t.pattern == "<>" || t.pattern == "mailer-daemon") {
+			t.pattern = foldValue(key, t.Value)
+			if (t.Key == "sender" || t.Key == "sender_ci") && (t.pattern == "<>" || t.pattern == "mailer-daemon") {
 				t.pattern = ""
 			}
 			if _, err := path.Match(t.pattern, ""); err != nil {
@@ -221,7 +233,27 @@ func parseTerm(text string) (Term, error) {
 }
 
 func keyList() string {
-	return "id queue sender rcpt domain sender_domain reason class age size attempts rcpts"
+	return "id queue sender rcpt domain sender_domain reason class age size attempts rcpts rcpt_ci sender_ci"
+}
+
+// foldValue returns v in the form a key compares: queue IDs as they are
+// (long IDs mix cases), sender and rcpt with the domain lower-cased and
+// the local part exact (as the man page's awk pipeline compares), every
+// other text without regard to case.
+func foldValue(key, v string) string {
+	switch key {
+	case "id":
+		return v
+	case "sender", "rcpt":
+		if i := strings.LastIndexByte(v, '@'); i >= 0 {
+			return v[:i+1] + strings.ToLower(v[i+1:])
+		}
+		if strings.EqualFold(v, "mailer-daemon") {
+			return strings.ToLower(v)
+		}
+		return v
+	}
+	return strings.ToLower(v)
 }
 
 func parseAge(v string) (time.Duration, error) {
@@ -323,15 +355,24 @@ func (s *Selector) Match(m *Message, now time.Time) bool {
 		return true
 	}
 	for _, k := range s.keys {
-		any := false
+		alts, any := false, false
 		for i := range s.Terms {
 			t := &s.Terms[i]
-			if t.Key == k && t.match(m, now) {
-				any = true
-				break
+			if t.Key != k {
+				continue
+			}
+			if t.Op == "=" || t.Op == "~" {
+				alts = true
+				if !any && t.match(m, now) {
+					any = true
+				}
+				continue
+			}
+			if !t.match(m, now) {
+				return false // comparisons on one key all hold: a range
 			}
 		}
-		if !any {
+		if alts && !any {
 			return false
 		}
 	}
@@ -344,11 +385,11 @@ func (t *Term) match(m *Message, now time.Time) bool {
 		return t.text(m.ID)
 	case "queue":
 		return t.text(m.Queue)
-	case "sender":
+	case "sender", "sender_ci":
 		return t.text(m.Sender)
 	case "sender_domain":
 		return t.text(domainOf(m.Sender))
-	case "rcpt", "domain", "reason", "class":
+	case "rcpt", "rcpt_ci", "domain", "reason", "class":
 		// Negative terms select a message when no pending recipient
 		// matches the positive form; positive ones when any does.
 		neg := t.Op == "!="
@@ -364,7 +405,7 @@ func (t *Term) match(m *Message, now time.Time) bool {
 			}
 			var v string
 			switch t.Key {
-			case "rcpt":
+			case "rcpt", "rcpt_ci":
 				v = r.Address
 			case "domain":
 				v = domainOf(r.Address)
@@ -407,10 +448,7 @@ func (t *Term) text(v string) bool {
 		return t.re.MatchString(v)
 	case "=", "!=":
 		var ok bool
-		lv := strings.ToLower(v)
-		if t.Key == "id" {
-			lv = v // queue IDs are case-sensitive: long IDs mix cases
-		}
+		lv := foldValue(t.Key, v)
 		if t.Key == "reason" {
 			ok = strings.Contains(lv, t.pattern)
 		} else if strings.ContainsAny(t.pattern, "*?[") {

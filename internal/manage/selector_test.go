@@ -32,12 +32,27 @@ func TestSelector(t *testing.T) {
 		{"queue=hold", "A3FACBA05F"},
 		{"queue=deferred age>1h", "54AB4BA048"},
 		{"rcpt=bob@example.com", "54AB4BA048"},
-		{"rcpt=BOB@EXAMPLE.COM", "54AB4BA048"},
+		// The local part compares exactly, as the man page's pipeline
+		// does; the domain without regard to case; rcpt_ci ignores both.
+		{"rcpt=BOB@EXAMPLE.COM", ""},
+		{"rcpt=bob@EXAMPLE.COM", "54AB4BA048"},
+		{"rcpt_ci=BOB@EXAMPLE.COM", "54AB4BA048"},
+		{"rcpt=user@example.org", "A3FACBA05F"}, // not USER@Example.ORG (done anyway)
+		{"rcpt=USER@*", ""},
+		// Comparisons on one key AND (a range); = terms OR.
+		{"age>1h age<1d", "54AB4BA048"},
+		{"age>1d age<2d", "A3FACBA05F"},
+		{"age>2d age<3d", ""},
+		{"size>300 size<1M", "54AB4BA048 99240BA05B"},
+		{"queue=deferred queue=hold", "54AB4BA048 99240BA05B A3FACBA05F"},
+		{"class!=connection-refused class!=greylisting", "A3FACBA05F"},
 		{"rcpt=*@example.org", "A3FACBA05F"}, // the done recipient of 99240BA05B does not count
 		{"domain=*.example.com", "99240BA05B"},
 		{"domain=example.com", "54AB4BA048"},
 		{"sender=<>", "99240BA05B"},
-		{"sender=big@src.test", "A3FACBA05F"},
+		{"sender=big@src.test", ""},
+		{"sender=Big@SRC.test", "A3FACBA05F"},
+		{"sender_ci=big@src.test", "A3FACBA05F"},
 		{"sender_domain=src.test", "A3FACBA05F"},
 		{"reason=refused", "54AB4BA048"},
 		{"reason~greylist(ed)?", "99240BA05B"},
@@ -109,5 +124,24 @@ func TestClassify(t *testing.T) {
 		if got := ClassifyReason(reason, ""); got != want {
 			t.Errorf("ClassifyReason(%q) = %s, want %s", reason, got, want)
 		}
+	}
+}
+
+// TestBareWord: a bare word that is not a queue ID is an error, and one
+// that names a queue or a key says what to write instead.
+func TestBareWord(t *testing.T) {
+	for word, want := range map[string]string{
+		"hold":     "did you mean queue=hold?",
+		"Deferred": "did you mean queue=deferred?",
+		"rcpt":     "rcpt=VALUE",
+		"xyz":      "e.g. queue=hold",
+	} {
+		_, err := ParseSelector(word)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one that says %q", word, err, want)
+		}
+	}
+	if s, err := ParseSelector("54AB4BA048"); err != nil || s.Terms[0].Key != "id" {
+		t.Errorf("a queue ID: %v %+v", err, s)
 	}
 }

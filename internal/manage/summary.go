@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +13,7 @@ type Group struct {
 	Messages   int       `json:"messages"`
 	Recipients int       `json:"recipients"`
 	Oldest     time.Time `json:"oldest"`            // earliest arrival in the group
-	Example    string    `json:"example,omitempty"` // one full reason, for reason classes
+	Example    string    `json:"example,omitempty"` // one full reason; for other keys, one message's sender → recipient
 	ExampleID  string    `json:"example_id,omitempty"`
 	Detail     string    `json:"detail,omitempty"` // what the key means (reason classes)
 }
@@ -63,23 +64,24 @@ func Summarize(msgs []*Message, by string, now time.Time) []Group {
 				g.Example, g.ExampleID = example, m.ID
 			}
 		}
+		ex := example(m)
 		switch by {
 		case "sender":
 			s := strings.ToLower(m.Sender)
 			if s == "" {
 				s = "MAILER-DAEMON"
 			}
-			count(s, "", pendingCount(m))
+			count(s, ex, pendingCount(m))
 		case "age":
 			age := now.Sub(m.Arrival)
 			for _, b := range ageBuckets {
 				if age < b.max {
-					count(b.label, "", pendingCount(m))
+					count(b.label, ex, pendingCount(m))
 					break
 				}
 			}
 		case "queue":
-			count(m.Queue, "", pendingCount(m))
+			count(m.Queue, ex, pendingCount(m))
 		default: // reason, domain
 			for _, r := range m.Recipients {
 				if r.Done {
@@ -90,7 +92,7 @@ func Summarize(msgs []*Message, by string, now time.Time) []Group {
 					if d == "" {
 						d = "(local)"
 					}
-					count(d, "", 1)
+					count(d, showSender(m.Sender)+" → "+r.Address, 1)
 					continue
 				}
 				if r.Reason == "" {
@@ -131,6 +133,32 @@ func Summarize(msgs []*Message, by string, now time.Time) []Group {
 		return out[i].Key < out[j].Key
 	})
 	return out
+}
+
+// example describes a message in a summary row: its sender and its first
+// pending recipient (and how many more).
+func example(m *Message) string {
+	first, n := "", 0
+	for _, r := range m.Recipients {
+		if !r.Done {
+			if n == 0 {
+				first = r.Address
+			}
+			n++
+		}
+	}
+	s := showSender(m.Sender) + " → " + first
+	if n > 1 {
+		s += fmt.Sprintf(" (+%d)", n-1)
+	}
+	return s
+}
+
+func showSender(s string) string {
+	if s == "" {
+		return "MAILER-DAEMON"
+	}
+	return s
 }
 
 func pendingCount(m *Message) int {

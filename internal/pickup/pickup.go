@@ -372,6 +372,15 @@ type dropMessage struct {
 
 // readDrop parses a maildrop file's envelope (the records postdrop
 // writes, and the older DSN records) and opens its content.
+//
+// A maildrop file may also be a whole queue file that postsuper -r (or
+// sluice queue requeue) renamed here, so the records only a queue file
+// has are accepted too: done and canceled recipients (D, /) are not
+// queued again, so the message comes back with the recipients still
+// pending; the original-recipient, warning-time and queue-manager
+// records (O, W, c, I, L, f, d, P, r, e, >, K, m) are cleanup's to
+// write afresh; and the attributes create_time and log_ident, which name
+// the old file, are dropped so the new one gets a new lifetime and ID.
 func readDrop(path string) (*dropMessage, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -429,7 +438,7 @@ func readDrop(path string) (*dropMessage, error) {
 				notify, _ = strconv.Atoi(value)
 			case "dsn_orig_rcpt":
 				orcpt = value
-			case "rewrite_context":
+			case "rewrite_context", "create_time", "log_ident":
 			default:
 				m.Attrs = append(m.Attrs, spool.Attr{Name: name, Value: value})
 			}
@@ -449,7 +458,11 @@ func readDrop(path string) (*dropMessage, error) {
 			segment = 1
 		case spool.RecEnd:
 			sawEnd = true
-		case spool.RecVerp, spool.RecSize:
+		case spool.RecDone, spool.RecCanceled:
+			notify, orcpt = 0, "" // delivered (or dropped) already
+		case spool.RecVerp, spool.RecSize, spool.RecOrigRcpt, spool.RecWarn, spool.RecCreateTime,
+			spool.RecInspector, spool.RecFilter, spool.RecFlags, spool.RecDelay, spool.RecPrio,
+			spool.RecRRTO, spool.RecErrTo, spool.RecRedirect, spool.RecKill, spool.RecMilterCount:
 		default:
 			return nil, fmt.Errorf("%w: record type %d not allowed in a maildrop file", spool.ErrCorrupt, rec.Type)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"sluice/internal/cleanup"
 	"sluice/internal/maillog"
+	"sluice/internal/manage"
 	"sluice/internal/spool"
 	"sluice/internal/testutil"
 )
@@ -346,4 +347,94 @@ func TestPostcatReadsDrop(t *testing.T) {
 			t.Errorf("postcat output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestRequeue: a queue file that requeue moved to maildrop/ (as postsuper
+// -r does) comes back through pickup under a new ID with the recipients
+// still pending, not in corrupt/; and requeue brings a file that parses
+// back out of corrupt/.
+func TestRequeue(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	submit := func() string {
+		id, err := fx.p.cfg.Cleanup.Submit(ctx, &cleanup.Message{
+			Sender:     "a@facts.test",
+			Recipients: []cleanup.Recipient{{Address: "one@example.com"}, {Address: "two@example.com"}, {Address: "three@example.com"}},
+			Received:   cleanup.ReceivedInfo{UID: 0},
+		}, strings.NewReader("Subject: requeue\n\nbody\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// Every queue file has O records; mark one recipient done.
+	id := submit()
+	path := fx.sp.Path(spool.Incoming, id)
+	env, _, err := spool.ReadFile(path, spool.ReadOptions{})
+	if err != nil || env.Recipients[0].Orig == "" {
+		t.Fatalf("queue file: %+v %v", env, err)
+	}
+	if err := spool.MarkDone(path, env.Recipients[1].Offset, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.sp.Move(id, spool.Incoming, spool.Deferred); err != nil {
+		t.Fatal(err)
+	}
+	q := &manage.Queue{Spool: fx.sp}
+	if out, err := q.Act(ctx, manage.OpRequeue, id, nil); err != nil || out.To != spool.Maildrop {
+		t.Fatalf("requeue: %+v %v", out, err)
+	}
+	if n, err := fx.p.Scan(ctx); err != nil || n != 1 {
+		t.Fatalf("Scan = %d, %v\n%s", n, err, fx.log.String())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(fx.sp.Root, spool.Corrupt)); len(ents) != 0 {
+		t.Fatalf("requeued mail went to corrupt/:\n%s", fx.log.String())
+	}
+	newID := onlyFile(t, fx.sp, spool.Incoming)
+	if newID == id {
+		t.Errorf("requeued mail kept its ID %s", id)
+	}
+	env, _, err = spool.ReadFile(fx.sp.Path(spool.Incoming, newID), spool.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range env.Pending() {
+		got = append(got, r.Address)
+	}
+	if strings.Join(got, " ") != "one@example.com three@example.com" || env.Sender != "a@facts.test" {
+		t.Errorf("requeued: sender %q, pending %v", env.Sender, got)
+	}
+
+	// Out of corrupt/: a file that parses is requeued; one that does not
+	// stays, with a reason.
+	if err := fx.sp.Move(newID, spool.Incoming, spool.Corrupt); err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := manage.ParseSelector("queue=corrupt")
+	msgs, err := q.Select(ctx, sel, manage.SelectOptions{})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("select queue=corrupt: %d, %v", len(msgs), err)
+	}
+	if out, err := q.Act(ctx, manage.OpRequeue, newID, nil); err != nil || out.From != spool.Corrupt || out.To != spool.Maildrop {
+		t.Fatalf("requeue from corrupt: %+v %v", out, err)
+	}
+	if n, err := fx.p.Scan(ctx); err != nil || n != 1 {
+		t.Fatalf("Scan = %d, %v", n, err)
+	}
+	onlyFile(t, fx.sp, spool.Incoming)
+	bad := "ABCDEF12345"
+	os.WriteFile(fx.sp.Path(spool.Corrupt, bad), []byte("garbage"), 0o700)
+	if _, err := q.Act(ctx, manage.OpRequeue, bad, nil); err == nil || !strings.Contains(err.Error(), "left in corrupt/") {
+		t.Errorf("requeue of garbage: %v", err)
+	}
+}
+
+func onlyFile(t *testing.T, sp *spool.Spool, queue string) string {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(sp.Root, queue))
+	if len(ents) != 1 {
+		t.Fatalf("%s holds %d files", queue, len(ents))
+	}
+	return ents[0].Name()
 }

@@ -1,6 +1,10 @@
 package postcat
 
-import "fmt"
+import (
+	"fmt"
+
+	"sluice/internal/spool"
+)
 
 // Results of getRecord besides a record type (0..255).
 const (
@@ -43,23 +47,24 @@ func (c *Cat) getRecord(s *stream, data *[]byte, flags readFlags) int {
 		if typ < 0 {
 			return recEOF
 		}
-		var n int64
-		for shift := uint(0); ; shift += 7 {
-			if shift >= 32 {
-				c.warnf("%s: too many length bits, record type %d", s.name, typ)
-				return recError
-			}
+		d := spool.LengthDecoder{Rule: spool.LengthSigned}
+		for {
 			b := s.getc()
 			if b < 0 {
 				c.warnf("%s: unexpected EOF reading length, record type %d", s.name, typ)
 				return recError
 			}
-			n |= int64(int32(uint32(b&0x7f) << shift))
-			if b&0x80 == 0 {
+			done, err := d.Add(byte(b))
+			if err != nil {
+				c.warnf("%s: too many length bits, record type %d", s.name, typ)
+				return recError
+			}
+			if done {
 				break
 			}
 		}
-		if n < 0 {
+		n, err := d.Value()
+		if err != nil {
 			c.warnf("%s: illegal length %d, record type %d", s.name, n, typ)
 			return recError
 		}

@@ -36,10 +36,6 @@ func (m *message) recipient(i int) []byte {
 // (not a queue file name, not ready, vanished, no recipient left).
 var errSkip = errors.New("skip")
 
-// maxJumps bounds pointer records followed in one file. The script has
-// no bound and loops forever on a pointer cycle; we call the file corrupt.
-const maxJumps = 10000
-
 // nameOK is the script's (^|/)[A-Za-z0-9]{6,}$ on a base name: six or
 // more letters and digits; like Perl's $, it allows one final newline.
 func nameOK(name string) bool {
@@ -64,6 +60,29 @@ func modeOK(mode uint32) bool {
 	return mode&syscall.S_IFMT == syscall.S_IFREG && mode&0o733 == 0o700
 }
 
+// scriptReading is how the script reads records: its length rule, and
+// pointers followed where its walk follows them, the target read as a
+// Perl number.
+var scriptReading = spool.ReaderOptions{
+	Length:       spool.LengthScript,
+	Pointers:     spool.PointersScript,
+	PointerValue: pointerValue,
+}
+
+// pointerValue is the script's use of a pointer record's data as a
+// number: Perl's conversion, positive targets only, far past any file's
+// end when huge.
+func pointerValue(data []byte) (int64, bool) {
+	n := ParseNumber(string(data)).F
+	if !(n > 0) {
+		return 0, false
+	}
+	if n >= 1<<62 {
+		return 1 << 62, true
+	}
+	return int64(n), true
+}
+
 // readMessage reads the queue file with the script's acceptance rules
 // (reference §5.2) into m, whose buffers it reuses. It returns errSkip
 // for files that are not counted for an ordinary reason, and an error
@@ -74,34 +93,44 @@ func modeOK(mode uint32) bool {
 // name its name there; otherwise name is the file's path.
 func (w *worker) readMessage(dirfd int, name string, m *message) error {
 	if dirfd < 0 {
-		dirfd = atFDCWD
+		dirfd = spool.AtFDCWD
 	}
-	fd, nameBuf, err := openat(dirfd, name, w.name)
+	fd, nameBuf, err := spool.Openat(dirfd, name, spool.ScanOpenFlags, w.name)
 	w.name = nameBuf
 	if err != nil {
 		// Gone, a symbolic link, unreadable: the script's lstat or
 		// open fails the same way and it moves on silently.
 		return errSkip
 	}
-	defer closeFD(fd)
+	defer spool.CloseFD(fd)
 	var st syscall.Stat_t
-	if err := fstat(fd, &st); err != nil || !modeOK(st.Mode) {
+	if err := spool.Fstat(fd, &st); err != nil || !modeOK(st.Mode) {
 		return errSkip
 	}
-	r := fileReader{fd: fd, size: st.Size, buf: w.buf[:0]}
-	err = r.envelope(st.Mtim.Sec, m)
-	w.buf = r.buf // keep a window that had to grow
-	return err
+	w.file.Fd = fd
+	w.rr.SetOptions(scriptReading)
+	w.rr.Reset(&w.file, st.Size)
+	return envelope(&w.rr, st.Mtim.Sec, m)
 }
 
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", spool.ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
+// next is the script's rec_get: the next record, or false where its walk
+// ends (see spool.LengthScript).
+func next(r *spool.Reader) (byte, []byte, bool) {
+	rec, err := r.Next()
+	if err != nil {
+		return 0, nil, false
+	}
+	return rec.Type, rec.Data, true
+}
+
 // envelope is the script's walk over a queue file.
-func (r *fileReader) envelope(mtime int64, m *message) error {
+func envelope(r *spool.Reader, mtime int64, m *message) error {
 	*m = message{sender: m.sender[:0], rcpts: m.rcpts[:0], ends: m.ends[:0]}
-	typ, data, ok := r.next()
+	typ, data, ok := next(r)
 	if !ok {
 		m.bogus = true
 		return corrupt("empty or unreadable first record")
@@ -111,7 +140,7 @@ func (r *fileReader) envelope(mtime int64, m *message) error {
 	switch typ {
 	case spool.RecSize:
 		contentLen = sizeField(data)
-		typ, data, ok = r.next()
+		typ, data, ok = next(r)
 		if !ok || typ != spool.RecTime {
 			return corrupt("size record not followed by an arrival time")
 		}
@@ -121,7 +150,7 @@ func (r *fileReader) envelope(mtime int64, m *message) error {
 		// the file's modification time.
 		m.arrival, haveTime = float64(mtime), true
 		if typ != spool.RecSender {
-			typ, data, ok = r.next()
+			typ, data, ok = next(r)
 			if !ok || typ != spool.RecSender {
 				return corrupt("full name not followed by a sender")
 			}
@@ -132,12 +161,12 @@ func (r *fileReader) envelope(mtime int64, m *message) error {
 		return corrupt("first record type %q is not C, S or F", typ)
 	}
 	for {
-		typ, data, ok := r.next()
+		typ, data, ok := next(r)
 		if !ok {
 			return corrupt("no end record")
 		}
 		if typ == spool.RecPtr {
-			if err := r.follow(data); err != nil {
+			if err := r.Follow(data); err != nil {
 				return err
 			}
 		}
@@ -151,7 +180,7 @@ func (r *fileReader) envelope(mtime int64, m *message) error {
 			if !haveSender {
 				return corrupt("no sender before the content")
 			}
-			if err := r.skipContent(contentLen); err != nil {
+			if err := skipContent(r, contentLen); err != nil {
 				return err
 			}
 		case spool.RecEnd:
@@ -169,21 +198,21 @@ func (r *fileReader) envelope(mtime int64, m *message) error {
 // skipContent moves past the message content and its X record: by the
 // size record's content length when there is one (counted from here, as
 // the script seeks relative to the M record), else record by record.
-func (r *fileReader) skipContent(contentLen int64) error {
+func skipContent(r *spool.Reader, contentLen int64) error {
 	var typ byte
 	var ok bool
 	if contentLen >= 0 {
-		r.seek(r.pos + contentLen)
-		typ, _, ok = r.next()
+		r.SeekTo(r.Offset() + contentLen)
+		typ, _, ok = next(r)
 	} else {
 		for {
 			var data []byte
-			typ, data, ok = r.next()
+			typ, data, ok = next(r)
 			if !ok || (typ != spool.RecNorm && typ != spool.RecCont && typ != spool.RecPtr) {
 				break
 			}
 			if typ == spool.RecPtr {
-				if err := r.follow(data); err != nil {
+				if err := r.Follow(data); err != nil {
 					return err
 				}
 			}
@@ -191,24 +220,6 @@ func (r *fileReader) skipContent(contentLen int64) error {
 	}
 	if !ok || typ != spool.RecXtra {
 		return corrupt("content not followed by the extracted segment")
-	}
-	return nil
-}
-
-// follow jumps to the offset of a pointer record when it is positive.
-func (r *fileReader) follow(data []byte) error {
-	n := ParseNumber(string(data)).F
-	if !(n > 0) {
-		return nil
-	}
-	r.jumps++
-	if r.jumps > maxJumps {
-		return corrupt("more than %d pointer records followed", maxJumps)
-	}
-	if n >= float64(r.size) {
-		r.seek(r.size)
-	} else {
-		r.seek(int64(n))
 	}
 	return nil
 }
@@ -268,98 +279,4 @@ func arrivalField(data []byte) (float64, bool) {
 		return float64(v), true
 	}
 	return ParseNumber(string(data[:i])).F, true
-}
-
-// fileReader reads records the way the script's rec_get does, through a
-// window of the file read with pread.
-type fileReader struct {
-	fd     int
-	size   int64
-	pos    int64
-	buf    []byte // file bytes from bufOff
-	bufOff int64
-	jumps  int
-}
-
-func (r *fileReader) seek(off int64) { r.pos = off }
-
-// fill makes the window hold n bytes at off, or as many as the file has.
-func (r *fileReader) fill(off int64, n int) []byte {
-	if off >= r.bufOff && off+int64(n) <= r.bufOff+int64(len(r.buf)) {
-		s := off - r.bufOff
-		return r.buf[s : s+int64(n)]
-	}
-	if off >= r.size {
-		return nil
-	}
-	want := max(n, 8192)
-	if rem := r.size - off; int64(want) > rem {
-		want = int(rem)
-	}
-	if cap(r.buf) < want {
-		r.buf = make([]byte, want)
-	}
-	r.buf = r.buf[:want]
-	got := 0
-	for got < want {
-		m, err := pread(r.fd, r.buf[got:], off+int64(got))
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || m <= 0 {
-			break
-		}
-		got += m
-	}
-	r.buf, r.bufOff = r.buf[:got], off
-	if got < n {
-		return r.buf
-	}
-	return r.buf[:n]
-}
-
-func (r *fileReader) getc() (byte, bool) {
-	b := r.fill(r.pos, 1)
-	if len(b) == 0 {
-		return 0, false
-	}
-	r.pos++
-	return b[0], true
-}
-
-// next returns the next record. As in the script, a type byte of '0'
-// reads as the end, a length that needs more than three varint bytes ends
-// the walk, end of file inside the length leaves the length read so far,
-// and a short data read ends the walk. The data is valid until the next
-// call.
-func (r *fileReader) next() (byte, []byte, bool) {
-	typ, ok := r.getc()
-	if !ok || typ == '0' {
-		return 0, nil, false
-	}
-	l, shift := 0, 0
-	for {
-		b, ok := r.getc()
-		if !ok {
-			break
-		}
-		l |= int(b&0x7f) << shift
-		if b&0x80 == 0 {
-			break
-		}
-		shift += 7
-		if shift > 14 {
-			return 0, nil, false
-		}
-	}
-	if l == 0 {
-		return typ, nil, true
-	}
-	data := r.fill(r.pos, l)
-	if len(data) < l {
-		r.pos = r.size
-		return 0, nil, false
-	}
-	r.pos += int64(l)
-	return typ, data, true
 }

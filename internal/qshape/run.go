@@ -16,10 +16,11 @@ const maxBuckets = 1 << 20
 
 // worker is one reading goroutine's state, reused from file to file.
 type worker struct {
-	buf  []byte  // read window
-	msg  message // the current file's envelope
-	md   []byte  // room for MAILER-DAEMON
-	name []byte  // room for the name of the file to open
+	file spool.FD
+	rr   spool.Reader // its window is reused from file to file
+	msg  message      // the current file's envelope
+	md   []byte       // room for MAILER-DAEMON
+	name []byte       // room for the name of the file to open
 	// tbl holds this worker's counts, merged when the scan ends. With
 	// interim results the counting happens in file order instead (emit).
 	tbl *table
@@ -33,8 +34,8 @@ type result struct {
 	naddr   int      // its number of addresses,
 	keys    []string // and the rows to bump
 	// With a cache: the file's path and what to keep of it.
-	path  string
-	entry *cacheEntry
+	path string
+	keep *spool.MemoEntry[cached]
 }
 
 // Run reads the queue files under the given directories (absolute, or
@@ -44,7 +45,7 @@ func Run(opt Options, queues []string, out io.Writer) error {
 }
 
 // run is Run, through the cache generation gen when it is not nil.
-func run(opt Options, queues []string, out io.Writer, gen *generation) error {
+func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]) error {
 	if opt.Buckets.F > maxBuckets {
 		return fmt.Errorf("bucket count %s is too large (at most %d)", perlFloat(opt.Buckets.F), maxBuckets)
 	}
@@ -66,7 +67,7 @@ func run(opt Options, queues []string, out io.Writer, gen *generation) error {
 	workers := make([]*worker, n)
 	free := make(chan *worker, n)
 	for i := range workers {
-		workers[i] = &worker{buf: make([]byte, 0, 8192), md: make([]byte, 0, len(mailerDaemon)), tbl: newTable(&opt)}
+		workers[i] = &worker{md: make([]byte, 0, len(mailerDaemon)), tbl: newTable(&opt)}
 		free <- workers[i]
 	}
 	files := candidates(queues, warnf)
@@ -80,8 +81,8 @@ func run(opt Options, queues []string, out io.Writer, gen *generation) error {
 	t := newTable(&opt)
 	var counted int64
 	emit := func(_ spool.Entry, r result) error {
-		if r.entry != nil {
-			gen.keep(r.path, r.entry)
+		if r.keep != nil {
+			gen.Keep(r.path, r.keep)
 		}
 		if r.warn != "" {
 			warnf("%s", r.warn)
@@ -106,7 +107,7 @@ func run(opt Options, queues []string, out io.Writer, gen *generation) error {
 		return err
 	}
 	if gen != nil {
-		gen.c.commit(gen, queues)
+		gen.Commit(queues)
 	}
 	for _, w := range workers {
 		t.merge(w.tbl)
@@ -116,20 +117,20 @@ func run(opt Options, queues []string, out io.Writer, gen *generation) error {
 
 // count reads one file and counts its addresses into the worker's table,
 // or, in interim mode, returns them for emit to count in file order.
-func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool, gen *generation) (result, bool) {
+func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool, gen *spool.MemoRun[cached]) (result, bool) {
 	var r result
 	m := &w.msg
 	dirfd, name := files.open(e)
 	var err error
 	if gen != nil {
 		r.path = e.Queue + "/" + e.ID
-		r.entry, err = w.readCached(gen, dirfd, name, r.path, m)
+		err = w.readCached(gen, dirfd, name, &r, m)
 	} else {
 		err = w.readMessage(dirfd, name, m)
 	}
 	if err != nil {
 		if errors.Is(err, errSkip) {
-			return r, r.entry != nil
+			return r, r.keep != nil
 		}
 		r.warn = fmt.Sprintf("%s/%s: %v", e.Queue, e.ID, err)
 		if !m.bogus {

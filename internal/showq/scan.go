@@ -3,6 +3,7 @@ package showq
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"runtime"
 	"strings"
@@ -70,7 +71,7 @@ func ScanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, emit func(
 
 // scanEntries is ScanEntries, through the cache generation gen when it
 // is not nil: every entry's result then reaches gen, listed or not.
-func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *generation, emit func(*Message) error) error {
+func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *spool.MemoRun[listed], emit func(*Message) error) error {
 	workers := opt.Workers
 	if workers <= 0 {
 		// Reading is mostly system calls; a few more goroutines than
@@ -86,11 +87,11 @@ func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *gener
 		w := pool.Get().(*worker)
 		r := w.read(e)
 		pool.Put(w)
-		return r, r.msg != nil || len(r.warnings) > 0 || r.entry != nil
+		return r, r.msg != nil || len(r.warnings) > 0 || r.keep != nil
 	}
 	return spool.ForEach(entries, workers, work, func(e spool.Entry, r result) error {
-		if r.entry != nil {
-			gen.keep(e.Rel, r.entry)
+		if r.keep != nil {
+			gen.Keep(e.Rel, r.keep)
 		}
 		if opt.Warn != nil {
 			for _, s := range r.warnings {
@@ -103,13 +104,6 @@ func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *gener
 		return emit(r.msg)
 	})
 }
-
-// Flags for opening queue files and logs: O_NONBLOCK so that a FIFO
-// cannot stall the listing.
-const (
-	openFlags         = syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NONBLOCK | syscall.O_NOCTTY
-	atSymlinkNoFollow = 0x100 // AT_SYMLINK_NOFOLLOW
-)
 
 // dirCache holds open queue directories, so that each file is found by
 // one name relative to its directory rather than by walking its whole
@@ -153,7 +147,7 @@ func (d *dirCache) close() {
 type result struct {
 	msg      *Message
 	warnings []string
-	entry    *cacheEntry // for the cache generation, when there is one
+	keep     *spool.MemoEntry[listed] // for the cache run, when there is one
 }
 
 // worker holds the buffers one reading goroutine reuses.
@@ -162,14 +156,16 @@ type worker struct {
 	opt    *Options
 	dirs   *dirCache
 	disp   displayer
-	buf    []byte // queue file window
 	logBuf []byte // defer log
-	rr     recReader
-	rcpts  []Recipient // of the message being read
+	file   spool.FD
+	rr     spool.Reader // one per worker: its window is reused
+	rcpts  []Recipient  // of the message being read
 	seen   addrSet
 	strs   map[string]string // interned log texts
 	warns  []string
-	gen    *generation // the daemon's cache, or nil
+	name   []byte                 // room for a NUL-terminated file name
+	fields []spool.LogField       // room for a defer-log entry's fields
+	gen    *spool.MemoRun[listed] // the daemon's cache, or nil
 }
 
 func (w *worker) warnf(format string, args ...any) {
@@ -190,14 +186,13 @@ func (w *worker) read(e spool.Entry) result {
 		return result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
 	}
 	key, cacheable := w.key(e, &st)
-	if c := w.gen.get(e.Rel, key); c != nil {
-		return result{msg: c.msg, warnings: c.warnings, entry: c}
+	if c := w.gen.Get(e.Rel, key); c != nil {
+		return result{msg: c.Value.msg, warnings: c.Value.warnings, keep: c}
 	}
 	r := result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
-	if cacheable && w.gen.settled(key) {
-		r.entry = &cacheEntry{key: key, msg: r.msg, warnings: r.warnings}
+	if cacheable && w.gen.Settled(key) {
+		r.keep = &spool.MemoEntry[listed]{Key: key, Value: listed{r.msg, r.warnings}}
 	}
-	w.gen.miss()
 	return r
 }
 
@@ -220,7 +215,7 @@ func (w *worker) lookup(e spool.Entry, st *syscall.Stat_t) (int, bool) {
 	}
 	// Look before opening, as Postfix does: only a complete regular file
 	// is opened (never a device or a FIFO someone left in the queue).
-	if err := w.dirs.lstatAt(dfd, e.Rel, e.ID, st); err != nil {
+	if w.name, err = spool.Lstatat(dfd, e.ID, st, w.name); err != nil {
 		if err != syscall.ENOENT {
 			w.warnf("%s: %v", e.Rel, err)
 		}
@@ -241,19 +236,20 @@ func (w *worker) readFile(e spool.Entry, dfd int, st *syscall.Stat_t) *Message {
 	// O_NOATIME: a deferred file's atime and mtime are its next attempt
 	// time, in the future, so under relatime every read would write its
 	// inode. Only the owner (or root) may ask; others read normally.
-	fd, err := syscall.Openat(dfd, e.ID, openFlags|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	fd, name, err := spool.Openat(dfd, e.ID, spool.ScanOpenFlags|syscall.O_NOATIME, w.name)
 	if err == syscall.EPERM {
-		fd, err = syscall.Openat(dfd, e.ID, openFlags|syscall.O_NOFOLLOW, 0)
+		fd, name, err = spool.Openat(dfd, e.ID, spool.ScanOpenFlags, name)
 	}
+	w.name = name
 	if err != nil {
 		if err != syscall.ENOENT {
 			w.warnf("open %s %s: %v", e.Queue, e.ID, err)
 		}
 		return nil
 	}
-	defer syscall.Close(fd)
-	w.rr.reset(fd, st.Size, w.buf)
-	defer func() { w.buf = w.rr.buf[:0] }()
+	defer spool.CloseFD(fd)
+	w.file.Fd = fd
+	w.rr.Reset(&w.file, st.Size)
 
 	var (
 		arrival int64
@@ -262,30 +258,30 @@ func (w *worker) readFile(e spool.Entry, dfd int, st *syscall.Stat_t) *Message {
 		m       *Message
 	)
 	for {
-		typ, data, err := w.rr.next()
+		rec, err := w.rr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			if m != nil || !errors.Is(err, errTruncated) {
+			if m != nil || !errors.Is(err, spool.ErrTruncated) {
 				w.warnf("%s: %v", e.ID, err)
 			} else {
 				w.warnf("%s: %v (no sender record)", e.ID, err)
 			}
 			break
 		}
-		if typ == 0 {
-			break
-		}
-		data = cString(data)
+		typ, data := rec.Type, cString(rec.Data)
 		switch typ {
 		case spool.RecTime:
 			if arrival == 0 {
-				arrival, _ = atol(data)
+				arrival, _ = spool.Atol(data)
 			}
 		case spool.RecSize:
 			if sizeOK {
 				break
 			}
 			if onlyDigitsAndSpaces(data) {
-				size, _ = atol(data)
+				size, _ = spool.Atol(data)
 				sizeOK = size >= 0
 			}
 			if !sizeOK {
@@ -323,7 +319,7 @@ func (w *worker) readFile(e spool.Entry, dfd int, st *syscall.Stat_t) *Message {
 			}
 		case spool.RecMesg:
 			if sizeOK {
-				w.rr.skip(size)
+				w.rr.SeekTo(w.rr.Offset() + size)
 			}
 		}
 	}
@@ -349,7 +345,7 @@ func (w *worker) readDeferLog(m *Message) {
 	dfd, err := w.dirs.fd(w.sp.Dir(spool.Defer, m.ID))
 	var fd int
 	if err == nil {
-		fd, err = syscall.Openat(dfd, m.ID, openFlags, 0)
+		fd, w.name, err = spool.Openat(dfd, m.ID, spool.ScanOpenFlags, w.name)
 	}
 	if err != nil {
 		if err != syscall.ENOENT {
@@ -381,7 +377,7 @@ func (w *worker) readDeferLog(m *Message) {
 	syscall.Close(fd)
 	w.logBuf = buf[:0]
 	w.seen.reset(true, w.opt.DupFilterLimit)
-	parseDeferLog(buf, w.opt.UTF8, func(le *logEntry) {
+	w.fields = parseDeferLog(buf, w.opt.UTF8, w.fields, func(le *logEntry) {
 		addr := string(le.addr)
 		w.rcpts = append(w.rcpts, Recipient{
 			Address: addr,

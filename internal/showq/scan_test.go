@@ -82,35 +82,13 @@ func TestJSONString(t *testing.T) {
 	}
 }
 
-func TestAtol(t *testing.T) {
-	tests := []struct {
-		in string
-		n  int64
-		ok bool
-	}{
-		{"1795964910 322038", 1795964910, true},
-		{"  42", 42, true},
-		{"-5 0", -5, true},
-		{"+7", 7, true},
-		{"", 0, false},
-		{"x1", 0, false},
-		{"99999999999999999999999", 1<<63 - 1, true},
-		{"-99999999999999999999999", -1 << 63, true},
-	}
-	for _, tt := range tests {
-		if n, ok := atol([]byte(tt.in)); n != tt.n || ok != tt.ok {
-			t.Errorf("atol(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.ok)
-		}
-	}
-}
-
 func TestParseDeferLog(t *testing.T) {
 	log := "\n<old@x>: old reason\n\n" +
 		"\nrecipient=a@x\noffset=242\nstatus=4.4.1\naction=delayed\nreason=refused\n\n" +
 		"\nrecipient=\nreason=\n\n" +
 		"\nrecipient=cut@x\nreason=no blank line after me\n"
 	var got [][4]string
-	parseDeferLog([]byte(log), true, func(e *logEntry) {
+	parseDeferLog([]byte(log), true, nil, func(e *logEntry) {
 		got = append(got, [4]string{string(e.addr), string(e.reason), string(e.status), string(e.action)})
 	})
 	want := [][4]string{

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -146,72 +145,158 @@ func (s *Spool) RemoveLog(logQueue, id string) error {
 	return nil
 }
 
-// ParseLog parses a defer, bounce or trace log as Postfix's bounce_log
-// reader does: blank lines delimit entries; lines that begin with a letter
-// or digit are name=value; other lines (the "<rcpt>: reason" line) are
-// ignored, as are unknown names. An entry with no recipient line is
-// dropped; an empty recipient becomes "" (the caller shows it as
-// MAILER-DAEMON).
+// LogField is one field of a log entry: a "name=value" line, or one of
+// the two fields of an old-style "<recipient>: reason" line. The slices
+// point into the log's buffer.
+type LogField struct{ Name, Value []byte }
+
+// Names of the fields an old-style line gives.
+var (
+	fieldRecipient = []byte("recipient")
+	fieldReason    = []byte("reason")
+)
+
+// ScanLog is the one reader of defer, bounce and trace logs (reference
+// §3). It splits buf into entries and calls fn with each entry's fields
+// in file order; complete is false for a last entry the end of the file
+// cuts off (no empty line after it), which Postfix's showq drops. The
+// rules are those of Postfix's readers, checked against postqueue 3.7:
+//
+//   - a line is a C string: it ends at its first NUL byte; an empty line
+//     ends the entry that is open, if any;
+//   - every other line opens an entry;
+//   - a line that begins with an ASCII letter or digit is "name = value",
+//     spaces around both trimmed; one without that shape is ignored;
+//   - a line "<address>: text" is the old format and gives the fields
+//     recipient and reason; any other line is ignored;
+//   - later fields override earlier ones with the same name (the
+//     caller's job, as it keeps what it wants).
+//
+// scratch is room for the fields, returned for reuse, so a scan of many
+// logs does not allocate per log.
+func ScanLog(buf []byte, scratch []LogField, fn func(fields []LogField, complete bool)) []LogField {
+	fields := scratch[:0]
+	open := false
+	for len(buf) > 0 {
+		line := buf
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			line, buf = buf[:i], buf[i+1:]
+		} else {
+			buf = nil // the last line has no newline
+		}
+		if i := bytes.IndexByte(line, 0); i >= 0 {
+			line = line[:i]
+		}
+		if len(line) == 0 {
+			if open {
+				fn(fields, true)
+				fields, open = fields[:0], false
+			}
+			continue
+		}
+		open = true
+		if isAlnum(line[0]) {
+			if name, value, ok := splitNameValue(line); ok {
+				fields = append(fields, LogField{name, value})
+			}
+			continue
+		}
+		if line[0] != '<' {
+			continue
+		}
+		i := bytes.Index(line, []byte(">: "))
+		if i < 0 {
+			continue
+		}
+		fields = append(fields, LogField{fieldRecipient, line[1:i]}, LogField{fieldReason, trimLeftSpace(line[i+2:])})
+	}
+	if open {
+		fn(fields, false)
+	}
+	return fields[:0]
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+func trimLeftSpace(b []byte) []byte {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	return b
+}
+
+// splitNameValue splits "name = value": the name runs to a space or '=',
+// only spaces may stand between it and the '=', and spaces around the
+// value are dropped. A line without that shape is malformed.
+func splitNameValue(line []byte) (name, value []byte, ok bool) {
+	line = trimLeftSpace(line)
+	i := 0
+	for i < len(line) && line[i] != '=' && line[i] != ' ' {
+		i++
+	}
+	name = line[:i]
+	rest := trimLeftSpace(line[i:])
+	if len(name) == 0 || len(rest) == 0 || rest[0] != '=' {
+		return nil, nil, false
+	}
+	value = trimLeftSpace(rest[1:])
+	for len(value) > 0 && value[len(value)-1] == ' ' {
+		value = value[:len(value)-1]
+	}
+	return name, value, true
+}
+
+// ParseLog parses a defer, bounce or trace log with ScanLog into entries.
+// An entry with no recipient is dropped; "<>" as the recipient is the
+// null address (the caller shows it as MAILER-DAEMON). Unlike showq, it
+// keeps a last entry the end of the file cuts off: the writer may have
+// been stopped there, and the outcome it records still happened.
 func ParseLog(r io.Reader) ([]LogEntry, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	buf, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read log: %w", err)
+	}
 	var out []LogEntry
-	var cur LogEntry
-	have := false
-	flush := func() {
+	ScanLog(buf, nil, func(fields []LogField, _ bool) {
+		var cur LogEntry
+		have := false
+		for _, f := range fields {
+			val := string(f.Value)
+			switch string(f.Name) {
+			case "recipient":
+				if val == "<>" {
+					val = ""
+				}
+				cur.Recipient, have = val, true
+			case "original_recipient":
+				cur.OrigRcpt = val
+			case "offset":
+				cur.Offset, _ = strconv.ParseInt(val, 10, 64)
+			case "dsn_orig_rcpt":
+				cur.DSNOrigRcpt = val
+			case "notify_flags":
+				cur.NotifyFlags, _ = strconv.Atoi(val)
+			case "status":
+				cur.Status = val
+			case "action":
+				cur.Action = val
+			case "diag_type":
+				cur.DiagType = val
+			case "diag_text":
+				cur.DiagText = val
+			case "mta_type":
+				cur.MTAType = val
+			case "mta_mname":
+				cur.MTAName = val
+			case "reason":
+				cur.Reason = val
+			}
+		}
 		if have {
 			out = append(out, cur)
 		}
-		cur, have = LogEntry{}, false
-	}
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			flush()
-			continue
-		}
-		c := line[0]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
-			continue
-		}
-		k, v, ok := bytes.Cut(line, []byte("="))
-		if !ok {
-			continue
-		}
-		val := string(v)
-		switch string(k) {
-		case "recipient":
-			if val == "<>" {
-				val = ""
-			}
-			cur.Recipient, have = val, true
-		case "original_recipient":
-			cur.OrigRcpt = val
-		case "offset":
-			cur.Offset, _ = strconv.ParseInt(val, 10, 64)
-		case "dsn_orig_rcpt":
-			cur.DSNOrigRcpt = val
-		case "notify_flags":
-			cur.NotifyFlags, _ = strconv.Atoi(val)
-		case "status":
-			cur.Status = val
-		case "action":
-			cur.Action = val
-		case "diag_type":
-			cur.DiagType = val
-		case "diag_text":
-			cur.DiagText = val
-		case "mta_type":
-			cur.MTAType = val
-		case "mta_mname":
-			cur.MTAName = val
-		case "reason":
-			cur.Reason = val
-		}
-	}
-	flush()
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("spool: read log: %w", err)
-	}
+	})
 	return out, nil
 }

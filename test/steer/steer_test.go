@@ -134,8 +134,9 @@ func symbolic(s string, ids map[string]string) string {
 // same messages on stderr. As in Postfix, the force-expired message is
 // missed (the pipeline strips * and ! but not #); `sluice queue delete
 // rcpt=user@example.com rcpts=1` then takes the mail to that one address
-// alone, that one included (and, as addresses compare without regard to
-// case, the mail to USER@EXAMPLE.COM).
+// alone, that one included, and compares the local part exactly as the
+// pipeline does (the mail to USER@EXAMPLE.COM stays); rcpt_ci= takes
+// that one too.
 func TestSeedPipeline(t *testing.T) {
 	oracle.Require(t)
 	bin := binaries(t)
@@ -186,9 +187,15 @@ func TestSeedPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sluice queue delete: %v\n%s", err, errs)
 	}
-	// Addresses compare case-insensitively, so USER@EXAMPLE.COM goes too.
-	if got, want := remaining(t, slRoot, slIDs), "other second"; got != want {
+	if got, want := remaining(t, slRoot, slIDs), "other second upper"; got != want {
 		t.Errorf("after sluice queue delete, left: %s; want %s\n%s", got, want, out)
+	}
+	out, errs, err = sluice(t, "", "queue", "delete", "-c", slConf, "rcpt_ci=user@example.com", "rcpts=1", "--yes")
+	if err != nil {
+		t.Fatalf("sluice queue delete rcpt_ci=: %v\n%s", err, errs)
+	}
+	if got, want := remaining(t, slRoot, slIDs), "other second"; got != want {
+		t.Errorf("after sluice queue delete rcpt_ci=, left: %s; want %s\n%s", got, want, out)
 	}
 }
 

@@ -1,6 +1,6 @@
-//go:build linux
+//go:build linux && amd64
 
-package qshape
+package spool
 
 import "syscall"
 

@@ -1,6 +1,6 @@
-//go:build linux
+//go:build linux && arm64
 
-package showq
+package spool
 
 import "syscall"
 

@@ -1,7 +1,0 @@
-//go:build linux
-
-package qshape
-
-import "syscall"
-
-const sysFstatat = syscall.SYS_FSTATAT
