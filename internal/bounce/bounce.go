@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"sluice/internal/event"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -76,6 +77,10 @@ type Config struct {
 	MaxLifetime  time.Duration
 	DelayWarning time.Duration
 	Log          *maillog.Logger
+	// Events, when set, receives a Notified for every notice sent, in
+	// place of the log line (the mail log is then one of its
+	// subscribers); when nil the line goes to Log.
+	Events event.Observer
 }
 
 // Bouncer writes and sends notices.
@@ -120,7 +125,12 @@ func (b *Bouncer) Send(ctx context.Context, r *Report) (string, error) {
 	if r.Kind == Delay {
 		what = "delay"
 	}
-	b.cfg.Log.Log("bounce", "%s: sender %s notification: %s", r.QueueID, what, id)
+	ev := &event.Notified{ID: r.QueueID, Kind: what, NoticeID: id, Time: b.cfg.Now()}
+	if b.cfg.Events != nil {
+		b.cfg.Events.Observe(ev)
+	} else {
+		b.cfg.Log.Observe(ev)
+	}
 	return id, nil
 }
 

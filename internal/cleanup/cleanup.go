@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"sluice/internal/event"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -84,6 +85,9 @@ type Config struct {
 	// Notify is called with the queue ID of every message committed to
 	// incoming/, after the commit; the queue manager's "scan incoming".
 	Notify func(queueID string)
+	// Events, when set, receives a Received for every queue file
+	// committed and synced, before Notify is called.
+	Events event.Observer
 	// CommitMethod is how a queue file is made durable: CommitFsync
 	// (the default when empty) or CommitSyncFS.
 	CommitMethod string
@@ -230,7 +234,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	id, hops, verdict, err := c.write(ctx, f, m, r, now, arrival)
+	id, hops, verdict, rcv, err := c.write(ctx, f, m, r, now, arrival)
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -254,6 +258,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		// The file is complete but its name may not be durable; it was
 		// not acknowledged, so remove it rather than deliver it.
 		removeQuietly(c.cfg.Spool, queue, id)
+		c.withdraw(rcv)
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
 	if hops {
@@ -270,7 +275,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 
 // write writes the queue file. hops reports a local submission with too
 // many hops, committed for a bounce; from SMTP that is an error.
-func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, verdict Verdict, err error) {
+func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Reader, now, arrival time.Time) (id string, hops bool, verdict Verdict, rcv *event.Received, err error) {
 	if m.Started != nil {
 		m.Started(f.ID)
 	}
@@ -318,33 +323,33 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 		cw.out = buf
 	} else {
 		if err := f.WriteEnvelope(env); err != nil {
-			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+			return "", false, verdict, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 		}
 		for _, line := range received {
 			f.WriteLine([]byte(line))
 		}
 	}
 	if err := cw.copy(r); err != nil {
-		return "", false, verdict, err
+		return "", false, verdict, nil, err
 	}
 	if buf != nil && !cw.tooManyHops {
 		verdict, err = c.filterAndWrite(ctx, f, m, env, received, buf)
 		if err != nil || verdict.Action == FilterReject || verdict.Action == FilterDiscard {
-			return "", false, verdict, err
+			return "", false, verdict, nil, err
 		}
 	} else if buf != nil {
 		// Refused or bounced for its hops: written as it came.
 		if err := f.WriteEnvelope(env); err != nil {
-			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+			return "", false, verdict, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 		}
 		ct := &Content{buf: buf}
 		if err := ct.parse(received); err != nil || ct.writeTo(f) != nil {
-			return "", false, verdict, fmt.Errorf("cleanup: %w: copy spooled message", ErrQueueWrite)
+			return "", false, verdict, nil, fmt.Errorf("cleanup: %w: copy spooled message", ErrQueueWrite)
 		}
 	}
 	if cw.tooManyHops {
 		if m.Received.Protocol != "" {
-			return "", false, verdict, errTooManyHops()
+			return "", false, verdict, nil, errTooManyHops()
 		}
 		hops = true
 	}
@@ -353,27 +358,47 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	}
 	if len(env.Recipients)+len(extracted) == 0 {
 		// (A filter may have deleted every recipient.)
-		return "", false, verdict, ErrNoRecipients
+		return "", false, verdict, nil, ErrNoRecipients
 	}
 	if err := ctx.Err(); err != nil {
-		return "", false, verdict, fmt.Errorf("cleanup: %w", err)
+		return "", false, verdict, nil, fmt.Errorf("cleanup: %w", err)
 	}
 	if verdict.Action == FilterHold && f.Path == c.cfg.Spool.Path(spool.Incoming, f.ID) {
 		// Quarantined: the embryonic file (mode 0600, which the queue
 		// manager ignores) moves to hold/ before it is made ready.
 		if err := c.cfg.Spool.Move(f.ID, spool.Incoming, spool.Hold); err != nil {
-			return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+			return "", false, verdict, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 		}
 		f.Path, f.Queue = c.cfg.Spool.Path(spool.Hold, f.ID), spool.Hold
+	}
+	rcv = &event.Received{ID: f.ID, Arrival: arrival, Size: f.ContentLen(), Sender: env.Sender,
+		Recipients: make([]event.Recipient, 0, len(env.Recipients)+len(extracted))}
+	for _, list := range [][]spool.NewRecipient{env.Recipients, extracted} {
+		for _, nr := range list {
+			rcv.Recipients = append(rcv.Recipients, event.Recipient{Address: nr.Address, Orig: nr.Orig})
+		}
+	}
+	// The event goes out before the file is made ready: the queue
+	// manager cannot take it before (it skips files that are not), so
+	// every subscriber sees Received before anything the queue manager
+	// does with the message. A commit that fails withdraws it. The
+	// envelope is the one written, after the milters' edits, and the
+	// queue the one the file is in (hold/ when quarantined).
+	if !hops && c.cfg.Events != nil {
+		rcv.Queue, rcv.Time = f.Queue, now
+		c.cfg.Events.Observe(rcv)
+	} else {
+		rcv = nil
 	}
 	commit := f.CommitNoDirSync
 	if c.cfg.CommitMethod == CommitSyncFS {
 		commit = f.CommitNoSync
 	}
 	if err := commit(extracted...); err != nil {
-		return "", false, verdict, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
+		c.withdraw(rcv)
+		return "", false, verdict, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
-	return f.ID, hops, verdict, nil
+	return f.ID, hops, verdict, rcv, nil
 }
 
 func (c *Cleanup) newRecipient(rc Recipient) spool.NewRecipient {
@@ -616,4 +641,12 @@ func boolInt(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// withdraw tells the subscribers that a file announced by a Received
+// event did not become a message after all.
+func (c *Cleanup) withdraw(rcv *event.Received) {
+	if rcv != nil && c.cfg.Events != nil {
+		c.cfg.Events.Observe(&event.Withdrawn{ID: rcv.ID, Queue: rcv.Queue})
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"sluice/internal/manage"
+	"sluice/internal/model"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
 	"sluice/internal/spool"
@@ -56,6 +57,9 @@ type Backend struct {
 	Qshape *qshape.Cache
 	// Now is the daemon's clock, qshape's "now"; nil means time.Now.
 	Now func() time.Time
+	// Model is the daemon's live model of the queue (model.go); nil
+	// means the /v1/model requests are not served.
+	Model *model.Model
 }
 
 // ActRequest asks for one action on some messages.
@@ -95,6 +99,7 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/flush", s.handleFlush)
 	mux.HandleFunc("POST /v1/listing", s.handleListing)
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
+	s.handleModel(mux)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	evt "sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -101,12 +102,12 @@ func (m *Manager) take(entries []spool.Entry) {
 		m.syncLater(dirs)
 	}
 	for _, mv := range got {
-		m.activate(mv.e.ID, mv.forced, mv.unthrot, mv.past, mv.oldLog)
+		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog)
 	}
 }
 
 // activate reads a file that is now in active/ and queues its deliveries.
-func (m *Manager) activate(id string, forced, unthrottle, past bool, oldLog []spool.LogEntry) {
+func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry) {
 	path := m.sp.Path(spool.Active, id)
 	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	if err == nil {
@@ -117,7 +118,7 @@ func (m *Manager) activate(id string, forced, unthrottle, past bool, oldLog []sp
 			return
 		}
 		if errors.Is(err, spool.ErrCorrupt) {
-			m.saveCorrupt(id, err)
+			m.saveCorrupt(id, from, err)
 			return
 		}
 		// An I/O error: leave the file in active/; it goes back to
@@ -131,7 +132,7 @@ func (m *Manager) activate(id string, forced, unthrottle, past bool, oldLog []sp
 	if size == 0 {
 		size = env.Size.MessageLen
 	}
-	m.log.Log("qmgr", "%s: from=<%s>, size=%d, nrcpt=%d (queue active)", id, env.Sender, size, env.Size.RcptCount)
+	m.publish(activated(id, from, now, size, env, forced, past))
 	m.active[id] = msg
 	m.stats.active.Store(int64(len(m.active)))
 
@@ -183,13 +184,29 @@ func checkEnvelope(env *spool.Envelope) error {
 	return nil
 }
 
-// saveCorrupt moves an unreadable file from active/ to corrupt/.
-func (m *Manager) saveCorrupt(id string, why error) {
+// saveCorrupt moves an unreadable file from active/ to corrupt/. from
+// is the queue it was taken from, for the event.
+func (m *Manager) saveCorrupt(id, from string, why error) {
 	m.log.Warn("qmgr", "%s: %v", id, why)
 	m.log.Warn("qmgr", "saving corrupt file \"%s\" from queue \"%s\" to queue \"%s\"", id, spool.Active, spool.Corrupt)
 	if err := m.sp.Move(id, spool.Active, spool.Corrupt); err != nil {
 		m.log.Warn("qmgr", "%s: %v", id, err)
+		return
 	}
+	m.publish(&evt.Corrupt{ID: id, From: from, Time: m.clk.Now(), Why: why.Error()})
+}
+
+// activated is the event of a message taken into active/.
+func activated(id, from string, now time.Time, size int64, env *spool.Envelope, forced, logCleared bool) *evt.Activated {
+	ev := &evt.Activated{
+		ID: id, From: from, Time: now, Arrival: env.Arrival, Size: size, Nrcpt: env.Size.RcptCount,
+		Sender: env.Sender, Forced: forced, LogCleared: logCleared,
+		Recipients: make([]evt.Recipient, len(env.Recipients)),
+	}
+	for i, r := range env.Recipients {
+		ev.Recipients[i] = evt.Recipient{Address: r.Address, Orig: r.Orig, Offset: r.Offset, Done: r.Done}
+	}
+	return ev
 }
 
 // LocalNexthop is the destination of local deliveries; no domain or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	evt "sluice/internal/event"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -61,6 +62,11 @@ type Result struct {
 	// peer gave one; RemoteMTA the name of that peer. Both go into DSNs.
 	DiagText  string
 	RemoteMTA string
+	// Class is the reason class of a failure (event.Classify), decided
+	// by the deliverer from the structured reply or error. When it is
+	// empty, qmgr decides it from DSN, DiagText and Reason with
+	// event.LogFailure, as the model does from a defer log.
+	Class string
 	// Finals, when set, are logged in place of the recipient's one line:
 	// the final deliveries that local aliases and .forward files made of
 	// it (to=<root@host>, orig_to=<postmaster@host>, ...).
@@ -140,6 +146,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 	var deferLog, bounceLog []spool.LogEntry
 	var done []int64
 	var lines []maillog.Delivery
+	var events []evt.Event
 	reached := false
 	for _, rc := range j.rcpts {
 		r := byOffset[rc.Offset]
@@ -153,6 +160,20 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 		}
 		if r.Status == Deferred && aborted {
 			continue // cut short by shutdown: not an attempt worth recording
+		}
+		class := ""
+		if r.Status != Sent {
+			class = r.Class
+			if j.suspended != "" {
+				class = evt.ClassSuspended
+			}
+			if class == "" {
+				diagType := ""
+				if r.DiagText != "" {
+					diagType = "smtp"
+				}
+				class = evt.Classify(evt.LogFailure(r.DSN, diagType, r.DiagText, r.Reason))
+			}
 		}
 		entry := spool.LogEntry{
 			Recipient: spool.QuoteAddress(rc.Address), OrigRcpt: rc.Orig, Offset: rc.Offset, DSNOrigRcpt: rc.DSNOrig,
@@ -187,6 +208,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 			Delays: [4]time.Duration{msg.activeAt.Sub(msg.arrival), handoff.Sub(msg.activeAt), r.Setup, r.Transfer},
 			DSN:    r.DSN, Status: r.Status.String(), Text: r.Reason,
 		}
+		events = append(events, attemptEvent(msg.id, now, service, line, rc.Offset, class, r))
 		if len(r.Finals) == 0 {
 			lines = append(lines, line)
 		}
@@ -231,9 +253,29 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 			m.log.Warn("qmgr", "%s: %v", msg.id, err)
 		}
 	}
-	for _, l := range lines {
-		m.log.Delivery(service, l)
+	for _, e := range events {
+		m.publish(e)
 	}
+}
+
+// attemptEvent is the event of one recipient's outcome; line is its
+// delivery line as the mail log prints it.
+func attemptEvent(id string, now time.Time, service string, line maillog.Delivery, offset int64, class string, r *Result) evt.Event {
+	a := evt.Attempt{
+		ID: id, Time: now, Service: service, To: line.To, OrigTo: line.OrigTo, Offset: offset,
+		Relay: line.Relay, ConnUse: line.ConnUse, Delay: line.Delay, Delays: line.Delays,
+		DSN: line.DSN, Reason: line.Text, Class: class,
+	}
+	for _, f := range r.Finals {
+		a.Finals = append(a.Finals, evt.Final{To: f.To, Status: f.Status.String(), DSN: f.DSN, Reason: f.Reason})
+	}
+	switch r.Status {
+	case Sent:
+		return &evt.Sent{Attempt: a}
+	case Bounced:
+		return &evt.Bounced{Attempt: a}
+	}
+	return &evt.Deferred{Attempt: a}
 }
 
 // jobDone runs on the loop when a delivery has ended.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sluice/internal/bounce"
+	evt "sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -54,11 +55,7 @@ func (m *Manager) finish(msg *message) {
 	}
 
 	if len(pending) > 0 && m.expired(now, msg) {
-		status := "expired"
-		if msg.forced {
-			status = "force-expired"
-		}
-		m.log.Log("qmgr", "%s: from=<%s>, status=%s, returned to sender", id, env.Sender, status)
+		m.publish(&evt.Expired{ID: id, Time: now, Sender: env.Sender, Forced: msg.forced})
 		entries := append(bounced, m.expiryEntries(msg, pending)...)
 		if !m.notify(bounce.Failure, id, env, entries) {
 			m.deferMessage(msg, env, now)
@@ -170,7 +167,9 @@ func (m *Manager) deferMessage(msg *message, env *spool.Envelope, now time.Time)
 	}
 	if err := m.sp.Move(id, spool.Active, spool.Deferred); err != nil {
 		m.log.Warn("qmgr", "%s: %v", id, err)
+		return
 	}
+	m.publish(&evt.Moved{ID: id, From: spool.Active, To: spool.Deferred, Time: now, Next: next, Forced: msg.forced})
 }
 
 // remove deletes a message that is finished, its logs first. The
@@ -204,5 +203,5 @@ func (m *Manager) remove(msg *message) {
 		}
 		return
 	}
-	m.log.Log("qmgr", "%s: removed", id)
+	m.publish(&evt.Deleted{ID: id, Queue: spool.Active, Time: m.clk.Now(), Service: "qmgr"})
 }

@@ -11,6 +11,7 @@ import (
 
 	"sluice/internal/bounce"
 	"sluice/internal/clock"
+	evt "sluice/internal/event"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -28,6 +29,12 @@ type Config struct {
 	Deliverer Deliverer
 	Notifier  Notifier // nil: no DSNs are sent (they are logged as lost)
 	Log       *maillog.Logger
+	// Events receives what happens to messages (package event): every
+	// move between queues, every recipient's outcome, every removal.
+	// The mail log's delivery lines come from these events: when Events
+	// is nil they go to Log, otherwise Log must be one of Events'
+	// subscribers.
+	Events evt.Observer
 
 	RelayHost string // relayhost: when set, the next hop of every recipient
 	// Local, when set, says which recipients the local transport
@@ -225,6 +232,7 @@ func (m *Manager) FlushID(id string) error {
 		if err := m.sp.Move(id, spool.Deferred, spool.Incoming); err != nil {
 			return fmt.Errorf("qmgr: flush %s: %w", id, err)
 		}
+		m.publish(&evt.Moved{ID: id, From: spool.Deferred, To: spool.Incoming, Time: now, Next: now})
 		m.Notify(id)
 	case spool.Incoming:
 		if err := m.sp.SetTimes(q, id, now); err != nil {
@@ -417,4 +425,14 @@ func (m *Manager) syncPending() {
 			m.log.Warn("qmgr", "%v", err)
 		}
 	}
+}
+
+// publish passes e to the subscribers, or to the mail log alone when
+// the Manager has none.
+func (m *Manager) publish(e evt.Event) {
+	if m.cfg.Events != nil {
+		m.cfg.Events.Observe(e)
+		return
+	}
+	m.log.Observe(e)
 }

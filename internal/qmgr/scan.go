@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	evt "sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -27,6 +28,7 @@ func (m *Manager) recoverActive() error {
 			return fmt.Errorf("qmgr: move %s from active back to incoming: %w", e.ID, err)
 		}
 		m.recovered[e.ID] = true // its logs may tell of the interrupted round
+		m.publish(&evt.Moved{ID: e.ID, From: spool.Active, To: spool.Incoming, Time: m.clk.Now()})
 	}
 	m.removeEmbryonic()
 	if len(entries) > 0 && !m.sp.NoSync {

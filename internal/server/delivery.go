@@ -46,7 +46,7 @@ func (d *smtpDeliverer) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.
 	out := make([]qmgr.Result, 0, len(results))
 	for _, r := range results {
 		q := qmgr.Result{
-			Offset: r.Recipient.Offset, DSN: r.DSN, Reason: r.Reason, ConnUse: r.ConnUse,
+			Offset: r.Recipient.Offset, DSN: r.DSN, Reason: r.Reason, ConnUse: r.ConnUse, Class: r.Class,
 			Setup: r.Delays[0], Transfer: r.Delays[1],
 		}
 		if r.Relay != "none" {

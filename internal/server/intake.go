@@ -59,6 +59,7 @@ func (s *Server) startIntake() (err error) {
 		Showq:     listings,
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
+		Model:     s.model,
 	})
 	if err != nil {
 		return err

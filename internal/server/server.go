@@ -51,6 +51,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +63,11 @@ import (
 	"sluice/internal/clock"
 	"sluice/internal/config"
 	"sluice/internal/control"
+	"sluice/internal/event"
 	"sluice/internal/httpapi"
 	"sluice/internal/local"
 	"sluice/internal/maillog"
+	"sluice/internal/model"
 	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
@@ -113,6 +116,10 @@ type Server struct {
 	logBuf *maillog.Buffer
 	pid    *spool.PIDLock
 	qm     *qmgr.Manager
+	// events joins what cleanup, the queue manager and bounce publish
+	// to the mail log and the model.
+	events *event.Bus
+	model  *model.Model
 	deliv  *smtpDeliverer
 	local  atomic.Pointer[local.Agent]
 	bounce atomic.Pointer[bounce.Bouncer]
@@ -180,6 +187,10 @@ func start(opt Options) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	s.events = &event.Bus{}
+	s.events.Subscribe(s.log)
+	s.model = model.New(model.Config{Spool: s.sp, Now: s.clk.Now, Log: s.log})
+	s.events.Subscribe(s.model)
 	s.removeOrphans(s.clk.Now())
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
 	s.logBuf.Flush() // the master's lines are few and worth seeing at once
@@ -195,7 +206,7 @@ func start(opt Options) (_ *Server, err error) {
 	s.local.Store(agent)
 	l := limits(set)
 	s.qm, err = qmgr.New(qmgr.Config{
-		Spool: s.sp, Clock: s.clk, Deliverer: &router{smtp: s.deliv, s: s}, Notifier: notifier{s}, Log: s.log,
+		Spool: s.sp, Clock: s.clk, Deliverer: &router{smtp: s.deliv, s: s}, Notifier: notifier{s}, Log: s.log, Events: s.events,
 		Local:              func(addr string) bool { return s.local.Load().IsLocal(addr) },
 		RelayHost:          l.RelayHost,
 		ConcurrencyLimit:   l.ConcurrencyLimit,
@@ -221,7 +232,7 @@ func (s *Server) newCleanup(set *settings) *cleanup.Cleanup {
 		Spool: s.sp, MyHostname: set.myHostname, MyOrigin: set.myOrigin,
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
 		HopcountLimit: set.hopLimit, Notifier: notifier{s},
-		Now: s.clk.Now, Log: s.log, CommitMethod: set.commit,
+		Now: s.clk.Now, Log: s.log, Events: s.events, CommitMethod: set.commit,
 		Notify: func(id string) {
 			if s.qm != nil {
 				s.qm.Notify(id)
@@ -234,6 +245,7 @@ func (s *Server) newBouncer(set *settings) *bounce.Bouncer {
 	return bounce.New(bounce.Config{
 		MyHostname: set.myHostname, Submit: s.submitNotice, Now: s.clk.Now,
 		SizeLimit: set.bounceSize, MaxLifetime: set.maxLifetime, DelayWarning: set.delayWarning, Log: s.log,
+		Events: s.events,
 	})
 }
 
@@ -277,6 +289,9 @@ func (s *Server) run(ctx context.Context) error {
 	defer stopQ()
 	qdone := make(chan error, 1)
 	go func() { qdone <- s.qm.Run(qctx) }()
+	// The model loads while mail is accepted and delivered; until it
+	// has, its answers say so (model.Loading).
+	go s.runModel(qctx)
 
 	if err := s.startIntake(); err != nil {
 		stopQ()
@@ -558,4 +573,24 @@ var errNotReady = errors.New("server: not ready")
 // Submit queues a message through cleanup, as an SMTP session does.
 func (s *Server) Submit(ctx context.Context, m *cleanup.Message, r io.Reader) (string, error) {
 	return s.submitter(s.clean.Load())(ctx, m, r)
+}
+
+// modelReconcileEvery is how often the model is compared with the files
+// (in the background, one file at a time), to catch changes made behind
+// the daemon's back.
+const modelReconcileEvery = time.Hour
+
+// runModel builds the model, then reconciles it periodically until ctx
+// ends.
+func (s *Server) runModel(ctx context.Context) {
+	if err := s.model.Build(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("master", "queue model: %v", err)
+		}
+		return
+	}
+	// The scan's garbage made the heap grow to twice what the model
+	// keeps; give it back now rather than whenever the scavenger does.
+	debug.FreeOSMemory()
+	s.model.Run(ctx, modelReconcileEvery)
 }

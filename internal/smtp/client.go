@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sluice/internal/event"
 )
 
 // Resolver looks up mail exchangers and addresses. *net.Resolver
@@ -86,7 +88,11 @@ type Result struct {
 	// Reply is the server's reply that decided the outcome (lines joined
 	// with spaces), for a DSN's Diagnostic-Code; empty when the outcome
 	// did not come from a reply (DNS, connection, TLS, local checks).
-	Reply   string
+	Reply string
+	// Class is the reason class of a failure (event.Classify), decided
+	// from the reply's code, enhanced code and text, or from the kind
+	// of error (connection refused, timeout, DNS, TLS); "" when sent.
+	Class   string
 	ConnUse int // how often the connection has been used, this time included
 	// Delays are the connection setup (DNS, connect, greeting, EHLO, TLS)
 	// and the transmission (MAIL FROM to the end of DATA).
@@ -177,6 +183,18 @@ type failure struct {
 	reason string
 	relay  string // "" means "none"
 	reply  string // the server reply behind the failure, if any
+	kind   event.Kind
+	code   int // the reply code, when kind is event.KindReply
+}
+
+// class is the failure's reason class, decided here where the reply or
+// the error is known (see event.Classify).
+func (f failure) class() string {
+	text := f.reply
+	if text == "" {
+		text = f.reason
+	}
+	return event.Classify(event.Failure{Kind: f.kind, Code: f.code, Enhanced: f.dsn, Text: text})
 }
 
 // delivery is the state of one Deliver call.
@@ -228,7 +246,7 @@ func (d *delivery) run(ctx context.Context, nexthop string) {
 	d.nexthop = strings.TrimSpace(hop)
 	dest, err := parseDestination(hop, c.port())
 	if err != nil {
-		d.fail(d.pending(), failure{soft: true, dsn: "4.3.5", reason: err.Error()})
+		d.fail(d.pending(), failure{soft: true, dsn: "4.3.5", reason: err.Error(), kind: event.KindLocal})
 		return
 	}
 
@@ -309,6 +327,7 @@ func (d *delivery) fail(idx []int, f failure) {
 	for _, i := range idx {
 		r := &d.results[i]
 		r.DSN, r.Reason, r.Relay, r.Reply, r.ConnUse = f.dsn, f.reason, relay, f.reply, 0
+		r.Class = f.class()
 		if f.soft {
 			r.Status = Deferred
 		} else {
@@ -323,6 +342,7 @@ func (d *delivery) sent(idx []int, rep reply, s *session) {
 	for _, i := range idx {
 		r := &d.results[i]
 		r.Status, r.DSN, r.Reason, r.Relay, r.Reply, r.ConnUse = Sent, rep.dsn(), rep.text(), s.relay, rep.text(), s.uses
+		r.Class = ""
 		d.decided[i] = true
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"sluice/internal/event"
 )
 
 // Mail loops, as Postfix's smtp client catches them (checked against
@@ -36,7 +38,7 @@ import (
 const loopDSN = "5.4.6"
 
 func loopFailure(nexthop, relay string) failure {
-	return failure{dsn: loopDSN, relay: relay, reason: fmt.Sprintf("mail for %s loops back to myself", nexthop)}
+	return failure{dsn: loopDSN, relay: relay, reason: fmt.Sprintf("mail for %s loops back to myself", nexthop), kind: event.KindLocal}
 }
 
 // isSelf reports whether t is one of this host's own listeners.

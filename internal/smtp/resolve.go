@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"sluice/internal/event"
 )
 
 // destination is a parsed next hop.
@@ -99,7 +101,7 @@ func (c *Client) resolve(ctx context.Context, d destination) ([]target, *failure
 		return []target{{host: ip.String(), ip: ip, port: d.port}}, nil
 	}
 	if c.Resolver == nil {
-		return nil, &failure{soft: true, dsn: "4.3.5", reason: "mail system configuration error: no resolver"}
+		return nil, &failure{soft: true, dsn: "4.3.5", reason: "mail system configuration error: no resolver", kind: event.KindLocal}
 	}
 	if !d.mx {
 		return c.hostTargets(ctx, d.host, d.port)
@@ -163,7 +165,7 @@ func (c *Client) resolve(ctx context.Context, d destination) ([]target, *failure
 		if hard != nil {
 			return nil, hard
 		}
-		return nil, &failure{soft: true, dsn: "4.4.4", reason: fmt.Sprintf("no MX host for %s has a valid address record", d.host)}
+		return nil, &failure{soft: true, dsn: "4.4.4", reason: fmt.Sprintf("no MX host for %s has a valid address record", d.host), kind: event.KindDNS}
 	}
 	return out, nil
 }
@@ -182,7 +184,7 @@ func (c *Client) hostTargets(ctx context.Context, host string, port int) ([]targ
 		out = append(out, target{host: host, ip: a.IP, port: port})
 	}
 	if len(out) == 0 {
-		return nil, &failure{dsn: "5.4.4", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=A: Host not found", host)}
+		return nil, &failure{dsn: "5.4.4", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=A: Host not found", host), kind: event.KindDNS}
 	}
 	return out, nil
 }
@@ -197,7 +199,7 @@ func isNotFound(err error) bool {
 // (4.4.3).
 func dnsFailure(name, qtype string, err error) *failure {
 	if isNotFound(err) {
-		return &failure{dsn: "5.4.4", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=%s: Host not found", name, qtype)}
+		return &failure{dsn: "5.4.4", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=%s: Host not found", name, qtype), kind: event.KindDNS}
 	}
-	return &failure{soft: true, dsn: "4.4.3", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=%s: Host not found, try again", name, qtype)}
+	return &failure{soft: true, dsn: "4.4.3", reason: fmt.Sprintf("Host or domain name not found. Name service error for name=%s type=%s: Host not found, try again", name, qtype), kind: event.KindDNS}
 }

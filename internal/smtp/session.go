@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+
+	"sluice/internal/event"
 )
 
 // timedConn gives every read and write a deadline: CommandTimeout from
@@ -130,12 +132,13 @@ func (s *session) read() (reply, error) {
 // ioFailure words an I/O error during stage as Postfix does.
 func (s *session) ioFailure(err error, stage string) failure {
 	s.broken = true
-	f := failure{soft: true, dsn: "4.4.2", relay: s.relay}
+	f := failure{soft: true, dsn: "4.4.2", relay: s.relay, kind: event.KindLost}
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		f.kind = event.KindTimeout
 		f.reason = fmt.Sprintf("conversation with %s timed out while %s", s.namaddr(), stage)
 	case errors.Is(err, errReplyTooLong):
-		f.dsn = "4.5.0"
+		f.dsn, f.kind = "4.5.0", event.KindUnknown
 		f.reason = fmt.Sprintf("remote protocol error in reply from %s while %s", s.namaddr(), stage)
 	default:
 		f.reason = fmt.Sprintf("lost connection with %s while %s", s.namaddr(), stage)
@@ -148,6 +151,7 @@ func (s *session) replyFailure(rep reply, command string) failure {
 	f := failure{
 		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay, reply: rep.text(),
 		reason: fmt.Sprintf("host %s said: %s (in reply to %s)", s.namaddr(), rep.text(), command),
+		kind:   event.KindReply, code: rep.code,
 	}
 	if f.soft && f.dsn[0] != '4' {
 		// An unexpected 2xx or 3xx reply: a failure worth a retry.
@@ -162,6 +166,7 @@ func (s *session) refused(rep reply, soften bool) failure {
 	f := failure{
 		soft: rep.soft(), dsn: rep.dsn(), relay: s.relay, reply: rep.text(),
 		reason: fmt.Sprintf("host %s refused to talk to me: %s", s.namaddr(), rep.text()),
+		kind:   event.KindReply, code: rep.code,
 	}
 	if soften && !f.soft {
 		f.soft, f.dsn = true, "4"+f.dsn[1:]
@@ -215,7 +220,7 @@ func (c *Client) connect(ctx context.Context, t target, plaintext bool, nexthop 
 	nc, err := dial(dctx, "tcp", net.JoinHostPort(t.ip.String(), strconv.Itoa(t.port)))
 	cancel()
 	if err != nil {
-		return nil, &failure{soft: true, dsn: "4.4.1", reason: fmt.Sprintf("connect to %s:%d: %s", t.namaddr(), t.port, dialError(err))}, false
+		return nil, &failure{soft: true, dsn: "4.4.1", reason: fmt.Sprintf("connect to %s:%d: %s", t.namaddr(), t.port, dialError(err)), kind: dialKind(err)}, false
 	}
 	raw := &timedConn{Conn: nc, timeout: c.commandTimeout()}
 	s := &session{
@@ -259,7 +264,7 @@ func (s *session) handshake(plaintext bool) (*failure, bool) {
 	_, offered := s.ext["STARTTLS"]
 	if !offered {
 		if level == "encrypt" {
-			return &failure{soft: true, dsn: "4.7.4", relay: s.relay,
+			return &failure{soft: true, dsn: "4.7.4", relay: s.relay, kind: event.KindTLS,
 				reason: fmt.Sprintf("TLS is required, but was not offered by host %s", s.namaddr())}, false
 		}
 		return nil, false
@@ -273,13 +278,14 @@ func (s *session) handshake(plaintext bool) (*failure, bool) {
 		if level == "encrypt" {
 			f := s.refused(rep, false)
 			f.reason = fmt.Sprintf("TLS is required, but host %s refused to start TLS: %s", s.namaddr(), rep.text())
+			f.kind = event.KindTLS
 			return &f, false
 		}
 		return nil, false // continue in plaintext
 	}
 	if err := s.startTLS(); err != nil {
 		s.broken = true
-		return &failure{soft: true, dsn: "4.7.5", relay: s.relay, reason: "Cannot start TLS: handshake failure"}, level == "may"
+		return &failure{soft: true, dsn: "4.7.5", relay: s.relay, reason: "Cannot start TLS: handshake failure", kind: event.KindTLS}, level == "may"
 	}
 	if f := s.hello(); f != nil {
 		return f, false
@@ -386,6 +392,25 @@ func dialError(err error) string {
 		return "Connection timed out"
 	}
 	return err.Error()
+}
+
+// dialKind is the kind of a failed connect, for the reason class.
+func dialKind(err error) event.Kind {
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno) && errno == syscall.ECONNREFUSED:
+		return event.KindRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &errno) && errno == syscall.ETIMEDOUT:
+		return event.KindTimeout
+	case errors.As(err, &errno) && (errno == syscall.EHOSTUNREACH || errno == syscall.ENETUNREACH):
+		return event.KindUnreachable
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return event.KindTimeout
+	}
+	return event.KindLost
 }
 
 func capitalize(s string) string {

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench/model-daemon.sh [N] — starts `sluice serve` on the N-message
+# deferred spool that bench/model.sh builds (default 1000000) and
+# measures, through the running daemon: how soon SMTP answers after the
+# start, how long the queue model takes to load, the daemon's RSS
+# (now and peak), and the time of a summary and a qshape answered from
+# the model over the control socket. Run as root (serve drops to
+# mail_owner, postfix). Environment: BENCH_DIR (default
+# /tmp/sluice-bench-model), GOMEMLIMIT (passed on to the daemon).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+WORK=${BENCH_DIR:-/tmp/sluice-bench-model}
+SPOOL=$WORK/spool.$N
+[ -f "$WORK/spool.$N.done" ] || { echo "bench: run bench/model.sh $N first" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
+S=$WORK/sluice
+go build -o "$S" ./cmd/sluice
+# Next attempts three hours ahead, so the daemon leaves the mail alone.
+future=$(($(date +%s) + 3 * 3600))
+find "$SPOOL/deferred" -type f -print0 | xargs -0 -r touch -m -d "@$future"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ETC=$WORK/etc-model
+mkdir -p "$ETC" "$WORK/log"
+cat >"$ETC/main.cf" <<CF
+queue_directory = $SPOOL
+mail_owner = postfix
+relayhost = [127.0.0.1]:9
+smtpd_listen = 127.0.0.1:$PORT
+maillog_file = $WORK/log/model-maillog
+CF
+now_ms() { date +%s%3N; }
+start=$(now_ms)
+"$S" serve -c "$ETC" >"$WORK/log/model-serve.out" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
+smtp=""
+for _ in $(seq 2000); do
+	if banner=$(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 3 <&3" 2>/dev/null) && [ "$banner" = 220 ]; then
+		smtp=$(($(now_ms) - start))
+		break
+	fi
+	sleep 0.01
+done
+echo "SMTP answered 220 after ${smtp:-?} ms"
+SOCK=$SPOOL/public/sluice-control
+q() { curl -s --unix-socket "$SOCK" "$@"; }
+loaded=""
+for _ in $(seq 6000); do
+	if [ -S "$SOCK" ] && q http://sluice/v1/model/summary | grep -q '"loading":false'; then
+		loaded=$(($(now_ms) - start))
+		break
+	fi
+	sleep 0.1
+done
+echo "model loaded after ${loaded:-?} ms"
+# As root, serve's first process only waits; the daemon is its child.
+DAEMON=$(ps --ppid "$SERVE" -o pid= | head -1 | tr -d " ")
+[ -n "$DAEMON" ] || DAEMON=$SERVE
+grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' '
+sleep 5
+echo "5 s later: $(grep -E 'VmRSS' "/proc/$DAEMON/status" | tr -s ' \t' ' ')"
+t0=$(now_ms); for _ in $(seq 10); do q http://sluice/v1/model/summary >/dev/null; done
+echo "summary over the socket: $(( ($(now_ms) - t0) / 10 )) ms"
+t0=$(now_ms); for _ in $(seq 10); do q -X POST -d '{"queues":["deferred"]}' http://sluice/v1/model/qshape >/dev/null; done
+echo "qshape deferred over the socket: $(( ($(now_ms) - t0) / 10 )) ms"
+q http://sluice/v1/model/summary; echo

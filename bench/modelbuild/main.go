@@ -1,0 +1,92 @@
+// Command modelbuild measures the queue model (internal/model) on a
+// spool: how long the start-up scan takes, the process's memory after it
+// (RSS, and the peak), and how long a summary and qshape answers take.
+//
+//	go run ./bench/mkspool -dir /tmp/bench/spool -n 1000000
+//	go run ./bench/modelbuild -dir /tmp/bench/spool
+//
+// bench/model.sh runs both for 100,000 and 1,000,000 messages.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"sluice/internal/model"
+	"sluice/internal/spool"
+)
+
+func main() {
+	dir := flag.String("dir", "", "queue directory (required)")
+	workers := flag.Int("workers", 0, "scan readers (0: one per CPU)")
+	flag.Parse()
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "modelbuild: -dir is required")
+		os.Exit(2)
+	}
+	m := model.New(model.Config{Spool: spool.New(*dir), Workers: *workers})
+	start := time.Now()
+	if err := m.Build(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "modelbuild:", err)
+		os.Exit(1)
+	}
+	build := time.Since(start)
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s := m.Summary()
+	var msgs, rcpts int64
+	for _, q := range s.Queues {
+		msgs += q.Messages
+		rcpts += q.Recipients
+	}
+	t0 := time.Now()
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		m.Summary()
+	}
+	sum := time.Since(t0) / rounds
+	now := time.Now()
+	t0 = time.Now()
+	var rows int
+	for i := 0; i < rounds; i++ {
+		rows = len(m.QShape(model.QShapeOptions{Queues: []string{spool.Deferred}}, now).Rows)
+	}
+	qs := time.Since(t0) / rounds
+	t0 = time.Now()
+	for i := 0; i < rounds; i++ {
+		m.QShape(model.QShapeOptions{Queues: []string{spool.Deferred}, Senders: true}, now)
+	}
+	qss := time.Since(t0) / rounds
+	fmt.Printf("messages %d, pending recipients %d, qshape rows %d\n", msgs, rcpts, rows)
+	fmt.Printf("build %s (%.0f messages/s)\n", build.Round(time.Millisecond), float64(msgs)/build.Seconds())
+	fmt.Printf("memory: RSS %s, peak RSS %s, Go heap in use %d MB\n", status("VmRSS"), status("VmHWM"), ms.HeapInuse>>20)
+	fmt.Printf("summary %s, qshape deferred %s, qshape -s deferred %s\n", sum, qs, qss)
+	for _, c := range s.Classes {
+		fmt.Printf("  class %-20s %8d recipients %8d messages\n", c.Class, c.Recipients, c.Messages)
+	}
+}
+
+// status returns a field of /proc/self/status ("VmRSS": "123456 kB").
+func status(field string) string {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}

@@ -1,0 +1,311 @@
+// Package model is the live model of the queue that sluice serve keeps
+// in memory: every message's envelope summary and each recipient's state,
+// and the aggregates that mailq, qshape and "sluice queue summary" need,
+// so that they answer without reading a file.
+//
+// # What it holds
+//
+// For every queue file in incoming/, active/, deferred/, hold/ and
+// corrupt/: its queue, ID, size (the C record's message length), arrival
+// (the T record, in seconds), sender, the force-expiry flag (g+x) and,
+// in deferred/, the next attempt (the file's mtime). For each recipient:
+// its address, whether it is done (a D record), and — for a pending one
+// — the last reason, DSN status and reason class from the defer log, the
+// number of attempts and the time of the last one (from the history log).
+// A file in corrupt/ is held by ID only.
+//
+// Aggregates are kept as messages change: per queue the messages, pending
+// recipients, bytes and the oldest arrival; qshape's domain × age counts
+// for recipients and senders (see QShape); recipients and messages by
+// reason class.
+//
+// # How it stays current
+//
+// Build scans the spool once, in parallel (spool.ForEach), while the
+// daemon already accepts and delivers mail; until it ends, Loading is
+// true and views should read the files. Afterwards the model changes only
+// by events (package event), which cleanup and the queue manager publish
+// after each change is on disk: no rescans in steady state. Events that
+// arrive during a scan win over what the scan read of the same message.
+//
+// Reconcile compares the model with a fresh scan and fixes every
+// difference: files changed behind the daemon's back (Postfix's
+// postsuper, a hand edit, a crash between a change and its event). Each
+// difference is logged and counted (Drift). It runs at start after
+// Build, on demand (control socket) and every ReconcileEvery.
+//
+// The model mirrors the files exactly: the property test checks that
+// after any sequence of intake, deliveries, actions and restarts the
+// model equals a fresh scan of the spool.
+package model
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/event"
+	"sluice/internal/maillog"
+	"sluice/internal/spool"
+)
+
+// Queues are the queues the model holds, in this order.
+var Queues = [...]string{spool.Incoming, spool.Active, spool.Deferred, spool.Hold, spool.Corrupt}
+
+const nQueues = len(Queues)
+
+func queueIndex(q string) (uint8, bool) {
+	for i, n := range Queues {
+		if n == q {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+// Config is what a Model needs.
+type Config struct {
+	Spool *spool.Spool
+	Now   func() time.Time // time.Now when nil
+	Log   *maillog.Logger  // drift warnings; nil discards
+	// Workers reading files in a scan; 0 means one per CPU.
+	Workers int
+}
+
+// Model is the live model. Its methods are safe for concurrent use.
+type Model struct {
+	cfg Config
+
+	// passMu lets one scan pass run at a time (Build, Reconcile).
+	passMu sync.Mutex
+	epoch  uint8 // the current pass's mark (msg.epoch)
+
+	mu   sync.RWMutex
+	msgs index
+	syms symbols
+	agg  aggregates
+	// During a scan, the IDs events touched: the scan's reading of
+	// them is older than the event and is not applied.
+	scanning int
+	touched  map[string]bool
+
+	bufs sync.Pool // *readBuf for the scan's workers
+
+	loading atomic.Bool
+	loaded  chan struct{}
+	drift   atomic.Int64
+	events  atomic.Int64
+}
+
+// msg is one queue file. Strings that repeat across messages (senders,
+// domains, reasons, DSN codes) are symbols.
+//
+// Times are uint32 seconds (until 2106) and offsets uint32 (queue files
+// are far below 4 GB): a message with two recipients takes about 250
+// bytes with its map entry and strings, so a million fit in the memory
+// the daemon may use.
+type msg struct {
+	id      string
+	rcpts   []rcpt
+	size    uint32 // queue files are far below 4 GB
+	sender  sym
+	sdom    sym    // the qshape domain of the sender
+	arrival uint32 // seconds
+	next    uint32 // seconds; deferred/ only
+	queue   uint8
+	forced  bool
+	bare    bool  // in corrupt/ (or unreadable): nothing but the ID is known
+	epoch   uint8 // the last scan pass that saw its file
+}
+
+type rcpt struct {
+	addr     string
+	domain   sym // the qshape domain of addr
+	reason   sym
+	dsn      sym
+	offset   uint32
+	last     uint32 // seconds of the last attempt, 0 when none
+	attempts uint16
+	class    uint8 // index into classNames; 0: no reason yet
+	done     bool
+}
+
+// New returns an empty model; call Build to fill it.
+func New(cfg Config) *Model {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Model{cfg: cfg, msgs: newIndex(), loaded: make(chan struct{})}
+	m.bufs.New = func() any { return &readBuf{} }
+	m.syms.init()
+	m.agg.init()
+	m.loading.Store(true)
+	return m
+}
+
+// Loading reports whether the first Build has not finished.
+func (m *Model) Loading() bool { return m.loading.Load() }
+
+// Loaded is closed when the first Build has finished.
+func (m *Model) Loaded() <-chan struct{} { return m.loaded }
+
+// Drift is how many differences between the model and the files
+// reconcile passes have found and fixed.
+func (m *Model) Drift() int64 { return m.drift.Load() }
+
+// Events is how many events the model has applied.
+func (m *Model) Events() int64 { return m.events.Load() }
+
+// classNames are the reason classes; index 0 is "no reason yet".
+var classNames = append([]string{""}, event.ClassNames()...)
+
+func classIndex(c string) uint8 {
+	for i, n := range classNames {
+		if n == c {
+			return uint8(i)
+		}
+	}
+	return classIndex(event.ClassOther)
+}
+
+// qshapeDomain is the row name qshape gives an address (see package
+// qshape): lower-cased, everything through the last '@' dropped, ".."
+// made ".", one leading and one trailing dot removed; an empty address
+// is MAILER-DAEMON.
+func qshapeDomain(addr string) string {
+	if addr == "" {
+		return "MAILER-DAEMON"
+	}
+	d := addr
+	if i := strings.LastIndexByte(d, '@'); i >= 0 {
+		d = d[i+1:]
+	}
+	d = asciiLower(d)
+	for strings.Contains(d, "..") {
+		d = strings.ReplaceAll(d, "..", ".")
+	}
+	d = strings.TrimPrefix(d, ".")
+	d = strings.TrimSuffix(d, ".")
+	return d
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// symbols interns strings: a sym is an index into strs; 0 is "". Each
+// holder of a sym owns a reference (get, retain) and gives it back
+// (release), so the strings of messages that have gone are freed.
+// Reasons may be capped (getCapped): a queue whose deferral reasons are
+// nearly all different (a reply that names each message) would otherwise
+// keep them all; past the cap a reason is left in the defer log
+// (onDisk) and read from there when a message is shown.
+type sym uint32
+
+// onDisk marks a reason that the model does not keep.
+const onDisk sym = 1<<32 - 1
+
+// maxReasons caps the distinct reason texts kept in memory.
+const maxReasons = 1 << 16
+
+type symbols struct {
+	strs    []string
+	refs    []int32
+	idx     map[string]sym
+	free    []sym
+	reasons int // distinct reason texts held
+	limit   int // at most this many (maxReasons; tests lower it)
+	capped  []bool
+}
+
+func (s *symbols) init() {
+	s.strs, s.refs, s.capped = []string{""}, []int32{1}, []bool{false}
+	s.idx = map[string]sym{"": 0}
+	s.limit = maxReasons
+}
+
+func (s *symbols) get(str string) sym { return s.intern(str, false) }
+
+// getCapped interns a reason, or returns onDisk when maxReasons are held.
+func (s *symbols) getCapped(str string) sym { return s.intern(str, true) }
+
+func (s *symbols) intern(str string, reason bool) sym {
+	if str == "" {
+		return 0
+	}
+	if v, ok := s.idx[str]; ok {
+		s.refs[v]++
+		return v
+	}
+	if reason {
+		if s.reasons >= s.limit {
+			return onDisk
+		}
+		s.reasons++
+	}
+	var v sym
+	if n := len(s.free); n > 0 {
+		v, s.free = s.free[n-1], s.free[:n-1]
+		s.strs[v], s.refs[v], s.capped[v] = str, 1, reason
+	} else {
+		v = sym(len(s.strs))
+		s.strs, s.refs, s.capped = append(s.strs, str), append(s.refs, 1), append(s.capped, reason)
+	}
+	s.idx[str] = v
+	return v
+}
+
+func (s *symbols) retain(v sym) {
+	if v != 0 && v != onDisk {
+		s.refs[v]++
+	}
+}
+
+func (s *symbols) release(v sym) {
+	if v == 0 || v == onDisk {
+		return
+	}
+	if s.refs[v]--; s.refs[v] > 0 {
+		return
+	}
+	delete(s.idx, s.strs[v])
+	if s.capped[v] {
+		s.reasons--
+	}
+	s.strs[v] = ""
+	s.free = append(s.free, v)
+}
+
+func (s *symbols) str(v sym) string {
+	if v == onDisk {
+		return ""
+	}
+	return s.strs[v]
+}
+
+// drop gives back the references a message holds.
+func (m *Model) drop(x *msg) {
+	if x == nil {
+		return
+	}
+	m.syms.release(x.sender)
+	m.syms.release(x.sdom)
+	for i := range x.rcpts {
+		r := &x.rcpts[i]
+		m.syms.release(r.domain)
+		m.syms.release(r.reason)
+		m.syms.release(r.dsn)
+	}
+}

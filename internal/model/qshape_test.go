@@ -1,0 +1,236 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/event"
+	"sluice/internal/qshape"
+	"sluice/internal/spool"
+)
+
+// randomSpool writes n queue files with random arrivals (up to 3 days
+// back), senders and recipients (some done), in deferred/, hold/ and
+// incoming/; some force-expired.
+func randomSpool(t testing.TB, n int, now time.Time, seed int64) *spool.Spool {
+	t.Helper()
+	sp := spool.New(t.TempDir())
+	sp.NoSync = true
+	if err := sp.Create(); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewSource(seed))
+	for i := 0; i < n; i++ {
+		env := &spool.NewEnvelope{
+			Arrival: now.Add(-time.Duration(rnd.Int63n(int64(72 * time.Hour)))),
+			Sender:  []string{"", "a@Src.Test", "b@src.test.", "c@other.test", "x@y@odd..test"}[rnd.Intn(5)],
+		}
+		for k := 0; k <= rnd.Intn(4); k++ {
+			a := fmt.Sprintf("u%d@D%d.test", rnd.Intn(9), rnd.Intn(7))
+			env.Recipients = append(env.Recipients, spool.NewRecipient{Address: a})
+		}
+		f, err := sp.NewFile(spool.Incoming, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WriteEnvelope(env); err != nil {
+			t.Fatal(err)
+		}
+		f.WriteLine([]byte("Subject: x"))
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		read, _, err := spool.ReadFile(sp.Path(spool.Incoming, f.ID), spool.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range read.Recipients {
+			if rnd.Intn(4) == 0 {
+				if err := spool.MarkDone(sp.Path(spool.Incoming, f.ID), r.Offset, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		q := []string{spool.Deferred, spool.Deferred, spool.Hold, spool.Incoming}[rnd.Intn(4)]
+		if q != spool.Incoming {
+			if err := sp.Move(f.ID, spool.Incoming, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rnd.Intn(15) == 0 {
+			os.Chmod(sp.Path(q, f.ID), 0o710)
+		}
+	}
+	return sp
+}
+
+// parseQshape reads qshape's text table into row → counts (T first).
+func parseQshape(t *testing.T, text string) map[string][]int64 {
+	t.Helper()
+	rows := map[string][]int64{}
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		var c []int64
+		for _, s := range f[1:] {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				t.Fatalf("qshape line %q", l)
+			}
+			c = append(c, v)
+		}
+		rows[f[0]] = c
+	}
+	return rows
+}
+
+// TestQShapeMatchesQshape checks the model's qshape counts against the
+// qshape package (byte-compatible with Postfix's script) on the same
+// files, for recipients and senders, log and linear buckets.
+func TestQShapeMatchesQshape(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sp := randomSpool(t, 400, now, 7)
+	m := New(Config{Spool: sp, Now: func() time.Time { return now }})
+	if err := m.Build(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		senders, linear bool
+		tick            float64
+		buckets         int
+		queues          []string
+	}{
+		{false, false, 5, 10, []string{spool.Deferred}},
+		{true, false, 5, 10, []string{spool.Deferred, spool.Hold}},
+		{false, true, 60, 12, []string{spool.Deferred, spool.Incoming}},
+		{true, false, 2.5, 14, []string{spool.Incoming, spool.Hold}},
+	} {
+		name := fmt.Sprintf("s=%v l=%v t=%v b=%d %v", tc.senders, tc.linear, tc.tick, tc.buckets, tc.queues)
+		o := qshape.Defaults()
+		o.Senders, o.Linear = tc.senders, tc.linear
+		o.Tick = qshape.ParseNumber(strconv.FormatFloat(tc.tick, 'f', -1, 64))
+		o.Buckets = qshape.Num(uint64(tc.buckets))
+		o.Width = qshape.Num(300)
+		o.Now = func() time.Time { return now }
+		var dirs []string
+		for _, q := range tc.queues {
+			dirs = append(dirs, sp.Root+"/"+q)
+		}
+		var out bytes.Buffer
+		if err := qshape.Run(o, dirs, &out); err != nil {
+			t.Fatal(err)
+		}
+		want := parseQshape(t, out.String())
+		got := map[string][]int64{}
+		for _, r := range m.QShape(QShapeOptions{Queues: tc.queues, Senders: tc.senders, Tick: tc.tick, Buckets: tc.buckets, Linear: tc.linear}, now).Rows {
+			got[r.Domain] = append([]int64{r.Total}, r.Counts...)
+		}
+		if len(want) < 3 {
+			t.Fatalf("%s: qshape shows too few rows to compare:\n%s", name, out.String())
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s:\nmodel  %v\nqshape %v\n%s", name, got, want, out.String())
+		}
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h hist
+	for _, x := range []int64{100, 100, 50, 10, 0, 75} {
+		h.add(x, 1)
+	}
+	h.add(50, -1)
+	out := make([]int64, 3)
+	// Bucket 0: 80 and later; 1: 20 and later; 2: older.
+	h.countInto(out, []int64{80, 20})
+	if fmt.Sprint(out) != "[2 1 2]" || h.total != 5 {
+		t.Errorf("buckets %v total %d", out, h.total)
+	}
+	if v, ok := h.min(); !ok || v != 0 {
+		t.Errorf("min %d %v", v, ok)
+	}
+	h.add(0, -1)
+	h.add(10, -1)
+	if v, ok := h.min(); !ok || v != 75 {
+		t.Errorf("min after removals %d %v", v, ok)
+	}
+	for i := int64(0); i < 200; i++ {
+		h.add(1000+i, 1)
+	}
+	for i := int64(0); i < 200; i++ {
+		h.add(1000+i, -1)
+	}
+	if h.total != 3 || len(h.keys) > 100 {
+		t.Errorf("after compaction: total %d, %d keys", h.total, len(h.keys))
+	}
+}
+
+// TestSymbolsFreedAndCapped checks that the strings of messages that
+// have gone are freed, and that past the cap reasons are read from the
+// defer log instead of kept.
+func TestSymbolsFreedAndCapped(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sp := randomSpool(t, 60, now, 3)
+	ids := 0
+	for _, q := range []string{spool.Deferred, spool.Hold, spool.Incoming} {
+		entries, _ := sp.List(q)
+		for i, e := range entries {
+			env, _, err := spool.ReadFile(sp.Path(q, e.ID), spool.ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range env.Pending() {
+				le := spool.LogEntry{Recipient: r.Address, Offset: r.Offset, Status: "4.4.1", Action: "delayed",
+					Reason: fmt.Sprintf("connect to mx[192.0.2.%d]:25: Connection refused", i)}
+				if err := sp.AppendLog(spool.Defer, e.ID, le); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ids++
+		}
+	}
+	m := New(Config{Spool: sp, Now: func() time.Time { return now }})
+	m.syms.limit = 5
+	if err := m.Build(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m.syms.reasons != 5 {
+		t.Errorf("%d reasons kept, want the cap of 5", m.syms.reasons)
+	}
+	shown := 0
+	for _, msg := range m.Messages() {
+		for _, r := range msg.Recipients {
+			if !r.Done {
+				if !strings.HasPrefix(r.Reason, "connect to mx[192.0.2.") || r.Class != "connection-refused" {
+					t.Fatalf("%s: recipient %+v", msg.ID, r)
+				}
+				shown++
+			}
+		}
+	}
+	if shown == 0 || len(m.Messages()) != ids {
+		t.Fatalf("%d messages, %d reasons shown", len(m.Messages()), shown)
+	}
+	for _, msg := range m.Messages() {
+		m.Observe(&event.Deleted{ID: msg.ID, Queue: msg.Queue})
+	}
+	if len(m.syms.idx) != 1 || m.syms.reasons != 0 {
+		t.Errorf("after every message went: %d strings, %d reasons held", len(m.syms.idx), m.syms.reasons)
+	}
+	s := m.Summary()
+	for _, q := range s.Queues {
+		if q.Messages != 0 || q.Recipients != 0 || q.Bytes != 0 {
+			t.Errorf("queue %+v not empty", q)
+		}
+	}
+	if len(s.Classes) != 0 {
+		t.Errorf("classes %+v", s.Classes)
+	}
+}

@@ -1,0 +1,433 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"sluice/internal/event"
+	"sluice/internal/spool"
+)
+
+// scanned is what a scan read of one queue file, before interning (the
+// scan's workers do not touch the model).
+type scanned struct {
+	queue   uint8
+	bare    bool
+	forced  bool
+	sender  string
+	size    int64
+	arrival int64
+	next    int64
+	rcpts   []scannedRcpt
+}
+
+type scannedRcpt struct {
+	addr        string
+	offset      int64
+	done        bool
+	reason, dsn string
+	class       string
+	attempts    int
+	last        int64
+}
+
+// read reads one queue file and its defer and history logs. ok is false
+// for a file that is gone or not yet complete.
+func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
+	q, known := queueIndex(e.Queue)
+	if !known {
+		return s, false
+	}
+	s.queue = q
+	path := filepath.Join(m.cfg.Spool.Root, e.Rel)
+	if q == queueCorrupt {
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			return s, false
+		}
+		s.bare = true
+		return s, true
+	}
+	b := m.bufs.Get().(*readBuf)
+	defer m.bufs.Put(b)
+	env, fi, err := b.envelope(path)
+	if fi == nil || !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
+		return s, false // gone, not a file, or still being written
+	}
+	s.forced = spool.IsForcedExpire(fi.Mode())
+	if q == queueDeferred {
+		s.next = fi.ModTime().Unix()
+	}
+	if err != nil {
+		s.bare = true
+		return s, true
+	}
+	s.sender, s.size, s.arrival = env.Sender, envSize(env), env.Arrival.Unix()
+	s.rcpts = make([]scannedRcpt, len(env.Recipients))
+	pending := 0
+	for i, r := range env.Recipients {
+		s.rcpts[i] = scannedRcpt{addr: r.Address, offset: r.Offset, done: r.Done}
+		if !r.Done {
+			pending++
+		}
+	}
+	if pending == 0 {
+		return s, true
+	}
+	entries := b.log(m.cfg.Spool.Path(spool.Defer, e.ID))
+	for _, le := range entries {
+		for i := range s.rcpts {
+			r := &s.rcpts[i]
+			if r.offset == le.Offset && !r.done {
+				r.reason, r.dsn = le.Reason, le.Status
+				r.class = event.Classify(event.LogFailure(le.Status, le.DiagType, le.DiagText, le.Reason))
+			}
+		}
+	}
+	hist, _ := m.cfg.Spool.ReadHistory(e.ID, s.arrival)
+	for _, a := range hist {
+		if a.Status != "deferred" {
+			continue
+		}
+		// The entry is one attempt of one recipient: with the same
+		// address twice, of the one with fewer attempts so far.
+		var r *scannedRcpt
+		for i := range s.rcpts {
+			c := &s.rcpts[i]
+			if c.addr == a.Recipient && !c.done && (r == nil || c.attempts < r.attempts) {
+				r = c
+			}
+		}
+		if r != nil {
+			r.attempts++
+			r.last = max(r.last, a.Time.Unix())
+		}
+	}
+	return s, true
+}
+
+// envSize is the size the queue manager logs: the C record's content
+// length, or its message length when that is 0.
+func envSize(env *spool.Envelope) int64 {
+	if env.Size.ContentLen > 0 {
+		return env.Size.ContentLen
+	}
+	return env.Size.MessageLen
+}
+
+// toMsg interns a scanned file; the caller holds the write lock.
+func (m *Model) toMsg(id string, s *scanned) *msg {
+	if s.bare {
+		return &msg{id: id, queue: s.queue, bare: true}
+	}
+	x := m.newMsg(id, s.queue, s.sender, s.size, s.arrival)
+	x.forced, x.next = s.forced, clampSeconds(s.next)
+	x.rcpts = make([]rcpt, len(s.rcpts))
+	for i, r := range s.rcpts {
+		x.rcpts[i] = m.newRcpt(r.addr, r.offset, r.done)
+		if r.reason != "" || r.dsn != "" {
+			x.rcpts[i].class = classIndex(r.class)
+			x.rcpts[i].reason, x.rcpts[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
+		}
+		x.rcpts[i].attempts = uint16(min(r.attempts, 1<<16-1))
+		x.rcpts[i].last = clampSeconds(r.last)
+	}
+	return x
+}
+
+// Build fills the model from the spool: one parallel scan. Events that
+// arrive meanwhile are applied, and win. Loading is false afterwards.
+func (m *Model) Build(ctx context.Context) error {
+	_, err := m.pass(ctx, false, m.cfg.Workers)
+	m.mu.Lock()
+	m.agg.trim()
+	m.mu.Unlock()
+	if m.loading.CompareAndSwap(true, false) {
+		close(m.loaded)
+	}
+	return err
+}
+
+// Reconcile compares the model with a fresh scan of the spool, fixes
+// what differs, logs each difference and returns how many there were
+// (they are added to Drift). workers bounds the scan's readers (0: one
+// per CPU; the periodic pass uses 1, to stay in the background).
+func (m *Model) Reconcile(ctx context.Context, workers int) (int, error) {
+	return m.pass(ctx, true, workers)
+}
+
+// pass is a scan that makes the model match the files, except for the
+// messages that events changed while it ran. A difference found by a
+// reconcile pass is looked at once more after the scan (the queue
+// manager renames a file first and publishes the event afterwards, so a
+// scan can catch a file between the two): only one that is still there
+// counts as drift.
+func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error) {
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
+	m.mu.Lock()
+	if m.scanning == 0 {
+		m.touched = map[string]bool{}
+	}
+	m.scanning++
+	m.epoch++
+	epoch := m.epoch
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.scanning--
+		if m.scanning == 0 {
+			m.touched = nil
+		}
+		m.mu.Unlock()
+	}()
+	var suspects []string
+	for _, q := range Queues {
+		entries, err := m.cfg.Spool.List(q)
+		if err != nil {
+			return 0, fmt.Errorf("model: %w", err)
+		}
+		err = spool.ForEach(entries, workers, func(e spool.Entry) (scanned, bool) {
+			if ctx.Err() != nil {
+				return scanned{}, false
+			}
+			return m.read(e)
+		}, func(e spool.Entry, s scanned) error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if old := m.msgs.get(e.ID); old != nil {
+				old.epoch = epoch
+			}
+			if m.touched[e.ID] {
+				return nil
+			}
+			x := m.toMsg(e.ID, &s)
+			x.epoch = epoch
+			if !report {
+				m.put(e.ID, x)
+				return nil
+			}
+			if m.diff(m.msgs.get(e.ID), x) != "" {
+				suspects = append(suspects, e.ID)
+			} else {
+				m.keepOffsets(e.ID, x)
+			}
+			m.drop(x)
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("model: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("model: scan: %w", err)
+		}
+	}
+	m.mu.RLock()
+	m.msgs.each(func(x *msg) {
+		if x.epoch != epoch && !m.touched[x.id] {
+			suspects = append(suspects, x.id)
+		}
+	})
+	m.mu.RUnlock()
+	if !report {
+		// The first build: what the scan did not see is not there.
+		m.mu.Lock()
+		for _, id := range suspects {
+			if !m.touched[id] {
+				m.put(id, nil)
+			}
+		}
+		m.mu.Unlock()
+		return 0, nil
+	}
+	if len(suspects) > 0 {
+		time.Sleep(settle)
+	}
+	drift := 0
+	for _, id := range suspects {
+		var x *msg
+		s, ok := m.readID(id)
+		m.mu.Lock()
+		if !m.touched[id] {
+			if ok {
+				x = m.toMsg(id, &s)
+			}
+			if what := m.diff(m.msgs.get(id), x); what != "" {
+				drift++
+				m.cfg.Log.Warn("model", "%s: drift: %s", id, what)
+				m.put(id, x)
+			} else {
+				m.drop(x)
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.drift.Add(int64(drift))
+	return drift, nil
+}
+
+// settle is how long a reconcile pass waits before it looks at a
+// difference again.
+const settle = 50 * time.Millisecond
+
+// readID reads the file id wherever it is; ok is false when it is in no
+// queue.
+func (m *Model) readID(id string) (scanned, bool) {
+	for _, q := range Queues {
+		if s, ok := m.read(spool.Entry{Queue: q, ID: id, Rel: m.cfg.Spool.RelPath(q, id)}); ok {
+			return s, true
+		}
+	}
+	return scanned{}, false
+}
+
+// keepOffsets takes the recipient offsets of the file for a message that
+// agrees with it otherwise: cleanup's event cannot know them.
+func (m *Model) keepOffsets(id string, x *msg) {
+	old := m.msgs.get(id)
+	if old == nil || len(old.rcpts) != len(x.rcpts) {
+		return
+	}
+	for i := range old.rcpts {
+		old.rcpts[i].offset = x.rcpts[i].offset
+	}
+}
+
+// diff describes the first difference between the model's message a
+// and the file's b, "" when they agree. Recipient offsets are not
+// compared: cleanup's event does not know them.
+func (m *Model) diff(a, b *msg) string {
+	switch {
+	case a == nil && b == nil:
+		return ""
+	case b == nil:
+		return "gone from " + Queues[a.queue]
+	case a == nil:
+		return "not in the model, found in " + Queues[b.queue]
+	case a.queue != b.queue:
+		return "queue " + Queues[a.queue] + ", file in " + Queues[b.queue]
+	case a.bare != b.bare:
+		return "readability changed"
+	case a.bare:
+		return ""
+	case a.forced != b.forced:
+		return "force-expiry flag changed"
+	case a.sender != b.sender, a.size != b.size, a.arrival != b.arrival:
+		return "envelope changed"
+	case a.queue == queueDeferred && a.next != b.next:
+		return fmt.Sprintf("next attempt %s, file says %s", time.Unix(int64(a.next), 0).UTC().Format(time.RFC3339), time.Unix(int64(b.next), 0).UTC().Format(time.RFC3339))
+	case len(a.rcpts) != len(b.rcpts):
+		return "recipients changed"
+	}
+	for i := range a.rcpts {
+		ra, rb := &a.rcpts[i], &b.rcpts[i]
+		if ra.addr != rb.addr || ra.done != rb.done {
+			return "recipient " + rb.addr + " changed"
+		}
+		if ra.done {
+			continue
+		}
+		if ra.class != rb.class || ra.dsn != rb.dsn || (ra.reason != rb.reason && ra.reason != onDisk && rb.reason != onDisk) {
+			return "reason of " + rb.addr + " changed"
+		}
+		if ra.attempts != rb.attempts || ra.last != rb.last {
+			return "attempts of " + rb.addr + " changed"
+		}
+	}
+	return ""
+}
+
+// Run reconciles every interval until ctx ends, with one reader, so the
+// pass stays in the background.
+func (m *Model) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := m.Reconcile(ctx, 1); err != nil && ctx.Err() == nil {
+				m.cfg.Log.Warn("model", "reconcile: %v", err)
+			}
+		}
+	}
+}
+
+// readBuf is one scan worker's buffers: a file is read with one read
+// call into them (queue files are small), instead of a read per record
+// window, since a scan of a million files is bound by system calls.
+type readBuf struct {
+	file []byte
+	rd   spool.Reader
+}
+
+// wholeFileMax is the largest file read whole; larger ones are read
+// through the record reader's windows.
+const wholeFileMax = 256 << 10
+
+// envelope reads the envelope of the queue file at path. fi is nil when
+// the file cannot be opened (gone) or is a symbolic link.
+func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
+		return nil, fi, nil
+	}
+	opt := spool.ReadOptions{SkipContent: true}
+	size := fi.Size()
+	if size > wholeFileMax {
+		b.rd.Reset(f, size)
+		env, err := spool.ReadEnvelope(&b.rd, opt)
+		return env, fi, err
+	}
+	if int64(cap(b.file)) < size {
+		b.file = make([]byte, size)
+	}
+	data := b.file[:size]
+	n, err := io.ReadFull(f, data)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fi, err
+	}
+	env, err := spool.ReadEnvelope(spool.NewBytesReader(data[:n]), opt)
+	return env, fi, err
+}
+
+// log reads a defer log; a missing or unreadable one has no entries.
+func (b *readBuf) log(path string) []spool.LogEntry {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > wholeFileMax {
+		entries, _ := spool.ParseLog(f)
+		return entries
+	}
+	if int64(cap(b.file)) < fi.Size() {
+		b.file = make([]byte, fi.Size())
+	}
+	data := b.file[:fi.Size()]
+	n, _ := io.ReadFull(f, data)
+	entries, _ := spool.ParseLog(bytes.NewReader(data[:n]))
+	return entries
+}
