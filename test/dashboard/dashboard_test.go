@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/cdproto/cdp"
 
 	"sluice/internal/testutil/fakesmtp"
 )
