@@ -3,7 +3,6 @@ package dashboard
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -15,8 +14,22 @@ import (
 // fresh one in its place. A stream takes the current channel before it
 // reads the state, so a change that lands while it reads wakes it again.
 type hub struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu  sync.Mutex
+	ch  chan struct{}
+	gen uint64 // changes so far
+
+	// The last overview state, shared by the streams that ask for the
+	// same view at the same generation and second: the overview is the
+	// costly part of an update, and every open page would compute it.
+	cacheKey   snapKey
+	cacheState liveState
+}
+
+type snapKey struct {
+	gen     uint64
+	senders bool
+	sec     int64
+	ok      bool
 }
 
 func newHub() *hub { return &hub{ch: make(chan struct{})} }
@@ -25,6 +38,7 @@ func (h *hub) changed() {
 	h.mu.Lock()
 	close(h.ch)
 	h.ch = make(chan struct{})
+	h.gen++
 	h.mu.Unlock()
 }
 
@@ -50,6 +64,28 @@ type liveState struct {
 // snapshot is the live state of a page: the queue counts that every
 // page's header shows, and with full the whole overview.
 func (d *Dashboard) snapshot(full, senders bool, now time.Time) liveState {
+	if !full {
+		return d.computeSnapshot(false, senders, now)
+	}
+	h := d.live
+	h.mu.Lock()
+	key := snapKey{gen: h.gen, senders: senders, sec: now.Unix(), ok: true}
+	if h.cacheKey == key {
+		st := h.cacheState
+		h.mu.Unlock()
+		return st
+	}
+	h.mu.Unlock()
+	st := d.computeSnapshot(true, senders, now)
+	h.mu.Lock()
+	h.cacheKey, h.cacheState = key, st
+	h.mu.Unlock()
+	return st
+}
+
+// computeSnapshot reads the state afresh. The maps it returns are not
+// changed afterwards (streams share them through the cache).
+func (d *Dashboard) computeSnapshot(full, senders bool, now time.Time) liveState {
 	st := liveState{Set: map[string]string{}, Level: map[string]int{}, Bars: map[string]int{}}
 	var ov overviewData
 	if full {
@@ -150,7 +186,7 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, s *session) {
 				return nil
 			}
 		}
-		last = liveState{Set: maps.Clone(cur.Set), Level: maps.Clone(cur.Level), Bars: maps.Clone(cur.Bars), Shape: cur.Shape}
+		last = cur
 		b, err := json.Marshal(delta)
 		if err != nil {
 			return err

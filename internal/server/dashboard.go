@@ -347,13 +347,9 @@ func (d *dashSource) Message(ctx context.Context, id string) (*dashboard.Message
 	if !spool.ValidID(id) {
 		return nil, dashboard.ErrNotFound
 	}
+	// The model may still be loading and not know the message: the
+	// files decide whether it is queued, the model adds its state.
 	mm, ok := d.s.model.Message(id)
-	if !ok {
-		// The model may still be loading: look at the files.
-		if _, err := d.s.sp.Locate(id, manage.ScanQueues...); err != nil {
-			return nil, dashboard.ErrNotFound
-		}
-	}
 	queue, err := d.s.sp.Locate(id, manage.ScanQueues...)
 	if err != nil {
 		return nil, dashboard.ErrNotFound
@@ -532,8 +528,10 @@ func (d *dashSource) exactDestinations() []dashboard.Destination {
 			if r.Class != "" {
 				a.classes[r.Class]++
 			}
-			if r.Reason != "" && r.LastAttempt.After(a.last[r.Reason]) || a.last[r.Reason].IsZero() && r.Reason != "" {
-				a.last[r.Reason] = r.LastAttempt
+			if r.Reason != "" {
+				if t, seen := a.last[r.Reason]; !seen || r.LastAttempt.After(t) {
+					a.last[r.Reason] = r.LastAttempt
+				}
 			}
 		}
 	}

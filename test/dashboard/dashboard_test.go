@@ -352,6 +352,34 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("a POST without the CSRF token: %d, deferred %d", status, len(d.queued("deferred")))
 	}
 
+	// --- without JavaScript: the pages read, and an action is a form ---------------------------------
+	step(t, ctx, "no JavaScript", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	}))
+	step(t, ctx, "overview without JavaScript", chromedp.Navigate(d.base+"/"), chromedp.WaitVisible(chromedp.ID("ov")))
+	if n := value(t, ctx, "deferred without JavaScript", chromedp.Text(chromedp.CSS(`#ov td[data-k="q.deferred.m"]`))); n != "4" {
+		t.Errorf("deferred without JavaScript: %q", n)
+	}
+	step(t, ctx, "list hold", chromedp.Navigate(d.base+"/messages?select="+url.QueryEscape("queue=hold")), chromedp.WaitVisible(chromedp.CSS("form.act")),
+		chromedp.SetValue(chromedp.CSS(`form.act select[name="action"]`), "release"),
+		chromedp.Click(chromedp.CSS("form.act button")), chromedp.WaitVisible(chromedp.CSS("form.confirm")))
+	if p := value(t, ctx, "no-JS preview", chromedp.Text(chromedp.CSS("p.counts"))); !strings.Contains(p, "Would release 2 of 2 matched") || len(d.queued("hold")) != 2 {
+		t.Errorf("no-JS preview %q, hold %d", p, len(d.queued("hold")))
+	}
+	shot(t, ctx, "12-act-preview-nojs")
+	step(t, ctx, "no-JS confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.CSS("p.counts")))
+	if p := value(t, ctx, "no-JS result", chromedp.Text(chromedp.CSS("section.actresult"))); !strings.Contains(p, "Done: release") || !strings.Contains(p, "Changed 2 of 2 matched") {
+		t.Errorf("no-JS result %q", p)
+	}
+	if h, df := len(d.queued("hold")), len(d.queued("deferred")); h != 0 || df != 6 {
+		t.Errorf("after the release: hold %d, deferred %d; want 0 and 6", h, df)
+	}
+	step(t, ctx, "JavaScript again", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: false})
+		return err
+	}))
+
 	// --- logging out ends the session ----------------------------------------------------------------
 	step(t, ctx, "log out", chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.ID("token")))
 	step(t, ctx, "after logout", chromedp.Navigate(d.base+"/destinations"), chromedp.WaitVisible(chromedp.ID("token")))
