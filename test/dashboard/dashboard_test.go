@@ -197,7 +197,7 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("delivery rates %v, want sent 1, deferred 6, bounced 0", rates)
 	}
 	shot(t, ctx, "02-overview")
-	step(t, ctx, "senders", chromedp.Click(chromedp.CSS(`a[href="/?senders=1"]`)), chromedp.WaitVisible(chromedp.ID("ov")))
+	step(t, ctx, "senders", chromedp.Click(chromedp.CSS(`a[href="/?senders=1"]`)), chromedp.WaitVisible(chromedp.CSS(`p.toggle a[href="/"]`)))
 	sheat := heatRows(t, ctx, "deferred")
 	if got := sheat["src.test"]; len(got) == 0 || got[0] != "5" {
 		t.Errorf("senders heat map src.test = %v, want 5 messages (all: %v)", got, sheat)
@@ -216,6 +216,16 @@ func TestDashboard(t *testing.T) {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{})
 		return err
 	}))
+
+	// --- from a reason class to its messages ----------------------------------------
+	step(t, ctx, "click greylisting", chromedp.Click(chromedp.CSS(`section.classes a[href="/messages?select=class%3Dgreylisting"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.messages")))
+	grey := value(t, ctx, "greylisted IDs", chromedp.Evaluate[[]string](`[...document.querySelectorAll("table.messages tbody tr")].map(tr => tr.children[5].textContent)`))
+	slices.Sort(grey)
+	if !slices.Equal(grey, []string{"a@greylist.test", "b@greylist.test"}) {
+		t.Errorf("the greylisting class lists recipients %q", grey)
+	}
+	step(t, ctx, "back to the overview", chromedp.Navigate(d.base+"/"), chromedp.WaitVisible(chromedp.ID("ov")))
 
 	// --- from a heat-map cell to its messages ---------------------------------------
 	cell := value(t, ctx, "find the cell", chromedp.Evaluate[string](
@@ -363,12 +373,12 @@ func TestDashboard(t *testing.T) {
 	}
 	step(t, ctx, "list hold", chromedp.Navigate(d.base+"/messages?select="+url.QueryEscape("queue=hold")), chromedp.WaitVisible(chromedp.CSS("form.act")),
 		chromedp.SetValue(chromedp.CSS(`form.act select[name="action"]`), "release"),
-		chromedp.Click(chromedp.CSS("form.act button")), chromedp.WaitVisible(chromedp.CSS("form.confirm")))
+		chromedp.Click(chromedp.CSS("form.act button")), chromedp.WaitVisible(chromedp.CSS("section.actresult.preview form.confirm")))
 	if p := value(t, ctx, "no-JS preview", chromedp.Text(chromedp.CSS("p.counts"))); !strings.Contains(p, "Would release 2 of 2 matched") || len(d.queued("hold")) != 2 {
 		t.Errorf("no-JS preview %q, hold %d", p, len(d.queued("hold")))
 	}
 	shot(t, ctx, "12-act-preview-nojs")
-	step(t, ctx, "no-JS confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.CSS("p.counts")))
+	step(t, ctx, "no-JS confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.CSS("section.actresult.done")))
 	if p := value(t, ctx, "no-JS result", chromedp.Text(chromedp.CSS("section.actresult"))); !strings.Contains(p, "Done: release") || !strings.Contains(p, "Changed 2 of 2 matched") {
 		t.Errorf("no-JS result %q", p)
 	}
