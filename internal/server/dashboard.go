@@ -314,25 +314,29 @@ func (d *dashSource) Act(ctx context.Context, req dashboard.ActRequest) (dashboa
 	return res, err
 }
 
-// published tells the events what an action changed.
+// published tells the events what an action changed: the model, the
+// mail log (postsuper's lines) and the live views subscribe to them.
 func (d *dashSource) published(op manage.Op, out manage.Outcome) {
-	now := d.s.clk.Now()
-	var e event.Event
+	d.s.events.Observe(actionEvent(op, out, d.s.clk.Now()))
+}
+
+// actionEvent is the event of one change an action made.
+func actionEvent(op manage.Op, out manage.Outcome, now time.Time) event.Event {
 	switch op {
 	case manage.OpHold:
-		e = &event.Held{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+		return &event.Held{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
 	case manage.OpRelease:
-		e = &event.Released{ID: out.ID, To: out.To, Time: now, Service: "postsuper"}
+		return &event.Released{ID: out.ID, To: out.To, Time: now, Service: "postsuper"}
 	case manage.OpDelete:
-		e = &event.Deleted{ID: out.ID, Queue: out.From, Time: now, Service: "postsuper"}
+		return &event.Deleted{ID: out.ID, Queue: out.From, Time: now, Service: "postsuper"}
 	case manage.OpRequeue:
-		e = &event.Requeued{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+		return &event.Requeued{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
 	case manage.OpExpire:
-		e = &event.Moved{ID: out.ID, From: out.From, To: out.To, Time: now, Forced: true}
-	default:
-		return
+		// The file stays where it is, marked for expiry.
+		return &event.Moved{ID: out.ID, From: out.From, To: out.From, Time: now, Forced: true}
+	default: // retry: due now, in incoming/
+		return &event.Moved{ID: out.ID, From: out.From, To: out.To, Time: now}
 	}
-	d.s.events.Observe(e)
 }
 
 // --- one message ----------------------------------------------------------
