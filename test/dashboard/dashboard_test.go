@@ -302,11 +302,16 @@ func TestDashboard(t *testing.T) {
 	}
 	pollJS(t, tab, "the overview follows without a reload",
 		`document.querySelector('#ov td[data-k="q.hold.m"]').textContent === "2" && document.querySelector('#ov td[data-k="q.deferred.m"]').textContent === "4" && window.__mark === 42`)
+	// The greylist.test row is gone from the heat map (the page redrew its
+	// overview in place), and the header follows too.
+	pollJS(t, tab, "the overview redraws its rows", `![...document.querySelectorAll('table.heatmap[data-queue="deferred"] th')].some(th => th.textContent.trim() === "greylist.test") && window.__mark === 42`)
+	pollJS(t, tab, "the overview's header follows", `document.querySelector('header [data-k="q.hold.m"]').textContent === "2" && document.querySelector('header [data-k="q.deferred.m"]').textContent === "4"`)
 	pollJS(t, ctx, "the header follows", `document.querySelector('header [data-k="q.hold.m"]').textContent === "2"`)
 	shot(t, ctx, "08-act-done")
 	shot(t, tab, "09-overview-after-hold")
-	if !strings.Contains(d.logbuf.String(), ": placed on hold") {
-		t.Errorf("no postsuper line in the mail log:\n%s", d.logbuf)
+	if log := d.logbuf.String(); strings.Count(log, ": placed on hold") != 2 ||
+		!strings.Contains(log, `audit: user=dashboard interface=dashboard remote=127.0.0.1:`) || !strings.Contains(log, `action=hold selector="domain=greylist.test" matched=2 changed=2 skipped=0`) {
+		t.Errorf("the mail log lacks the postsuper lines or the audit line:\n%s", log)
 	}
 
 	// --- destinations, the probe, suspensions -------------------------------------------------

@@ -15,11 +15,6 @@
 	}
 
 	function apply(d) {
-		const ov = document.getElementById("ov");
-		if (ov && d.shape && d.shape !== ov.dataset.shape) {
-			redraw();
-			return;
-		}
 		for (const [k, v] of Object.entries(d.set || {})) {
 			(index.k.get(k) || []).forEach((el) => {
 				if (el.textContent !== v) { el.textContent = v; flash(el); }
@@ -34,6 +29,10 @@
 				el.setAttribute("y", String(36 - Number(v)));
 			});
 		}
+		// New rows or classes: the numbers above went where they could
+		// (the header's among them); the overview itself is redrawn.
+		const ov = document.getElementById("ov");
+		if (ov && d.shape && d.shape !== ov.dataset.shape) redraw();
 	}
 
 	function flash(el) {
