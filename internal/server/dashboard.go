@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -220,22 +221,31 @@ func rowOf(m *manage.Message) dashboard.MessageRow {
 }
 
 // Messages selects with manage, as "sluice queue list" does, and pages by
-// queue ID.
+// queue ID. It keeps only the page's rows while it scans (a heap of the
+// limit+1 lowest IDs after the cursor), so a page of a huge selection
+// costs the scan, not its size in memory.
 func (d *dashSource) Messages(ctx context.Context, sel string, limit int, after string) (dashboard.MessagePage, error) {
 	s, err := d.selector(sel)
 	if err != nil {
 		return dashboard.MessagePage{}, err
 	}
-	var rows []dashboard.MessageRow
+	h := &rowHeap{}
 	err = d.q.Each(ctx, s, manage.SelectOptions{Full: true}, func(m *manage.Message) error {
-		if m.ID > after {
-			rows = append(rows, rowOf(m))
+		if m.ID <= after {
+			return nil
+		}
+		if h.Len() <= limit {
+			heap.Push(h, rowOf(m))
+		} else if m.ID < (*h)[0].ID {
+			(*h)[0] = rowOf(m)
+			heap.Fix(h, 0)
 		}
 		return nil
 	})
 	if err != nil {
 		return dashboard.MessagePage{}, err
 	}
+	rows := []dashboard.MessageRow(*h)
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 	var pg dashboard.MessagePage
 	if len(rows) > limit {
@@ -244,6 +254,20 @@ func (d *dashSource) Messages(ctx context.Context, sel string, limit int, after 
 	}
 	pg.Messages = rows
 	return pg, nil
+}
+
+// rowHeap is a max-heap of rows by ID.
+type rowHeap []dashboard.MessageRow
+
+func (h rowHeap) Len() int           { return len(h) }
+func (h rowHeap) Less(i, j int) bool { return h[i].ID > h[j].ID }
+func (h rowHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rowHeap) Push(x any)        { *h = append(*h, x.(dashboard.MessageRow)) }
+func (h *rowHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // sampleSize is how many messages a preview names.

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +144,62 @@ func TestActionEvents(t *testing.T) {
 		case c.op == manage.OpExpire && !got.Forced:
 			t.Errorf("expire: not marked")
 		}
+	}
+}
+
+// TestDashboardMessagesPages: pages of a selection over real queue files
+// come in ID order, each once, with the cursor of the next.
+func TestDashboardMessagesPages(t *testing.T) {
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	sp := spool.New(t.TempDir())
+	sp.NoSync = true
+	if err := sp.Create(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 23 {
+		env := &spool.NewEnvelope{Arrival: now, Sender: "a@src.test",
+			Recipients: []spool.NewRecipient{{Address: fmt.Sprintf("u%d@%s.test", i, []string{"one", "two"}[i%2])}}}
+		f, err := sp.NewFile(spool.Incoming, now.Add(time.Duration(i)*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WriteEnvelope(env); err != nil {
+			t.Fatal(err)
+		}
+		f.WriteLine([]byte("Subject: x"))
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Move(f.ID, spool.Incoming, spool.Deferred); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			want = append(want, f.ID)
+		}
+	}
+	slices.Sort(want)
+	src := &dashSource{s: &Server{sp: sp}, q: &manage.Queue{Spool: sp, Now: func() time.Time { return now }}}
+	var got []string
+	after := ""
+	for range 10 {
+		pg, err := src.Messages(context.Background(), "domain=one.test", 5, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range pg.Messages {
+			got = append(got, m.ID)
+		}
+		if pg.Next == "" {
+			break
+		}
+		after = pg.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages gave %v, want %v", got, want)
+	}
+	var se *dashboard.SelectorError
+	if _, err := src.Messages(context.Background(), "hold", 5, ""); !errors.As(err, &se) {
+		t.Errorf("a bare word: %v, want a selector error", err)
 	}
 }
