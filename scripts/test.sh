@@ -49,6 +49,7 @@ wanted=(postfix=postfix postconf=postfix postqueue=postfix postcat=postfix posts
 	file:/etc/ssl/certs/ca-certificates.crt=ca-certificates # go mod download over HTTPS
 	opendkim=opendkim opendkim-genkey=opendkim-tools # the milter test's DKIM signer
 	file:/usr/lib/python3/dist-packages/dkim/__init__.py=python3-dkim # and its verifier
+	chromium=chromium # the dashboard's browser test (test/dashboard)
 )
 missing_tools() { deps_missing "${wanted[@]}"; }
 missing=$(missing_tools)

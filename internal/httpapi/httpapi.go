@@ -181,8 +181,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Handler assembles the routes: api needs the token; metrics is open to
-// loopback clients (and to all with open metrics).
-func Handler(cfg Config, token string, api http.Handler, metrics http.Handler) http.Handler {
+// loopback clients (and to all with open metrics); dashboard, when not
+// nil, has every other path (it keeps its own sessions: package
+// dashboard).
+func Handler(cfg Config, token string, api http.Handler, metrics http.Handler, dashboard http.Handler) http.Handler {
 	a := newAuth(token)
 	mux := http.NewServeMux()
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +205,9 @@ func Handler(cfg Config, token string, api http.Handler, metrics http.Handler) h
 			}
 			metrics.ServeHTTP(w, r)
 		}))
+	}
+	if dashboard != nil {
+		mux.Handle("/", dashboard)
 	}
 	return securityHeaders(mux)
 }

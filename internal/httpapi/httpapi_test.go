@@ -68,7 +68,7 @@ func testHandler(cfg Config) http.Handler {
 		Flush: func() {},
 	})
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up 1\n") })
-	return Handler(cfg, "s3cret", api, metrics)
+	return Handler(cfg, "s3cret", api, metrics, nil)
 }
 
 func TestAuth(t *testing.T) {
@@ -174,5 +174,21 @@ func checkRefs(t *testing.T, root, v any) {
 		for _, e := range x {
 			checkRefs(t, root, e)
 		}
+	}
+}
+
+// TestDashboardRoutes: the dashboard gets every path but /api/ and
+// /metrics, which keep their own auth.
+func TestDashboardRoutes(t *testing.T) {
+	dash := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dashboard "+r.URL.Path) })
+	h := Handler(Config{}, "s3cret", API(Backend{}), nil, dash)
+	for path, want := range map[string]string{"/": "dashboard /", "/messages/X": "dashboard /messages/X", "/login": "dashboard /login"} {
+		w := serve(h, "GET", path, "127.0.0.1:5000", "")
+		if w.Code != 200 || w.Body.String() != want {
+			t.Errorf("GET %s: %d %q, want %q", path, w.Code, w.Body.String(), want)
+		}
+	}
+	if w := serve(h, "GET", "/api/v1/openapi.json", "127.0.0.1:5000", ""); w.Code != 401 {
+		t.Errorf("API without a token beside the dashboard: %d", w.Code)
 	}
 }

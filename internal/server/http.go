@@ -8,8 +8,8 @@ import (
 	"sluice/internal/smtp"
 )
 
-// startHTTP opens the HTTP API and metrics listener (package httpapi)
-// when sluice_http_listen is set. A listener that cannot start — the
+// startHTTP opens the HTTP API, metrics and dashboard listener (packages
+// httpapi and dashboard) when sluice_http_listen is set. A listener that cannot start — the
 // address is taken, the token file cannot be made — is a warning: mail
 // keeps flowing without the API.
 func (s *Server) startHTTP() {
@@ -29,7 +29,12 @@ func (s *Server) startHTTP() {
 		},
 		Flush: s.qm.FlushAll,
 	})
-	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics)))
+	dash, err := s.newDashboard(token, cfg.CertFile != "")
+	if err != nil {
+		s.log.Warn("master", "HTTP API disabled: dashboard: %v", err)
+		return
+	}
+	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics), dash))
 	if err != nil {
 		s.log.Warn("master", "HTTP API disabled: %v", err)
 		return
