@@ -450,3 +450,49 @@ func (s *Store) save() error {
 	}
 	return nil
 }
+
+// Request asks for a suspension, over the control socket and the HTTP
+// API alike.
+type Request struct {
+	Selector string `json:"select"`
+	// For is how long: a Go duration (90m, 2h30m) or a number with a
+	// unit s m h d w (2h, 1d).
+	For    string `json:"for"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ParseDuration parses a suspension's length: a Go duration, or a
+// number with one of the units s m h d w.
+func ParseDuration(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return 0, fmt.Errorf("suspend: duration %q is not positive", v)
+		}
+		return d, nil
+	}
+	if len(v) > 1 {
+		unit := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[v[len(v)-1]]
+		if f, err := strconv.ParseFloat(v[:len(v)-1], 64); err == nil && unit > 0 && f > 0 {
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	return 0, fmt.Errorf("suspend: bad duration %q (want e.g. 30m, 2h, 1d)", v)
+}
+
+// Do carries out r for user: it checks and adds the suspension.
+func (s *Store) Do(r Request, user string) (Suspension, error) {
+	d, err := ParseDuration(r.For)
+	if err != nil {
+		return Suspension{}, err
+	}
+	return s.Add(r.Selector, r.Reason, d, user)
+}
+
+// Describe is a suspension's audit detail and the tools' line about it.
+func (x Suspension) Describe() string {
+	s := fmt.Sprintf("suspension %d until %s", x.ID, x.Until.UTC().Format(time.RFC3339))
+	if x.Reason != "" {
+		s += ": " + x.Reason
+	}
+	return s
+}
