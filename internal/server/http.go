@@ -27,7 +27,8 @@ func (s *Server) startHTTP() {
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return s.deliv.c.Load().Probe(ctx, target, opt)
 		},
-		Flush: s.qm.FlushAll,
+		Flush:       func() { s.qm.FlushAll(); s.auditFlush() },
+		Suspensions: s.susp, AuditPath: s.auditPath(),
 	})
 	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics)))
 	if err != nil {
