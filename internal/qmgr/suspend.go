@@ -34,8 +34,9 @@ import (
 // while suspended is returned to its sender at its next attempt (after
 // the suspension), as any other message.
 //
-// Deliveries already queued in active/ when a suspension starts go on;
-// the suspension applies from the next time mail is taken.
+// A delivery queued in active/ is looked at again when it is about to
+// start, so a suspension made while mail waits there for a connection
+// slot applies to it too; deliveries already running go on.
 type Suspensions interface {
 	// Any reports whether some suspension is in force at now. While none
 	// is, the manager reads nothing more before taking mail.
@@ -163,6 +164,29 @@ func (m *Manager) splitSuspended(msg *message, pending []spool.Recipient, now ti
 		}
 	}
 	return keep, held
+}
+
+// suspendQueued looks at a queued delivery just before it starts: its
+// recipients suspended since it was queued are deferred instead (in a
+// delivery of their own, started here), and j keeps the others; when
+// none are left, j itself becomes that deferral.
+func (m *Manager) suspendQueued(j *job) {
+	if j.suspended != "" {
+		return
+	}
+	free, held := m.splitSuspended(j.msg, j.rcpts, m.clk.Now())
+	if len(held) == 0 {
+		return
+	}
+	j.rcpts = free
+	for why, rs := range held {
+		if len(j.rcpts) == 0 {
+			j.rcpts, j.suspended, j.suspendedDSN = rs, why, suspendedDSN
+			continue
+		}
+		j.msg.jobs++
+		m.start(&job{msg: j.msg, dest: j.dest, rcpts: rs, suspended: why, suspendedDSN: suspendedDSN})
+	}
 }
 
 // suspendedDSN is the status of a recipient deferred by a suspension:

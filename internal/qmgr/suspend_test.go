@@ -197,3 +197,42 @@ func TestSuspensionResumedEarly(t *testing.T) {
 		t.Fatalf("second message not held: %v", h.del.callList())
 	}
 }
+
+// A suspension made while a delivery waits in active/ for a connection
+// slot applies to it: it is deferred as suspended, not delivered.
+func TestSuspensionAppliesToQueuedDeliveries(t *testing.T) {
+	susp := &fakeSuspensions{}
+	h := newHarness(t, func(c *Config) { c.Suspensions = susp; c.ProcessLimit = 1 })
+	h.del.block = make(chan struct{})
+	h.start()
+	first := h.queue(spool.Incoming, "s@src.example", "a@first.example")
+	h.m.Notify(first)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.del.callList()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	second := h.queue(spool.Incoming, "s@src.example", "b@held.example", "c@held.example", "d@free.example")
+	h.m.Notify(second)
+	for h.m.Stats().Active < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if h.m.Stats().Active != 2 {
+		t.Fatal("second message not taken")
+	}
+	susp.set("held.example", epoch.Add(time.Hour))
+	close(h.del.block)
+	h.settle("the second message", func() bool { return h.in(spool.Deferred, second) })
+	for _, c := range h.del.callList() {
+		for _, r := range c.rcpts {
+			if strings.HasSuffix(r, "@held.example") {
+				t.Fatalf("suspended recipient delivered: %+v", c)
+			}
+		}
+	}
+	if p := h.envelope(spool.Deferred, second).Pending(); len(p) != 2 {
+		t.Fatalf("pending %+v", p)
+	}
+	if got := h.mtime(spool.Deferred, second); !got.Equal(epoch.Add(5 * time.Minute)) {
+		t.Errorf("next attempt %v: the backoff (before the suspension's end)", got)
+	}
+}
