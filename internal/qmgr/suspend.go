@@ -77,12 +77,16 @@ func (m *Manager) holdBack(e spool.Entry, now time.Time) (keep bool, env *spool.
 	if p, ok := m.parked[e.ID]; ok && p.whole && p.queue == e.Queue && now.Before(p.until) {
 		return true, nil
 	}
-	env, _, err := spool.ReadFile(filepath.Join(m.sp.Root, e.Rel), spool.ReadOptions{SkipContent: true})
-	if err != nil {
-		return false, nil // activate reports it (gone, corrupt, I/O)
+	path := filepath.Join(m.sp.Root, e.Rel)
+	fi, err := os.Lstat(path)
+	if err != nil || !spool.IsReady(fi.Mode()) || spool.IsForcedExpire(fi.Mode()) {
+		// Gone or still being written (take skips it), or postsuper -e:
+		// expiry is not delivery, it goes on.
+		return false, nil
 	}
-	if fi, err := os.Lstat(filepath.Join(m.sp.Root, e.Rel)); err == nil && spool.IsForcedExpire(fi.Mode()) {
-		return false, env // postsuper -e: expiry is not delivery, it goes on
+	env, _, err = spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
+	if err != nil {
+		return false, nil // activate reports it (corrupt, I/O)
 	}
 	until, all := m.suspendedUntil(now, e.ID, env)
 	if !all {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/clock"
 	"sluice/internal/spool"
 )
 
@@ -235,4 +236,45 @@ func TestSuspensionAppliesToQueuedDeliveries(t *testing.T) {
 	if got := h.mtime(spool.Deferred, second); !got.Equal(epoch.Add(5 * time.Minute)) {
 		t.Errorf("next attempt %v: the backoff (before the suspension's end)", got)
 	}
+}
+
+// BenchmarkParkedScan measures scans of incoming/ full of suspended
+// mail: the first look reads every envelope, later scans only look the
+// IDs up.
+func BenchmarkParkedScan(b *testing.B) {
+	const n = 5000
+	sp := spool.New(b.TempDir())
+	sp.NoSync = true
+	if err := sp.Create(); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		f, err := sp.NewFile(spool.Incoming, epoch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.WriteEnvelope(&spool.NewEnvelope{Sender: "s@src.example", Arrival: epoch, Recipients: []spool.NewRecipient{{Address: fmt.Sprintf("u%d@held.example", i)}}})
+		f.WriteLine([]byte("Subject: x"))
+		if err := f.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	susp := &fakeSuspensions{}
+	susp.set("held.example", epoch.Add(time.Hour))
+	m, err := New(Config{Spool: sp, Clock: clock.NewFake(epoch), Deliverer: &fakeDeliverer{}, Suspensions: susp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	m.scanIncoming()
+	first := time.Since(start)
+	if len(m.parked) != n || len(m.active) != 0 {
+		b.Fatalf("%d parked, %d active", len(m.parked), len(m.active))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.scanIncoming()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/n, "µs/rescan/msg")
+	b.ReportMetric(float64(first.Microseconds())/n, "µs/first-look/msg")
 }
