@@ -111,13 +111,13 @@ type Manager struct {
 
 	// Triggers from other goroutines. wake is a one-slot channel, so any
 	// number of triggers before the loop looks collapse into one.
-	wake        chan struct{}
-	trigMu      sync.Mutex
-	notified    []string // IDs cleanup put in incoming/
-	scanIn      bool
-	scanDefer   bool
-	flushAll    bool
-	suspChanged bool
+	wake      chan struct{}
+	trigMu    sync.Mutex
+	notified  []string // IDs cleanup put in incoming/
+	scanIn    bool
+	scanDefer bool
+	flushAll  bool
+	unparkAll bool
 
 	ctl      chan func()   // work for the loop from other goroutines (Acquire)
 	stopped  chan struct{} // closed when Run returns
@@ -138,11 +138,12 @@ type Manager struct {
 	timer     clock.Timer
 	timerAt   time.Time
 	jobCtx    context.Context
-	wg        sync.WaitGroup    // deliveries and finishers
-	blocked   bool              // the active limit stopped a scan; rescan when room is made
-	held      map[string]int    // IDs acquired by actions: not taken while held
-	recovered map[string]bool   // moved back from active/ at start
-	parked    map[string]parked // held back by suspensions (suspend.go)
+	wg        sync.WaitGroup  // deliveries and finishers
+	blocked   bool            // the active limit stopped a scan; rescan when room is made
+	held      map[string]int  // IDs acquired by actions: not taken while held
+	recovered map[string]bool // moved back from active/ at start
+
+	parked map[string]parked // held back by suspensions (suspend.go)
 
 	// timesMu guards the backoff and lifetime limits in cfg, which
 	// finish reads off the loop and Reconfigure changes; every other
@@ -313,8 +314,8 @@ func (m *Manager) triggers() {
 	m.trigMu.Lock()
 	ids := m.notified
 	m.notified = nil
-	scanIn, scanDefer, flush, susp := m.scanIn, m.scanDefer, m.flushAll, m.suspChanged
-	m.scanIn, m.scanDefer, m.flushAll, m.suspChanged = false, false, false, false
+	scanIn, scanDefer, flush, susp := m.scanIn, m.scanDefer, m.flushAll, m.unparkAll
+	m.scanIn, m.scanDefer, m.flushAll, m.unparkAll = false, false, false, false
 	m.trigMu.Unlock()
 	if susp {
 		m.unpark(m.clk.Now(), true)

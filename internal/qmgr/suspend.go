@@ -62,7 +62,7 @@ type parked struct {
 // ended: every message it holds back is looked at again now.
 func (m *Manager) SuspensionsChanged() {
 	m.trigMu.Lock()
-	m.suspChanged = true
+	m.unparkAll = true
 	m.trigMu.Unlock()
 	m.poke()
 }
