@@ -53,7 +53,7 @@ func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), er
 		return nil, nil, err
 	}
 	q := &manage.Queue{Spool: sp, Warn: env.Warnf}
-	return loggingActor{q, log}, closeLog, nil
+	return loggingActor{withAudit(env, sp, q), log}, closeLog, nil
 }
 
 // loggingActor writes the mail-log line of every change an action makes,

@@ -31,6 +31,7 @@ import (
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
 	"sluice/internal/spool"
+	"sluice/internal/suspend"
 )
 
 // SocketName is the socket's path relative to the queue directory.
@@ -60,6 +61,10 @@ type Backend struct {
 	// Model is the daemon's live model of the queue (model.go); nil
 	// means the /v1/model requests are not served.
 	Model *model.Model
+	// Suspensions, AuditPath and Warn: suspend.go.
+	Suspensions *suspend.Store
+	AuditPath   string               // the audit log; "" means none is written
+	Warn        func(string, ...any) // the daemon's warnings (an audit log that cannot be written)
 }
 
 // ActRequest asks for one action on some messages.
@@ -94,9 +99,10 @@ func Listen(root string, b Backend) (*Server, error) {
 	}
 	s := &Server{b: b, ln: ln}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/act", s.handleAct)
+	mux.HandleFunc("POST /v1/act", s.audited(s.handleAct))
 	mux.HandleFunc("GET /v1/messages", s.handleList)
-	mux.HandleFunc("POST /v1/flush", s.handleFlush)
+	mux.HandleFunc("POST /v1/flush", s.audited(s.handleFlush))
+	s.handleSuspensions(mux)
 	mux.HandleFunc("POST /v1/listing", s.handleListing)
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	s.handleModel(mux)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sluice/internal/smtp"
+	"sluice/internal/suspend"
 )
 
 // Backend is what the daemon offers the API. A nil field leaves its
@@ -17,6 +18,9 @@ type Backend struct {
 	Probe func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport
 	// Flush makes every deferred message due now (postqueue -f).
 	Flush func()
+	// Suspensions and AuditPath: suspensions.go.
+	Suspensions *suspend.Store
+	AuditPath   string // the audit log; "" means none is written
 }
 
 //go:embed openapi.json
@@ -52,6 +56,7 @@ func API(b Backend) http.Handler {
 			JSON(w, map[string]bool{"ok": true})
 		})
 	}
+	registerSuspensions(mux, b)
 	mux.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := mux.allow[r.URL.Path]; len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

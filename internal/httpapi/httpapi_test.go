@@ -65,7 +65,8 @@ func testHandler(cfg Config) http.Handler {
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return &smtp.ProbeReport{Target: target, Recipient: opt.Recipient, Hosts: []smtp.ProbeHost{}}
 		},
-		Flush: func() {},
+		Flush:       func() {},
+		Suspensions: testSuspensions(),
 	})
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up 1\n") })
 	return Handler(cfg, "s3cret", api, metrics, nil)

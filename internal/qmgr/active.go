@@ -24,6 +24,9 @@ type message struct {
 	past      bool             // may have logs from earlier attempts (see take)
 	pending   int              // recipients pending when it was taken
 	expireLog []spool.LogEntry // defer log of a force-expired message, read before it was deleted
+	// suspendUntil: some recipients were deferred because of a
+	// suspension that ends then (suspend.go); zero when none were.
+	suspendUntil time.Time
 
 	jobs     int  // deliveries queued or running
 	sent     int  // recipients marked done this round
@@ -46,15 +49,21 @@ func (m *Manager) take(entries []spool.Entry) {
 		unthrot bool
 		past    bool
 		oldLog  []spool.LogEntry
+		env     *spool.Envelope
 	}
 	var got []moved
 	dirs := map[string]bool{}
+	now := m.clk.Now()
 	for _, e := range entries {
 		if len(m.active) >= m.cfg.ActiveLimit {
 			m.blocked = true
 			break
 		}
 		if _, busy := m.active[e.ID]; busy || m.held[e.ID] > 0 {
+			continue
+		}
+		keep, env := m.holdBack(e, now)
+		if keep {
 			continue
 		}
 		src := filepath.Join(m.sp.Root, e.Rel)
@@ -70,7 +79,7 @@ func (m *Manager) take(entries []spool.Entry) {
 			continue
 		}
 		dirs[filepath.Dir(src)] = true
-		mv := moved{e: e, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
+		mv := moved{e: e, env: env, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
 		// A message may have logs from earlier attempts unless it comes
 		// fresh from cleanup: in incoming/, not flushed back there from
 		// deferred/ (flushing sets the unthrottle bit), not recovered
@@ -102,14 +111,19 @@ func (m *Manager) take(entries []spool.Entry) {
 		m.syncLater(dirs)
 	}
 	for _, mv := range got {
-		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog)
+		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog, mv.env)
 	}
 }
 
 // activate reads a file that is now in active/ and queues its deliveries.
-func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry) {
+// env is the envelope when take has read it already (renaming the file
+// changes nothing in it), else nil.
+func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry, env *spool.Envelope) {
 	path := m.sp.Path(spool.Active, id)
-	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
+	var err error
+	if env == nil {
+		env, _, err = spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
+	}
 	if err == nil {
 		err = checkEnvelope(env)
 	}
@@ -147,6 +161,12 @@ func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLo
 		}
 		m.startFinish(msg)
 		return
+	}
+	pending, held := m.splitSuspended(msg, pending, now)
+	for why, rs := range held {
+		j := &job{msg: msg, dest: m.destination(m.nexthop(rs[0].Address)), rcpts: rs, suspended: why, suspendedDSN: suspendedDSN}
+		msg.jobs++
+		m.start(j)
 	}
 	sortRecipients(pending, m.nexthop)
 	for start := 0; start < len(pending); {
@@ -290,6 +310,11 @@ func (m *Manager) messageGone(msg *message) {
 	msg.waiters = nil
 	delete(m.active, msg.id)
 	m.stats.active.Store(int64(len(m.active)))
+	if !msg.suspendUntil.IsZero() {
+		// Partly suspended: if it went to deferred/, take it when the
+		// suspension ends rather than at the next scan after that.
+		m.park(msg.id, spool.Deferred, msg.suspendUntil, false)
+	}
 	if m.blocked && len(m.active) < m.cfg.ActiveLimit {
 		m.blocked = false
 		m.scanIncoming()

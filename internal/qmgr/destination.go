@@ -80,6 +80,7 @@ func (m *Manager) dispatch() {
 				j := d.queue[0]
 				d.queue[0] = nil
 				d.queue = d.queue[1:]
+				m.suspendQueued(j)
 				m.start(j)
 				progress = true
 			}

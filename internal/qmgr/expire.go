@@ -162,6 +162,9 @@ func (m *Manager) deferMessage(msg *message, env *spool.Envelope, now time.Time)
 		}
 	}
 	next := now.Add(m.backoff(now, env.CreateTime))
+	if u := msg.suspendUntil; !u.IsZero() && u.Before(next) && u.After(now) {
+		next = u // the suspension ends before the backoff: try then
+	}
 	if err := m.sp.SetTimes(spool.Active, id, next); err != nil {
 		m.log.Warn("qmgr", "%s: %v", id, err)
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	ShutdownGrace     time.Duration // how long Run waits for deliveries after ctx ends (5s)
 	SyncBeforeDefer   bool          // fsync a file before it goes to deferred/ (set by New unless NoSyncBeforeDefer)
 	NoSyncBeforeDefer bool
+
+	// Suspensions, when set, pause delivery of the mail they match
+	// (suspend.go); call SuspensionsChanged when they change.
+	Suspensions Suspensions
 }
 
 func (c *Config) defaults() {
@@ -113,6 +117,7 @@ type Manager struct {
 	scanIn    bool
 	scanDefer bool
 	flushAll  bool
+	unparkAll bool
 
 	ctl     chan func()   // work for the loop from other goroutines (Acquire)
 	stopped chan struct{} // closed when Run returns
@@ -141,6 +146,8 @@ type Manager struct {
 	blocked   bool            // the active limit stopped a scan; rescan when room is made
 	held      map[string]int  // IDs acquired by actions: not taken while held
 	recovered map[string]bool // moved back from active/ at start
+
+	parked map[string]parked // held back by suspensions (suspend.go)
 
 	// timesMu guards the backoff and lifetime limits in cfg, which
 	// finish reads off the loop and Reconfigure changes; every other
@@ -319,9 +326,12 @@ func (m *Manager) triggers() {
 	m.trigMu.Lock()
 	ids := m.notified
 	m.notified = nil
-	scanIn, scanDefer, flush := m.scanIn, m.scanDefer, m.flushAll
-	m.scanIn, m.scanDefer, m.flushAll = false, false, false
+	scanIn, scanDefer, flush, susp := m.scanIn, m.scanDefer, m.flushAll, m.unparkAll
+	m.scanIn, m.scanDefer, m.flushAll, m.unparkAll = false, false, false, false
 	m.trigMu.Unlock()
+	if susp {
+		m.unpark(m.clk.Now(), true)
+	}
 	if flush {
 		for _, d := range m.dests {
 			d.revive()

@@ -11,8 +11,9 @@ import (
 type eventKind int
 
 const (
-	evScan   eventKind = iota // scan deferred/ (and incoming/), every queue_run_delay
-	evRevive                  // a dead destination's time is up
+	evScan       eventKind = iota // scan deferred/ (and incoming/), every queue_run_delay
+	evRevive                      // a dead destination's time is up
+	evSuspension                  // a parked message's suspension may have ended
 )
 
 type event struct {
@@ -66,6 +67,8 @@ func (m *Manager) runEvents() {
 			m.scanIncoming()
 			m.scanDeferred(false)
 			m.scheduleScan(now.Add(m.cfg.QueueRunDelay))
+		case evSuspension:
+			m.unpark(now, false)
 		case evRevive:
 			if d := m.dests[e.dest]; d != nil && d.dead() && !d.deadUntil.After(now) {
 				d.revive()

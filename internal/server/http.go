@@ -27,7 +27,8 @@ func (s *Server) startHTTP() {
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return s.deliv.c.Load().Probe(ctx, target, opt)
 		},
-		Flush: s.qm.FlushAll,
+		Flush:       func() { s.qm.FlushAll(); s.auditFlush() },
+		Suspensions: s.susp, AuditPath: s.auditPath(),
 	})
 	dash, err := s.newDashboard(token, cfg.CertFile != "")
 	if err != nil {

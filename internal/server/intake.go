@@ -62,6 +62,10 @@ func (s *Server) startIntake() (err error) {
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
 		Model:     s.model,
+
+		Suspensions: s.susp, // suspend.go
+		AuditPath:   s.auditPath(),
+		Warn:        func(f string, a ...any) { s.log.Warn("master", f, a...) },
 	})
 	if err != nil {
 		return err

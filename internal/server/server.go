@@ -71,6 +71,7 @@ import (
 	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
 	"sluice/internal/spool"
+	"sluice/internal/suspend"
 )
 
 // Version is printed in the start and reload log lines.
@@ -148,6 +149,7 @@ type Server struct {
 	// http is the HTTP API and metrics listener (http.go); nil when off.
 	http    *httpapi.Server
 	metrics *prometheus.Registry
+	susp    *suspend.Store // suspensions (suspend.go)
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -204,9 +206,13 @@ func start(opt Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.local.Store(agent)
+	if err := s.openSuspensions(); err != nil {
+		return nil, err
+	}
 	l := limits(set)
 	s.qm, err = qmgr.New(qmgr.Config{
-		Spool: s.sp, Clock: s.clk, Deliverer: &router{smtp: s.deliv, s: s}, Notifier: notifier{s}, Log: s.log, Events: s.events,
+		Suspensions: s.susp,
+		Spool:       s.sp, Clock: s.clk, Deliverer: &router{smtp: s.deliv, s: s}, Notifier: notifier{s}, Log: s.log, Events: s.events,
 		Local:              func(addr string) bool { return s.local.Load().IsLocal(addr) },
 		RelayHost:          l.RelayHost,
 		ConcurrencyLimit:   l.ConcurrencyLimit,
@@ -300,6 +306,7 @@ func (s *Server) run(ctx context.Context) error {
 	// The model loads while mail is accepted and delivered; until it
 	// has, its answers say so (model.Loading).
 	go s.runModel(qctx)
+	go s.susp.Run(qctx)
 
 	if err := s.startIntake(); err != nil {
 		stopQ()
