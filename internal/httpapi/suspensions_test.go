@@ -30,7 +30,7 @@ func TestSuspensionsAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	auditPath := filepath.Join(dir, "audit.log")
-	h := Handler(Config{}, "s3cret", API(Backend{Suspensions: st, AuditPath: auditPath}), http.NotFoundHandler())
+	h := Handler(Config{}, "s3cret", API(Backend{Suspensions: st, AuditPath: auditPath}), http.NotFoundHandler(), nil)
 	do := func(method, target, body, token string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, target, strings.NewReader(body))
 		r.RemoteAddr = "127.0.0.1:1"

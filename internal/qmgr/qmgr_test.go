@@ -148,8 +148,13 @@ func (h *harness) start() {
 	h.done = make(chan error, 1)
 	go func() { h.done <- h.m.Run(ctx) }()
 	h.t.Cleanup(h.stop)
-	for !h.m.running.Load() {
-		time.Sleep(time.Millisecond)
+	// As the daemon does: nothing is written into incoming/ before the
+	// queue manager has removed the last run's unfinished files.
+	select {
+	case <-h.m.Ready():
+	case err := <-h.done:
+		h.done <- err
+		h.t.Fatalf("Run: %v", err)
 	}
 }
 

@@ -10,16 +10,19 @@ import (
 	"net/textproto"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"sluice/internal/audit"
 	"sluice/internal/dashboard"
 	"sluice/internal/event"
 	"sluice/internal/manage"
 	"sluice/internal/model"
 	"sluice/internal/smtp"
 	"sluice/internal/spool"
+	"sluice/internal/suspend"
 )
 
 // The dashboard (package dashboard) reads the daemon through dashSource:
@@ -56,15 +59,17 @@ func (s *Server) newDashboard(token string, secure bool) (*dashboard.Dashboard, 
 	d, err := dashboard.New(dashboard.Options{
 		Source: src, Token: token, Rates: rates, Now: s.clk.Now, Secure: secure, Who: dashWho,
 		Audit: func(r dashboard.AuditRecord) {
-			// The audit log is designed apart (issue 12); until it
-			// lands, every change made on the dashboard is one line in
-			// the daemon's log.
-			line := fmt.Sprintf("audit: user=%s interface=%s remote=%s action=%s selector=%q matched=%d changed=%d skipped=%d",
-				r.Who, r.Interface, r.Remote, r.Action, r.Selector, r.Matched, r.Changed, r.Skipped)
+			// Every change made on the dashboard goes to the queue's
+			// audit log (package audit), under the token's name.
+			e := audit.Entry{Time: r.Time, User: r.Who, UID: -1, Interface: audit.Dashboard,
+				Action: r.Action, Selector: r.Selector, Matched: r.Matched, Changed: r.Changed, Skipped: r.Skipped,
+				Detail: "from " + r.Remote}
 			if r.Err != "" {
-				line += fmt.Sprintf(" error=%q", r.Err)
+				e.Failed, e.Detail = 1, e.Detail+"; error: "+r.Err
 			}
-			s.log.Log("dashboard", "%s", line)
+			if err := audit.Append(s.auditPath(), e); err != nil {
+				s.log.Warn("dashboard", "audit: %v", err)
+			}
 		},
 	})
 	if err != nil {
@@ -521,6 +526,7 @@ func (d *dashSource) Destinations(ctx context.Context, now time.Time) ([]dashboa
 		if len(out[i].Reasons) == 0 {
 			out[i].Reasons = d.notes.reasonsOf(out[i].Domain)
 		}
+		out[i].Suspension = d.suspensionOf(out[i].Domain, now)
 	}
 	return out, nil
 }
@@ -624,14 +630,67 @@ func (d *dashSource) Probe(ctx context.Context, target string) (*smtp.ProbeRepor
 	return d.s.deliv.c.Load().Probe(ctx, target, smtp.ProbeOptions{}), nil
 }
 
-// The daemon has no suspensions yet (issue 12, part 5): the dashboard
-// says so and offers none.
-func (d *dashSource) Suspend(context.Context, string, time.Duration, string, string) error {
-	return dashboard.ErrUnavailable
+// suspensionTarget is the selector of a dashboard target: a domain (the
+// destinations page's form), or a selector of the queue language.
+func suspensionTarget(target string) string {
+	if strings.ContainsAny(target, "=<>~") {
+		return target
+	}
+	return "domain=" + strings.ToLower(strings.TrimSuffix(target, "."))
 }
 
-func (d *dashSource) Resume(context.Context, string, string) error { return dashboard.ErrUnavailable }
+// Suspend makes a suspension (package suspend) of target's mail.
+func (d *dashSource) Suspend(_ context.Context, target string, dur time.Duration, reason, who string) error {
+	if d.s.susp == nil {
+		return dashboard.ErrUnavailable
+	}
+	_, err := d.s.susp.Add(suspensionTarget(target), reason, dur, who)
+	return err
+}
+
+// Resume ends the suspensions whose selector is target's, or the one
+// whose number target is.
+func (d *dashSource) Resume(_ context.Context, target, who string) error {
+	if d.s.susp == nil {
+		return dashboard.ErrUnavailable
+	}
+	if id, err := strconv.ParseInt(target, 10, 64); err == nil {
+		_, err := d.s.susp.Resume(id)
+		return err
+	}
+	want := suspensionTarget(target)
+	if sel, err := suspend.ParseSelector(want); err == nil {
+		want = sel.String()
+	}
+	found := false
+	for _, x := range d.s.susp.List() {
+		if x.Selector == want {
+			if _, err := d.s.susp.Resume(x.ID); err != nil {
+				return err
+			}
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("no suspension in force for %s", target)
+	}
+	return nil
+}
+
+// suspensionOf is the suspension in force for a domain's mail, if any.
+func (d *dashSource) suspensionOf(domain string, now time.Time) *dashboard.Suspension {
+	if d.s.susp == nil {
+		return nil
+	}
+	want := "domain=" + domain
+	for _, x := range d.s.susp.List() {
+		if now.Before(x.Until) && (x.Selector == want || x.Selector == "domain="+strings.ToLower(domain)) {
+			return &dashboard.Suspension{Until: x.Until, Reason: x.Reason, By: x.User}
+		}
+	}
+	return nil
+}
 
 func (d *dashSource) Capabilities() dashboard.Capabilities {
-	return dashboard.Capabilities{Probe: true}
+	return dashboard.Capabilities{Probe: true, Suspend: d.s.susp != nil}
 }
