@@ -17,6 +17,8 @@ type Backend struct {
 	Probe func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport
 	// Flush makes every deferred message due now (postqueue -f).
 	Flush func()
+	// Events is the live event stream's ring (events.go).
+	Events *Ring
 }
 
 //go:embed openapi.json
@@ -52,6 +54,7 @@ func API(b Backend) http.Handler {
 			JSON(w, map[string]bool{"ok": true})
 		})
 	}
+	handleEvents(mux, b.Events)
 	mux.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := mux.allow[r.URL.Path]; len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
