@@ -75,6 +75,9 @@ func runQueue(env *Env) int {
 		return 0
 	}
 	sub, rest := env.Args[0], env.Args[1:]
+	if sub == "watch" {
+		return runQueueWatch(env, rest)
+	}
 	o, err := parseQueueArgs(rest)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sluice queue: %v\n", err)

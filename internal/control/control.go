@@ -60,6 +60,9 @@ type Backend struct {
 	// Model is the daemon's live model of the queue (model.go); nil
 	// means the /v1/model requests are not served.
 	Model *model.Model
+	// Events serves the live event stream (httpapi.EventsHandler) at
+	// /v1/events (events.go); nil: not served.
+	Events http.Handler
 }
 
 // ActRequest asks for one action on some messages.
@@ -100,6 +103,7 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/listing", s.handleListing)
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	s.handleModel(mux)
+	s.handleEvents(mux)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

@@ -30,6 +30,8 @@ package httpapi
 // event, and are refused.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -131,7 +133,7 @@ type Ring struct {
 }
 
 // NewRing returns a ring of size events (RingSize when 0). now stamps
-// events that carry no time and names the run; lookup (may be nil)
+// events that carry no time; lookup (may be nil)
 // supplies the sender of events that lack it. Subscribe the ring to the
 // bus before the model, so that lookup still knows a message that the
 // event removes.
@@ -144,8 +146,17 @@ func NewRing(size int, now func() time.Time, lookup Lookup) *Ring {
 	}
 	return &Ring{
 		now: now, lookup: lookup, buf: make([]*entry, size), wake: make(chan struct{}),
-		boot: strconv.FormatInt(now().UnixNano(), 36),
+		boot: newBoot(),
 	}
+}
+
+// newBoot names a run of the daemon: random, so that two runs never
+// share one even when their clocks agree (a test's fake clock, a clock
+// set back).
+func newBoot() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Observe adds e to the ring; it never blocks on a reader.

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"runtime"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"

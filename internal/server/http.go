@@ -23,11 +23,13 @@ func (s *Server) startHTTP() {
 		return
 	}
 	s.metrics = httpapi.NewRegistry()
+	s.stats.Register(s.metrics)
 	api := httpapi.API(httpapi.Backend{
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return s.deliv.c.Load().Probe(ctx, target, opt)
 		},
-		Flush: s.qm.FlushAll,
+		Flush:  s.qm.FlushAll,
+		Events: s.stream,
 	})
 	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics)))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"sluice/internal/control"
+	"sluice/internal/httpapi"
 	"sluice/internal/manage"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
@@ -60,6 +61,7 @@ func (s *Server) startIntake() (err error) {
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
 		Model:     s.model,
+		Events:    httpapi.EventsHandler(s.stream, httpapi.StreamOptions{}),
 	})
 	if err != nil {
 		return err
