@@ -104,14 +104,26 @@ type Final struct {
 // Envelope), for events that do not carry them; ok is false when unknown.
 type Lookup func(id string) (queue, sender string, ok bool)
 
-// entry is one event in the ring: its JSON, ready to send to every
-// stream, and the message view the selector matches.
+// entry is one event in the ring: the event, its JSON (made once, by the
+// first stream that sends it, so that a daemon nobody watches does not
+// pay for it on the publisher's goroutine), and the message view the
+// selector matches.
 type entry struct {
 	seq     uint64
-	typ     string
+	ev      StreamEvent
+	once    sync.Once
 	data    []byte
 	msg     manage.Message
 	hasFrom bool // the sender is known
+}
+
+// json returns the event's JSON.
+func (e *entry) json() []byte {
+	e.once.Do(func() {
+		// A StreamEvent has only plain fields: Marshal cannot fail.
+		e.data, _ = json.Marshal(&e.ev)
+	})
+	return e.data
 }
 
 // Ring is the bounded buffer of recent events that streams read. It is
@@ -331,12 +343,8 @@ func (r *Ring) entry(e event.Event) *entry {
 	if hasSender {
 		se.Sender = &sender
 	}
-	data, err := json.Marshal(&se)
-	if err != nil {
-		return nil // cannot happen: the struct has only plain fields
-	}
 	return &entry{
-		typ: se.Type, data: data, hasFrom: hasSender,
+		ev: se, hasFrom: hasSender,
 		msg: manage.Message{ID: se.QueueID, Queue: se.Queue, Sender: sender, Recipients: rcpts, Arrival: se.Arrival, Size: se.Size},
 	}
 }

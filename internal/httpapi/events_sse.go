@@ -126,7 +126,7 @@ func serveStream(w http.ResponseWriter, req *http.Request, r *Ring, f *eventFilt
 				continue
 			}
 			buf.WriteString("id: " + r.ID(e.seq) + "\ndata: ")
-			buf.Write(e.data)
+			buf.Write(e.json())
 			buf.WriteString("\n\n")
 			sentID = e.seq
 		}
