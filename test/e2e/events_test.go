@@ -21,6 +21,7 @@ import (
 	"sluice/internal/control"
 	"sluice/internal/httpapi"
 	"sluice/internal/spool"
+	"sluice/internal/testutil"
 	"sluice/internal/testutil/fakesmtp"
 )
 
@@ -356,5 +357,47 @@ func TestQueueWatch(t *testing.T) {
 	code := cli.Main([]string{"sluice", "queue", "watch", "-c", m.dir, "attempts>2"}, nil, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "not an event") {
 		t.Errorf("watch attempts>2: %d %q", code, errb.String())
+	}
+}
+
+// TestQueueWatchAcrossRestart: when the daemon stops, its streams end at
+// once (the stop does not wait for them); watch waits for the next
+// daemon, resumes with its Last-Event-ID and is told that the daemon
+// restarted, then goes on (--count counts queue events, not that notice).
+func TestQueueWatchAcrossRestart(t *testing.T) {
+	m := newMTA(t)
+	m.start()
+	var out, errb testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Main([]string{"sluice", "queue", "watch", "-c", m.dir, "--json", "--count", "4", "rcpt=bob@dest.test"}, nil, &out, &errb)
+	}()
+	connected := func() bool {
+		n, _ := sample(m.scrapeMetrics(), "sluice_event_stream_clients", "", "")
+		return n == 1
+	}
+	m.waitFor("the watcher to connect", connected)
+	m.send("alice@src.test", []string{"bob@dest.test"}, "first")
+	m.waitFor("the first message's events", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	stopped := time.Now()
+	m.stop()
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("stopping with a stream open took %v", d)
+	}
+	m.waitFor("watch to notice", func() bool { return strings.Contains(errb.String(), "reconnecting") })
+	m.start()
+	m.waitFor("the watcher to reconnect", connected)
+	m.send("alice@src.test", []string{"bob@dest.test"}, "second")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("watch: %d %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("watch did not end; output %q, errors %q", out.String(), errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 5 || lines[3] != `{"type":"restart"}` || !strings.HasPrefix(lines[4], `{"type":"received"`) {
+		t.Errorf("watch across a restart printed:\n%s", out.String())
 	}
 }
