@@ -78,6 +78,9 @@ func runQueue(env *Env) int {
 	if code, handled := runQueueExtra(env, sub, rest); handled {
 		return code
 	}
+	if sub == "watch" {
+		return runQueueWatch(env, rest)
+	}
 	o, err := parseQueueArgs(rest)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sluice queue: %v\n", err)

@@ -65,6 +65,9 @@ type Backend struct {
 	Suspensions *suspend.Store
 	AuditPath   string               // the audit log; "" means none is written
 	Warn        func(string, ...any) // the daemon's warnings (an audit log that cannot be written)
+	// Events serves the live event stream (httpapi.EventsHandler) at
+	// /v1/events (events.go); nil: not served.
+	Events http.Handler
 }
 
 // ActRequest asks for one action on some messages.
@@ -106,6 +109,7 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/listing", s.handleListing)
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	s.handleModel(mux)
+	s.handleEvents(mux)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

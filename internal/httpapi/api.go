@@ -21,6 +21,8 @@ type Backend struct {
 	// Suspensions and AuditPath: suspensions.go.
 	Suspensions *suspend.Store
 	AuditPath   string // the audit log; "" means none is written
+	// Events is the live event stream's ring (events.go).
+	Events *Ring
 }
 
 //go:embed openapi.json
@@ -57,6 +59,7 @@ func API(b Backend) http.Handler {
 		})
 	}
 	registerSuspensions(mux, b)
+	handleEvents(mux, b.Events)
 	mux.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := mux.allow[r.URL.Path]; len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

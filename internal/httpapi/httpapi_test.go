@@ -61,7 +61,11 @@ func serve(h http.Handler, method, target, remote, token string) *httptest.Respo
 }
 
 func testHandler(cfg Config) http.Handler {
+	// A closed ring: its stream answers and ends at once.
+	events := NewRing(10, nil, nil)
+	events.Close()
 	api := API(Backend{
+		Events: events,
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return &smtp.ProbeReport{Target: target, Recipient: opt.Recipient, Hosts: []smtp.ProbeHost{}}
 		},

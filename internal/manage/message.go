@@ -27,4 +27,8 @@ type Recipient struct {
 	Done    bool
 	Reason  string // latest deferral reason, "" if none
 	Status  string // DSN status of that attempt, e.g. 4.4.1
+	// Class, when set, is the reason class decided where the reply was
+	// known (event.Classify); class= then uses it instead of
+	// classifying Reason's text.
+	Class string `json:"class,omitempty"`
 }

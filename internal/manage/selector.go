@@ -412,9 +412,9 @@ func (t *Term) match(m *Message, now time.Time) bool {
 			case "reason":
 				v = r.Reason
 			case "class":
-				v = ClassifyReason(r.Reason, r.Status)
-				if r.Reason == "" {
-					v = ""
+				v = r.Class
+				if v == "" && r.Reason != "" {
+					v = ClassifyReason(r.Reason, r.Status)
 				}
 			}
 			if pos.text(v) {

@@ -23,12 +23,14 @@ func (s *Server) startHTTP() {
 		return
 	}
 	s.metrics = httpapi.NewRegistry()
+	s.stats.Register(s.metrics)
 	api := httpapi.API(httpapi.Backend{
 		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
 			return s.deliv.c.Load().Probe(ctx, target, opt)
 		},
 		Flush:       func() { s.qm.FlushAll(); s.auditFlush() },
 		Suspensions: s.susp, AuditPath: s.auditPath(),
+		Events: s.stream,
 	})
 	dash, err := s.newDashboard(token, cfg.CertFile != "")
 	if err != nil {

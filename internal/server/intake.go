@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"sluice/internal/control"
+	"sluice/internal/httpapi"
 	"sluice/internal/manage"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
@@ -66,6 +67,7 @@ func (s *Server) startIntake() (err error) {
 		Suspensions: s.susp, // suspend.go
 		AuditPath:   s.auditPath(),
 		Warn:        func(f string, a ...any) { s.log.Warn("master", f, a...) },
+		Events:      httpapi.EventsHandler(s.stream, httpapi.StreamOptions{}),
 	})
 	if err != nil {
 		return err

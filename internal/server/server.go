@@ -67,6 +67,7 @@ import (
 	"sluice/internal/httpapi"
 	"sluice/internal/local"
 	"sluice/internal/maillog"
+	"sluice/internal/metrics"
 	"sluice/internal/model"
 	"sluice/internal/privsep"
 	"sluice/internal/qmgr"
@@ -150,6 +151,10 @@ type Server struct {
 	http    *httpapi.Server
 	metrics *prometheus.Registry
 	susp    *suspend.Store // suspensions (suspend.go)
+	// stream and stats are the event stream's ring and the metrics
+	// (live.go).
+	stream *httpapi.Ring
+	stats  *metrics.Collector
 }
 
 // Run starts the mail system and runs it until ctx ends, then stops it
@@ -192,6 +197,7 @@ func start(opt Options) (_ *Server, err error) {
 	s.events = &event.Bus{}
 	s.events.Subscribe(s.log)
 	s.model = model.New(model.Config{Spool: s.sp, Now: s.clk.Now, Log: s.log})
+	s.subscribeLive()
 	s.events.Subscribe(s.model)
 	s.removeOrphans(s.clk.Now())
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
@@ -357,6 +363,7 @@ func (s *Server) stop(stopQ context.CancelFunc, qdone chan error) error {
 	defer cutOld.Stop()
 	qerr := <-qdone
 	s.drains.Wait()
+	s.stream.Close() // ends the event streams, which Shutdown would wait for
 	if s.ctl != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		s.ctl.Shutdown(ctx)

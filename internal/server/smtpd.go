@@ -54,7 +54,7 @@ func (s *Server) newGen(cfg *config.Config, set *settings, clean *cleanup.Cleanu
 			}
 			h := newHandoff(p.ln.Addr())
 			g.handoffs[a] = h
-			scfg.Listeners = append(scfg.Listeners, h)
+			scfg.Listeners = append(scfg.Listeners, s.stats.Listener(h))
 		}
 		if len(scfg.Listeners) == 0 {
 			continue
@@ -62,7 +62,7 @@ func (s *Server) newGen(cfg *config.Config, set *settings, clean *cleanup.Cleanu
 		scfg.Cleanup, scfg.Log = clean, s.log
 		scfg.KnownRecipient = func(addr string) (bool, error) { return s.local.Load().KnownRecipient(addr) }
 		scfg.FlushSite = s.flushSiteAsync
-		scfg.Submit = s.submitter(clean)
+		scfg.Submit = s.stats.Submit(s.submitter(clean))
 		srv, err := smtpd.New(scfg)
 		if err != nil {
 			return nil, err

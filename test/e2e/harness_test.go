@@ -231,3 +231,13 @@ func (m *mta) advancePast(id string) {
 
 var _ = net.Dial
 var _ = fmt.Sprint
+
+// token is the daemon's HTTP API token, from the file it made.
+func (m *mta) token() string {
+	m.t.Helper()
+	b, err := os.ReadFile(filepath.Join(m.spool, "private", "sluice-http-token"))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}

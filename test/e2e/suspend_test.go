@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,15 +28,6 @@ func (m *mta) apiDo(method, path, token, body string) (int, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
-}
-
-func (m *mta) token() string {
-	m.t.Helper()
-	b, err := os.ReadFile(filepath.Join(m.spool, "private", "sluice-http-token"))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // sluice runs a sluice tool in this process against the daemon's
