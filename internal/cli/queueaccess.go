@@ -43,36 +43,29 @@ func (a controlActor) ActAll(ctx context.Context, op manage.Op, ids []string, qu
 
 // openQueue returns the way to act on the queue: through the daemon when
 // one runs on this spool, else on the files directly. Either way each
-// change is logged as Postfix's postsuper logs it.
+// change is logged as Postfix's postsuper logs it: by the daemon, whose
+// mail log takes the action's events, or here (fileQueue).
 func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
-	log, closeLog := actionLog(cfg)
 	if c, err := dialControl(cfg, sp); err == nil {
-		return loggingActor{controlActor{c}, log}, func() { c.Close(); closeLog() }, nil
+		return controlActor{c}, c.Close, nil
 	} else if !errors.Is(err, errNoDaemon) {
-		closeLog()
 		return nil, nil, err
 	}
+	q, closeQ := fileQueue(env, cfg, sp)
+	return q, closeQ, nil
+}
+
+// fileQueue is the queue on the files, for a tool that acts without a
+// daemon: its changes go to the mail log in postsuper's words
+// ("postfix/postsuper[PID]: ID: removed", "placed on hold", "released
+// from hold", "expired", "requeued"), from the events manage publishes.
+func fileQueue(env *Env, cfg *config.Config, sp *spool.Spool) (*manage.Queue, func()) {
+	log, closeLog := actionLog(cfg)
 	q := &manage.Queue{Spool: sp, Warn: env.Warnf}
-	return loggingActor{q, log}, closeLog, nil
-}
-
-// loggingActor writes the mail-log line of every change an action makes,
-// as Postfix's postsuper does ("postfix/postsuper[PID]: ID: removed",
-// "placed on hold", "released from hold", "expired", "requeued"), whether
-// the files or the daemon made it: the line names the tool that asked.
-type loggingActor struct {
-	actor
-	log *maillog.Logger // nil: no mail log
-}
-
-func (a loggingActor) ActAll(ctx context.Context, op manage.Op, ids []string, queues []string, fn func(manage.Outcome, error)) error {
-	verb := manage.PostsuperVerb(op)
-	return a.actor.ActAll(ctx, op, ids, queues, func(out manage.Outcome, err error) {
-		if err == nil && out.Changed && verb != "" {
-			a.log.Log("postsuper", "%s: %s", out.ID, verb)
-		}
-		fn(out, err)
-	})
+	if log != nil {
+		q.Events, q.Log = log, log.Log
+	}
+	return q, closeLog
 }
 
 // actionLog opens the mail log (maillog_file) for appending, as the

@@ -60,6 +60,10 @@ type Backend struct {
 	// Model is the daemon's live model of the queue (model.go); nil
 	// means the /v1/model requests are not served.
 	Model *model.Model
+	// API is the HTTP API's handler set (httpapi.API), served under
+	// /api/ with the peer's uid for authorization (api.go); nil leaves
+	// it out.
+	API http.Handler
 }
 
 // ActRequest asks for one action on some messages.
@@ -100,6 +104,7 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/listing", s.handleListing)
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	s.handleModel(mux)
+	s.handleAPI(mux)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"sluice/internal/queuesvc"
 	"sluice/internal/smtp"
 )
 
@@ -17,6 +18,8 @@ type Backend struct {
 	Probe func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport
 	// Flush makes every deferred message due now (postqueue -f).
 	Flush func()
+	// Queue answers the queue's views and actions (queue.go).
+	Queue *queuesvc.Service
 }
 
 //go:embed openapi.json
@@ -35,6 +38,9 @@ func API(b Backend) http.Handler {
 	})
 	if b.Probe != nil {
 		mux.HandleFunc("GET /api/v1/probe", func(w http.ResponseWriter, r *http.Request) {
+			if !allow(w, r, AccessList) {
+				return
+			}
 			q := r.URL.Query()
 			target := strings.TrimSpace(q.Get("target"))
 			if target == "" {
@@ -48,9 +54,15 @@ func API(b Backend) http.Handler {
 	}
 	if b.Flush != nil {
 		mux.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, r *http.Request) {
+			if !allow(w, r, AccessFlush) {
+				return
+			}
 			b.Flush()
 			JSON(w, map[string]bool{"ok": true})
 		})
+	}
+	if b.Queue != nil {
+		queueRoutes(mux, b.Queue)
 	}
 	mux.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := mux.allow[r.URL.Path]; len(allow) > 0 {

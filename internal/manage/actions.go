@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"sluice/internal/event"
 	"sluice/internal/spool"
 )
 
@@ -143,7 +144,39 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 	if err != nil {
 		out.Error = err.Error()
 	}
+	if err == nil && out.Changed {
+		q.publish(op, out)
+	}
 	return out, err
+}
+
+// publish tells Events (and the mail log) of a change made. Postfix's
+// postsuper logs "ID: removed", "placed on hold", "released from hold",
+// "requeued" and "expired"; sluice logs the same lines, whatever
+// interface asked.
+func (q *Queue) publish(op Op, out Outcome) {
+	now := q.now()
+	var e event.Event
+	switch op {
+	case OpDelete:
+		e = &event.Deleted{ID: out.ID, Queue: out.From, Time: now, Service: "postsuper"}
+	case OpHold:
+		e = &event.Held{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+	case OpRelease:
+		e = &event.Released{ID: out.ID, To: out.To, Time: now, Service: "postsuper"}
+	case OpRequeue:
+		e = &event.Requeued{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+	case OpRetry:
+		e = &event.Moved{ID: out.ID, From: out.From, To: out.To, Time: now, Next: now}
+	case OpExpire:
+		e = &event.Moved{ID: out.ID, From: out.From, To: out.From, Time: now, Forced: true}
+		if q.Log != nil {
+			q.Log("postsuper", "%s: %s", out.ID, PostsuperVerb(op))
+		}
+	}
+	if q.Events != nil && e != nil {
+		event.Publish(q.Events, e)
+	}
 }
 
 // noOp reports whether op would leave the message id in from as it is.

@@ -99,7 +99,7 @@ func Summarize(msgs []*Message, by string, now time.Time) []Group {
 					count("(no reason yet)", "", 1)
 					continue
 				}
-				count(ClassifyReason(r.Reason, r.Status), r.Reason, 1)
+				count(r.ReasonClass(), r.Reason, 1)
 			}
 		}
 	}

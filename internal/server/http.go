@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"sluice/internal/httpapi"
-	"sluice/internal/smtp"
 )
 
 // startHTTP opens the HTTP API and metrics listener (package httpapi)
@@ -23,12 +22,7 @@ func (s *Server) startHTTP() {
 		return
 	}
 	s.metrics = httpapi.NewRegistry()
-	api := httpapi.API(httpapi.Backend{
-		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
-			return s.deliv.c.Load().Probe(ctx, target, opt)
-		},
-		Flush: s.qm.FlushAll,
-	})
+	api := s.apiHandler()
 	srv, err := httpapi.Start(cfg, nil, httpapi.Handler(cfg, token, api, httpapi.MetricsHandler(s.metrics)))
 	if err != nil {
 		s.log.Warn("master", "HTTP API disabled: %v", err)

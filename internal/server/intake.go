@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"sluice/internal/control"
-	"sluice/internal/manage"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
 )
@@ -48,7 +47,7 @@ func (s *Server) startIntake() (err error) {
 	}
 	listings := &showq.Cache{}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
-		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
+		Queue:    s.manageQueue(),
 		FlushAll: s.qm.FlushAll,
 		FlushSite: func(site string) error {
 			_, err := s.qm.FlushSite(site)
@@ -60,6 +59,7 @@ func (s *Server) startIntake() (err error) {
 		Qshape:    &qshape.Cache{},
 		Now:       s.clk.Now,
 		Model:     s.model,
+		API:       s.apiHandler(),
 	})
 	if err != nil {
 		return err
