@@ -7,8 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"os"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 

@@ -124,7 +124,15 @@ func (s *Service) source(sel *manage.Selector) Source {
 func (s *Service) Each(ctx context.Context, sel *manage.Selector, full bool, fn func(*manage.Message) error) (Source, error) {
 	src := s.source(sel)
 	if src == SourceFiles {
-		return src, s.Queue.Each(ctx, sel, manage.SelectOptions{Full: full, Envelope: true}, fn)
+		return src, s.Queue.Each(ctx, sel, manage.SelectOptions{Full: full, Envelope: true}, func(m *manage.Message) error {
+			// Times as the model keeps them: whole seconds (all
+			// Postfix schedules by), in UTC.
+			m.Arrival = m.Arrival.UTC().Truncate(time.Second)
+			if !m.NextAttempt.IsZero() {
+				m.NextAttempt = m.NextAttempt.UTC().Truncate(time.Second)
+			}
+			return fn(m)
+		})
 	}
 	now := s.now()
 	if ids, ok := sel.IDs(); ok {
@@ -208,6 +216,9 @@ func (s *Service) Summary(ctx context.Context, sel *manage.Selector, by string) 
 	if err != nil {
 		return SummaryResult{}, err
 	}
+	// In ID order, so each group's example is the same whichever
+	// source answered.
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
 	groups := manage.Summarize(msgs, by, s.now())
 	if groups == nil {
 		groups = []manage.Group{}
