@@ -200,7 +200,7 @@ func apiErr(err error) error {
 // spool there is no sluice daemon: the files are read (actions on a
 // running Postfix go through its own postsuper: see queueAct).
 func openViews(env *Env, cfg *config.Config, sp *spool.Spool) (queueViews, func(), error) {
-	if c, err := dialControl(cfg, sp); err == nil {
+	if r, c, _ := queueRoute(cfg, sp); r == routeDaemon {
 		return daemonViews{c}, c.Close, nil
 	}
 	if rerr := queueReadable(sp); rerr != nil {

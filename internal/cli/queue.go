@@ -503,7 +503,7 @@ func queueAct(ctx context.Context, env *Env, cfg *config.Config, sp *spool.Spool
 			return 1
 		}
 	}
-	if postfixLive(cfg) {
+	if r, _, _ := queueRoute(cfg, nil); r == routePostfix {
 		return postfixAct(env, cfg, op, ids)
 	}
 	bar := newProgress(env, len(ids), string(op))

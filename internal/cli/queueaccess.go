@@ -46,10 +46,12 @@ func (a controlActor) ActAll(ctx context.Context, op manage.Op, ids []string, qu
 // change is logged as Postfix's postsuper logs it: by the daemon, whose
 // mail log takes the action's events, or here (fileQueue).
 func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
-	if c, err := dialControl(cfg, sp); err == nil {
-		return controlActor{c}, c.Close, nil
-	} else if !errors.Is(err, errNoDaemon) {
+	r, c, err := queueRoute(cfg, sp)
+	if err != nil {
 		return nil, nil, err
+	}
+	if r == routeDaemon {
+		return controlActor{c}, c.Close, nil
 	}
 	q, closeQ := fileQueue(env, cfg, sp)
 	return q, closeQ, nil
@@ -83,6 +85,44 @@ func actionLog(cfg *config.Config) (*maillog.Logger, func()) {
 	return maillog.New(f, cfg.Get("myhostname"), cfg.Get("syslog_name"), time.Now), func() { f.Close() }
 }
 
+// route is who answers a queue tool's request.
+type route int
+
+const (
+	// routeFiles: this process reads (and changes) the files itself.
+	routeFiles route = iota
+	// routeDaemon: the sluice daemon running on the spool answers, from
+	// its model, and acts through its queue manager.
+	routeDaemon
+	// routePostfix: a Postfix master runs on the spool; changes go
+	// through Postfix's own tools, which own its locking. Listings read
+	// the files, which Postfix's showq would read the same way.
+	routePostfix
+)
+
+// queueRoute is the one place that decides who answers a queue tool
+// (mailq, postqueue, qshape, postsuper, sluice queue): Postfix's own
+// tools on a spool a running Postfix owns, else the sluice daemon on the
+// spool when one answers on its control socket (the client is returned;
+// the caller closes it), else this process on the files. sp may be nil
+// when the tool needs no spool to know (a Postfix passthrough).
+func queueRoute(cfg *config.Config, sp *spool.Spool) (route, *control.Client, error) {
+	if postfixLive(cfg) {
+		return routePostfix, nil, nil
+	}
+	if sp == nil {
+		return routeFiles, nil, nil
+	}
+	c, err := dialControl(cfg, sp)
+	switch {
+	case err == nil:
+		return routeDaemon, c, nil
+	case errors.Is(err, errNoDaemon):
+		return routeFiles, nil, nil
+	}
+	return routeFiles, nil, err
+}
+
 // postfixLive reports whether a Postfix master process runs on the
 // configuration's spool (its pid/master.pid names a live process).
 func postfixLive(cfg *config.Config) bool {
@@ -104,7 +144,7 @@ func postfixLive(cfg *config.Config) bool {
 // Postfix master runs on the spool: Postfix's tools own its locking and
 // signalling. handled is false when Postfix is not running there.
 func postfixPassthrough(env *Env, cfg *config.Config, tool string) (code int, handled bool) {
-	if !postfixLive(cfg) {
+	if r, _, _ := queueRoute(cfg, nil); r != routePostfix {
 		return 0, false
 	}
 	dir := cfg.Get("command_directory")
