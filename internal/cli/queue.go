@@ -507,7 +507,7 @@ func queueAct(ctx context.Context, env *Env, cfg *config.Config, sp *spool.Spool
 		return postfixAct(env, cfg, op, ids)
 	}
 	bar := newProgress(env, len(ids), string(op))
-	req.DryRun = false
+	req.DryRun, req.IDs = false, ids
 	res, err := v.Act(ctx, req, func(done, total int) { bar.step() })
 	bar.done()
 	if err != nil {

@@ -17,15 +17,16 @@ func ClassDescription(class string) string { return event.ClassDescription(class
 func isClass(c string) bool { return event.ClassDescription(c) != "" }
 
 // ReasonClass is the class of the recipient's last deferral: Class when
-// the reader set it, else rebuilt from the reason and DSN status alone
-// (a Message made by hand, or by a reader of an older wire format); ""
-// when there is no reason yet.
+// the reader set it (the reason text itself may then be left out, as the
+// daemon's model does for texts it keeps on disk only), else rebuilt
+// from the reason and DSN status alone (a Message made by hand, or by a
+// reader of an older wire format); "" when there is no reason yet.
 func (r *Recipient) ReasonClass() string {
-	if r.Reason == "" {
-		return ""
-	}
 	if r.Class != "" {
 		return r.Class
+	}
+	if r.Reason == "" {
+		return ""
 	}
 	return event.Classify(event.LogFailure(r.Status, "", "", r.Reason))
 }

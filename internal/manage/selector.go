@@ -299,6 +299,19 @@ func parseSize(v string) (float64, error) {
 	return f * mult, err
 }
 
+// UsesKey reports whether a term of the selector compares key.
+func (s *Selector) UsesKey(key string) bool {
+	if s == nil {
+		return false
+	}
+	for _, t := range s.Terms {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Empty reports whether the selector selects everything.
 func (s *Selector) Empty() bool { return s == nil || len(s.Terms) == 0 }
 

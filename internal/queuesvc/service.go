@@ -120,42 +120,21 @@ func (s *Service) source(sel *manage.Selector) Source {
 
 // Each calls fn for every message sel selects. full asks for reasons
 // and attempt counts even when sel needs none (the model always has
-// them).
+// them, but for reasons it keeps on disk: see fillReasons).
 func (s *Service) Each(ctx context.Context, sel *manage.Selector, full bool, fn func(*manage.Message) error) (Source, error) {
 	src := s.source(sel)
 	if src == SourceFiles {
-		return src, s.Queue.Each(ctx, sel, manage.SelectOptions{Full: full, Envelope: true}, func(m *manage.Message) error {
-			// Times as the model keeps them: whole seconds (all
-			// Postfix schedules by), in UTC.
-			m.Arrival = m.Arrival.UTC().Truncate(time.Second)
-			if !m.NextAttempt.IsZero() {
-				m.NextAttempt = m.NextAttempt.UTC().Truncate(time.Second)
-			}
-			return fn(m)
-		})
+		return src, s.eachFile(ctx, sel, full, fn)
 	}
-	now := s.now()
-	if ids, ok := sel.IDs(); ok {
-		for _, id := range ids {
-			v, ok := s.Model.Message(id)
-			if !ok {
-				continue
-			}
-			if m := fromModel(&v); sel.Match(m, now) {
-				if err := fn(m); err != nil {
-					return src, err
-				}
-			}
-		}
-		return src, nil
-	}
-	for _, v := range s.Model.Messages() {
+	// The walk holds the model's lock: collect the matches, then hand
+	// them out, so a slow caller never holds up the model's events.
+	var matched []*manage.Message
+	s.eachModel(sel, func(m *manage.Message) {
+		matched = append(matched, clone(m))
+	})
+	for _, m := range matched {
 		if err := ctx.Err(); err != nil {
 			return src, err
-		}
-		m := fromModel(&v)
-		if !sel.Match(m, now) {
-			continue
 		}
 		if err := fn(m); err != nil {
 			return src, err
@@ -164,20 +143,72 @@ func (s *Service) Each(ctx context.Context, sel *manage.Selector, full bool, fn 
 	return src, nil
 }
 
-// fromModel turns the model's view of a message into manage's.
-func fromModel(v *model.Message) *manage.Message {
-	m := &manage.Message{
+// eachFile is Each on the files.
+func (s *Service) eachFile(ctx context.Context, sel *manage.Selector, full bool, fn func(*manage.Message) error) error {
+	return s.Queue.Each(ctx, sel, manage.SelectOptions{Full: full, Envelope: true}, func(m *manage.Message) error {
+		// Times as the model keeps them: whole seconds (all Postfix
+		// schedules by), in UTC.
+		m.Arrival = m.Arrival.UTC().Truncate(time.Second)
+		if !m.NextAttempt.IsZero() {
+			m.NextAttempt = m.NextAttempt.UTC().Truncate(time.Second)
+		}
+		return fn(m)
+	})
+}
+
+// eachModel calls fn with every message of the model sel selects, under
+// the model's read lock, in one reused Message: fn must not keep it, nor
+// call the model.
+func (s *Service) eachModel(sel *manage.Selector, fn func(*manage.Message)) {
+	now := s.now()
+	var buf manage.Message
+	visit := func(v *model.Message) {
+		fromModel(&buf, v)
+		if sel.Match(&buf, now) {
+			fn(&buf)
+		}
+	}
+	if ids, ok := sel.IDs(); ok {
+		for _, id := range ids {
+			if v, ok := s.Model.Message(id); ok {
+				visit(&v)
+			}
+		}
+		return
+	}
+	// Reasons past the model's in-memory cap are on disk: read them only
+	// when the selector compares reason texts (views fill in what they
+	// show: fillReasons).
+	if sel.UsesKey("reason") {
+		for _, v := range s.Model.Messages() {
+			visit(&v)
+		}
+		return
+	}
+	s.Model.EachInMemory(visit)
+}
+
+// fromModel makes m the model's view v of a message, reusing m's
+// recipients.
+func fromModel(m *manage.Message, v *model.Message) {
+	rs := m.Recipients[:0]
+	*m = manage.Message{
 		Queue: v.Queue, ID: v.ID, Arrival: v.Arrival, NextAttempt: v.Next,
 		Size: v.Size, ForcedExpire: v.Forced, Sender: v.Sender,
-		Recipients: make([]manage.Recipient, len(v.Recipients)),
 	}
-	for i, r := range v.Recipients {
-		m.Recipients[i] = manage.Recipient{Address: r.Address, Done: r.Done, Reason: r.Reason, Status: r.DSN, Class: r.Class}
+	for _, r := range v.Recipients {
+		rs = append(rs, manage.Recipient{Address: r.Address, Done: r.Done, Reason: r.Reason, Status: r.DSN, Class: r.Class})
 		// An attempt is made for every pending recipient at once, so
 		// the message's attempts are its most tried recipient's.
 		m.Attempts = max(m.Attempts, r.Attempts)
 	}
-	return m
+	m.Recipients = rs
+}
+
+func clone(m *manage.Message) *manage.Message {
+	c := *m
+	c.Recipients = append([]manage.Recipient{}, m.Recipients...)
+	return &c
 }
 
 // SummaryResult is a summary's answer.
@@ -206,24 +237,79 @@ func (s *Service) Summary(ctx context.Context, sel *manage.Selector, by string) 
 	if err := CheckBy(by); err != nil {
 		return SummaryResult{}, err
 	}
-	var msgs []*manage.Message
-	rcpts := 0
-	src, err := s.Each(ctx, sel, by == "reason", func(m *manage.Message) error {
-		msgs = append(msgs, m)
-		rcpts += pending(m)
-		return nil
-	})
-	if err != nil {
-		return SummaryResult{}, err
+	res := SummaryResult{Source: s.source(sel), By: by, Select: sel.String()}
+	sum := manage.NewSummarizer(by, s.now())
+	add := func(m *manage.Message) {
+		res.Messages++
+		res.Recipients += pending(m)
+		sum.Add(m)
 	}
-	// In ID order, so each group's example is the same whichever
-	// source answered.
-	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
-	groups := manage.Summarize(msgs, by, s.now())
-	if groups == nil {
-		groups = []manage.Group{}
+	// A reason class whose reasons the model keeps on disk only gets
+	// its example from the file of its first message.
+	onDisk := map[string]string{}
+	if res.Source == SourceFiles {
+		if err := s.eachFile(ctx, sel, by == "reason", func(m *manage.Message) error { add(m); return nil }); err != nil {
+			return SummaryResult{}, err
+		}
+	} else {
+		s.eachModel(sel, func(m *manage.Message) {
+			add(m)
+			if by != "reason" {
+				return
+			}
+			for _, r := range m.Recipients {
+				if !r.Done && r.Class != "" && r.Reason == "" {
+					if id, ok := onDisk[r.Class]; !ok || m.ID < id {
+						onDisk[r.Class] = m.ID
+					}
+				}
+			}
+		})
 	}
-	return SummaryResult{Source: src, By: by, Select: sel.String(), Messages: len(msgs), Recipients: rcpts, Groups: groups}, nil
+	res.Groups = sum.Groups()
+	for i := range res.Groups {
+		g := &res.Groups[i]
+		id, ok := onDisk[g.Key]
+		if !ok || (g.Example != "" && g.ExampleID < id) {
+			continue
+		}
+		if v, ok := s.Model.Message(id); ok {
+			for _, r := range v.Recipients {
+				if !r.Done && r.Class == g.Key && r.Reason != "" {
+					g.Example, g.ExampleID = r.Reason, id
+					break
+				}
+			}
+		}
+	}
+	return res, ctx.Err()
+}
+
+// hasOnDisk reports whether a model message lacks a pending recipient's
+// reason text (kept on disk only; its class is known).
+func hasOnDisk(m *manage.Message) bool {
+	for _, r := range m.Recipients {
+		if !r.Done && r.Class != "" && r.Reason == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// fillReasons reads the reasons the model keeps on disk for m.
+func (s *Service) fillReasons(m *manage.Message) {
+	if !hasOnDisk(m) {
+		return
+	}
+	v, ok := s.Model.Message(m.ID)
+	if !ok || len(v.Recipients) != len(m.Recipients) {
+		return
+	}
+	for i, r := range v.Recipients {
+		if m.Recipients[i].Reason == "" {
+			m.Recipients[i].Reason = r.Reason
+		}
+	}
 }
 
 func pending(m *manage.Message) int {
@@ -245,13 +331,16 @@ type CountResult struct {
 
 // Count counts the selected messages and their pending recipients.
 func (s *Service) Count(ctx context.Context, sel *manage.Selector) (CountResult, error) {
-	var c CountResult
-	src, err := s.Each(ctx, sel, false, func(m *manage.Message) error {
+	c := CountResult{Source: s.source(sel)}
+	add := func(m *manage.Message) {
 		c.Messages++
 		c.Recipients += pending(m)
-		return nil
-	})
-	c.Source = src
+	}
+	if c.Source == SourceModel {
+		s.eachModel(sel, add)
+		return c, ctx.Err()
+	}
+	err := s.eachFile(ctx, sel, false, func(m *manage.Message) error { add(m); return nil })
 	return c, err
 }
 
@@ -284,6 +373,11 @@ func (s *Service) List(ctx context.Context, sel *manage.Selector, limit int, aft
 	res := ListResult{Source: src, Messages: out}
 	if limit > 0 && len(out) > limit {
 		res.Messages, res.Next = out[:limit], out[limit-1].ID
+	}
+	if src == SourceModel {
+		for _, m := range res.Messages {
+			s.fillReasons(m)
+		}
 	}
 	if res.Messages == nil {
 		res.Messages = []*manage.Message{}

@@ -269,3 +269,22 @@ func TestAct(t *testing.T) {
 		}
 	}
 }
+
+// TestActIDs: with IDs the action takes only those messages, and only
+// if the selector still matches them.
+func TestActIDs(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, svc := range []*Service{f.files, f.live} {
+		res, err := svc.Act(ctx, ActRequest{Action: manage.OpExpire, Select: "sender=alice@facts.test", IDs: []string{f.a, f.c}, DryRun: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Matched != 1 || res.Changed != 1 || res.Results[0].ID != f.a {
+			t.Errorf("%+v", res)
+		}
+		if _, err := svc.Act(ctx, ActRequest{Action: manage.OpExpire, Select: "sender=x@y", IDs: []string{"../x"}}, nil); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("bad ID: %v", err)
+		}
+	}
+}
