@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"sluice/internal/cli"
 	"sluice/internal/manage"
 	"sluice/internal/queuesvc"
 	"sluice/internal/spool"
@@ -115,6 +116,19 @@ func TestQueueAPI(t *testing.T) {
 	get("/api/v1/count?select=queue%3Dhold", &count)
 	if count.Source != queuesvc.SourceModel || count.Messages != 1 || count.Recipients != 2 {
 		t.Errorf("count of held mail from the model: %+v", count)
+	}
+	// sluice queue answers through the daemon, from the same handlers.
+	var out, errb bytes.Buffer
+	if code := cli.Main([]string{"sluice", "queue", "count", "-c", m.dir, "queue=hold"}, nil, &out, &errb); code != 0 || out.String() != "1 message, 2 recipients\n" {
+		t.Errorf("sluice queue count: %d %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := cli.Main([]string{"sluice", "queue", "show", "-c", m.dir, a}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "Next attempt: none while on hold") {
+		t.Errorf("sluice queue show: %d %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := cli.Main([]string{"sluice", "queue", "list", "-c", m.dir, "hold"}, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "queue=hold") {
+		t.Errorf("sluice queue list hold: %d %q", code, errb.String())
 	}
 	// Holding again changes nothing, and says why.
 	code, body = m.apiDo("POST", "/api/v1/actions", token, hold)
