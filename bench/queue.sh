@@ -8,7 +8,9 @@
 # (default 5).
 #
 # Compared: mailq, postqueue -j, qshape deferred, qshape -s deferred (each
-# also through a running `sluice serve`, which answers from its cache),
+# also through a running `sluice serve`: mailq and postqueue -j from its
+# listing cache, qshape from its live model), `sluice queue summary`
+# against Postfix's qshape (the nearest Postfix has to "why is it stuck"),
 # postcat -q ID, and deleting the mail of one recipient (sluice queue
 # delete rcpt=… against the man page's mailq|awk|postsuper -d - pipeline).
 # Baseline: reading every queue file once with cat.
@@ -20,7 +22,7 @@ RUNS=${RUNS:-5}
 export TZ=UTC
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (Postfix's tools read a stopped spool only as root)" >&2; exit 1; }
 . bench/lib.sh
-bench_need hyperfine=hyperfine postqueue=postfix postcat=postfix qshape=postfix postsuper=postfix mailq=postfix user:postfix=postfix
+bench_need curl=curl hyperfine=hyperfine postqueue=postfix postcat=postfix qshape=postfix postsuper=postfix mailq=postfix user:postfix=postfix
 
 mkdir -p "$WORK"
 S=$WORK/sluice
@@ -81,6 +83,11 @@ SERVE=$!
 trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
 for _ in $(seq 100); do [ -S "$WORK/spool/public/sluice-control" ] && break; sleep 0.1; done
 [ -S "$WORK/spool/public/sluice-control" ] || { echo "bench: sluice serve did not start" >&2; cat "$WORK/log/serve.out" >&2; exit 1; }
+# The daemon answers from its model once that has loaded.
+for _ in $(seq 1200); do
+	curl -s --unix-socket "$WORK/spool/public/sluice-control" http://sluice/v1/model/summary | grep -q '"loading":false' && break
+	sleep 0.1
+done
 
 echo "warming the page cache ..." >&2
 find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null
@@ -113,6 +120,7 @@ compare3 "mailq" "postqueue -c $ETC -p" "$S mailq -C $ETC" "$S mailq -C $ETC_SLU
 compare3 "postqueue -j" "postqueue -c $ETC -j" "$S postqueue -c $ETC -j" "$S postqueue -c $ETC_SLUICE -j"
 compare3 "qshape deferred" "qshape -c $ETC deferred" "$S qshape -c $ETC deferred" "$S qshape -c $ETC_SLUICE deferred"
 compare3 "qshape -s deferred" "qshape -c $ETC -s deferred" "$S qshape -c $ETC -s deferred" "$S qshape -c $ETC_SLUICE -s deferred"
+compare3 "queue summary (vs qshape)" "qshape -c $ETC deferred" "$S queue summary -c $ETC" "$S queue summary -c $ETC_SLUICE"
 # -N runs without a shell (hyperfine discards the output itself).
 compare "postcat -q ID" "postcat -c $ETC -q $ID" "$S postcat -c $ETC -q $ID" --runs 50 --warmup 3 -N
 

@@ -140,8 +140,8 @@ func flushQueue(env *Env, cfg *config.Config, action queueAction, arg string) in
 	if err != nil {
 		return env.Fatalf(exitUnavailable, "%v", err)
 	}
-	c, err := dialControl(cfg, sp)
-	if err != nil {
+	r, c, _ := queueRoute(cfg, sp)
+	if r != routeDaemon {
 		if action == actionFlush {
 			env.Warnf("unable to look up public/qmgr: No such file or directory")
 		} else {
@@ -232,8 +232,8 @@ func listQueue(env *Env, cfg *config.Config, asJSON bool) int {
 // daemon, or it failed before anything was printed: the caller then reads
 // the files itself.
 func listFromDaemon(env *Env, cfg *config.Config, sp *spool.Spool, opt showq.Options, asJSON bool) (code int, ok bool) {
-	c, err := dialControl(cfg, sp)
-	if err != nil {
+	r, c, _ := queueRoute(cfg, sp)
+	if r != routeDaemon {
 		return 0, false
 	}
 	defer c.Close()

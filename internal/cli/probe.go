@@ -112,7 +112,7 @@ func runProbe(env *Env) int {
 	if domain := probeDomain(target); domain != "" {
 		if sp, err := OpenSpool(cfg); err == nil {
 			q := &manage.Queue{Spool: sp}
-			if src, closeSrc, err := listSource(cfg, q); err == nil {
+			if src, closeSrc, err := listSource(env, cfg, q); err == nil {
 				stuck = deferredTo(ctx, src, domain)
 				closeSrc()
 			}

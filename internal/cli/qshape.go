@@ -149,8 +149,8 @@ func qshapeFromDaemon(env *Env, flags map[byte]*string, queues []string, opt qsh
 	if err != nil {
 		return 0, false
 	}
-	c, err := dialControl(cfg, sp)
-	if err != nil {
+	r, c, _ := queueRoute(cfg, sp)
+	if r != routeDaemon {
 		return 0, false
 	}
 	defer c.Close()

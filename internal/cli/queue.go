@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"sluice/internal/control"
 	"sluice/internal/manage"
 	"sluice/internal/privsep"
+	"sluice/internal/queuesvc"
 	"sluice/internal/spool"
 )
 
@@ -101,7 +101,6 @@ func runQueue(env *Env) int {
 		fmt.Fprintf(env.Stderr, "sluice queue: %v\n", err)
 		return 1
 	}
-	q := &manage.Queue{Spool: sp, Warn: func(f string, a ...any) { fmt.Fprintf(env.Stderr, "sluice queue: warning: "+f+"\n", a...) }}
 	ctx := context.Background()
 	switch sub {
 	case "list", "count", "summary", "show":
@@ -109,23 +108,20 @@ func runQueue(env *Env) int {
 		if code, refused := checkAccess(env, cfg, control.AccessList); refused {
 			return code
 		}
-		src, closeSrc, err := listSource(cfg, q)
+		v, closeV, err := openViews(env, cfg, sp)
 		if err != nil {
 			return env.Fatalf(1, "%v", err)
 		}
-		defer closeSrc()
+		defer closeV()
 		switch sub {
 		case "list":
-			return queueList(ctx, env, src, sel, o)
+			return queueList(ctx, env, v, sel, o)
 		case "count":
-			return queueCount(ctx, env, src, sel, o)
+			return queueCount(ctx, env, v, sel, o)
 		case "summary":
-			return queueSummary(ctx, env, src, sel, o)
+			return queueSummary(ctx, env, v, sel, o)
 		}
-		if _, ok := src.(*manage.Queue); !ok {
-			return queueShowBrief(ctx, env, src, sel, o)
-		}
-		return queueShow(ctx, env, cfg, q, sel, o)
+		return queueShow(ctx, env, v, sel, o)
 	}
 	op := manage.Op(sub)
 	known := false
@@ -147,7 +143,7 @@ func runQueue(env *Env) int {
 		env.Name = "sluice queue " + sub
 		return env.Fatalf(1, "%s", privsep.ChangeRefusal)
 	}
-	return queueAct(ctx, env, cfg, q, sel, op, o)
+	return queueAct(ctx, env, cfg, sp, sel, op, o)
 }
 
 type queueOpts struct {
@@ -214,22 +210,24 @@ func parseQueueArgs(args []string) (queueOpts, error) {
 	return o, nil
 }
 
-func queueList(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
+func queueList(ctx context.Context, env *Env, v queueViews, sel *manage.Selector, o queueOpts) int {
+	res, err := v.List(ctx, sel.String(), 0, "")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "sluice queue list: %v\n", err)
+		return 1
+	}
 	w := bufio.NewWriterSize(env.Stdout, 64<<10)
 	defer w.Flush()
 	now := time.Now()
 	enc := json.NewEncoder(w)
-	err := q.Each(ctx, sel, manage.SelectOptions{Full: true}, func(m *manage.Message) error {
+	for _, m := range res.Messages {
 		if o.json {
-			return enc.Encode(m)
+			if err := enc.Encode(m); err != nil {
+				return 1
+			}
+			continue
 		}
 		writeListLine(w, m, now)
-		return nil
-	})
-	if err != nil {
-		w.Flush()
-		fmt.Fprintf(env.Stderr, "sluice queue list: %v\n", err)
-		return 1
 	}
 	return 0
 }
@@ -250,9 +248,7 @@ func writeListLine(w io.Writer, m *manage.Message, now time.Time) {
 		}
 		if first == "" {
 			first = r.Address
-			if r.Reason != "" {
-				class = manage.ClassifyReason(r.Reason, r.Status)
-			}
+			class = r.ReasonClass()
 		} else {
 			more++
 		}
@@ -289,21 +285,13 @@ func shortAge(d time.Duration) string {
 	}
 }
 
-func queueCount(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
-	msgs, rcpts := 0, 0
-	err := q.Each(ctx, sel, manage.SelectOptions{Envelope: true}, func(m *manage.Message) error {
-		msgs++
-		for _, r := range m.Recipients {
-			if !r.Done {
-				rcpts++
-			}
-		}
-		return nil
-	})
+func queueCount(ctx context.Context, env *Env, v queueViews, sel *manage.Selector, o queueOpts) int {
+	c, err := v.Count(ctx, sel.String())
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sluice queue count: %v\n", err)
 		return 1
 	}
+	msgs, rcpts := c.Messages, c.Recipients
 	if o.json {
 		json.NewEncoder(env.Stdout).Encode(map[string]int{"messages": msgs, "recipients": rcpts})
 		return 0
@@ -312,20 +300,16 @@ func queueCount(ctx context.Context, env *Env, q messageSource, sel *manage.Sele
 	return 0
 }
 
-func queueSummary(ctx context.Context, env *Env, q messageSource, sel *manage.Selector, o queueOpts) int {
-	var msgs []*manage.Message
-	err := q.Each(ctx, sel, manage.SelectOptions{Full: o.by == "reason", Envelope: true}, func(m *manage.Message) error {
-		msgs = append(msgs, m)
-		return nil
-	})
+func queueSummary(ctx context.Context, env *Env, v queueViews, sel *manage.Selector, o queueOpts) int {
+	res, err := v.Summary(ctx, sel.String(), o.by)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "sluice queue summary: %v\n", err)
 		return 1
 	}
 	now := time.Now()
-	groups := manage.Summarize(msgs, o.by, now)
+	groups := res.Groups
 	if o.json {
-		json.NewEncoder(env.Stdout).Encode(map[string]any{"by": o.by, "messages": len(msgs), "groups": groups})
+		json.NewEncoder(env.Stdout).Encode(map[string]any{"by": o.by, "messages": res.Messages, "groups": groups})
 		return 0
 	}
 	w := bufio.NewWriter(env.Stdout)
@@ -351,26 +335,7 @@ func queueSummary(ctx context.Context, env *Env, q messageSource, sel *manage.Se
 	return 0
 }
 
-// showInfo is what `sluice queue show` prints.
-type showInfo struct {
-	*manage.Message
-	CreateTime     time.Time       `json:"create_time"`
-	Expires        time.Time       `json:"expires"`
-	Path           string          `json:"path"`
-	History        []spool.Attempt `json:"history"`
-	RecipientsFull []showRecipient `json:"recipients_detail"`
-}
-
-type showRecipient struct {
-	Address string `json:"address"`
-	Orig    string `json:"original_recipient,omitempty"`
-	State   string `json:"state"` // done, deferred, pending
-	Reason  string `json:"reason,omitempty"`
-	Status  string `json:"dsn,omitempty"`
-	Class   string `json:"class,omitempty"`
-}
-
-func queueShow(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queue, sel *manage.Selector, o queueOpts) int {
+func queueShow(ctx context.Context, env *Env, v queueViews, sel *manage.Selector, o queueOpts) int {
 	ids, ok := sel.IDs()
 	if !ok || len(ids) == 0 {
 		fmt.Fprintln(env.Stderr, "sluice queue show: give one or more queue IDs")
@@ -378,79 +343,27 @@ func queueShow(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queu
 	}
 	status := 0
 	for _, id := range ids {
-		queue, err := q.Spool.Locate(id, manage.ScanQueues...)
-		if err != nil {
+		d, err := v.Show(ctx, id)
+		if errors.Is(err, queuesvc.ErrNotFound) {
 			fmt.Fprintf(env.Stderr, "sluice queue show: %s: no such message\n", id)
 			status = 1
 			continue
 		}
-		info, err := loadShow(cfg, q, queue, id)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "sluice queue show: %s: %v\n", id, err)
 			status = 1
 			continue
 		}
 		if o.json {
-			json.NewEncoder(env.Stdout).Encode(info)
+			json.NewEncoder(env.Stdout).Encode(d)
 			continue
 		}
-		printShow(env.Stdout, info, time.Now())
+		printShow(env.Stdout, d, time.Now())
 	}
 	return status
 }
 
-func loadShow(cfg *config.Config, q *manage.Queue, queue, id string) (*showInfo, error) {
-	m, err := q.Load(queue, id)
-	if err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, errors.New("not a complete queue file")
-	}
-	path := q.Spool.Path(queue, id)
-	env, _, err := spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
-	if err != nil && queue != spool.Corrupt {
-		return nil, err
-	}
-	info := &showInfo{Message: m, Path: q.Spool.RelPath(queue, id)}
-	if env == nil || queue == spool.Corrupt {
-		// A file set aside as unreadable is never scheduled and never
-		// expires: show what could be read of it, and no times.
-		if env != nil {
-			for _, r := range env.Recipients {
-				info.RecipientsFull = append(info.RecipientsFull, showRecipient{Address: r.Address, Orig: r.Orig, State: "corrupt"})
-			}
-		}
-		info.History, _ = q.Spool.ReadHistory(id, m.Arrival.Unix())
-		return info, nil
-	}
-	info.CreateTime = time.Unix(env.CreateTime, 0)
-	life := "maximal_queue_lifetime"
-	if env.Sender == "" {
-		life = "bounce_queue_lifetime"
-	}
-	if d, err := cfg.Duration(life); err == nil && queue != spool.Hold {
-		info.Expires = info.CreateTime.Add(d)
-	}
-	info.History, _ = q.Spool.ReadHistory(id, m.Arrival.Unix())
-	for i, r := range env.Recipients {
-		sr := showRecipient{Address: r.Address, Orig: r.Orig, State: "pending"}
-		if i < len(m.Recipients) {
-			mr := m.Recipients[i]
-			sr.Reason, sr.Status = mr.Reason, mr.Status
-			if mr.Reason != "" {
-				sr.State, sr.Class = "deferred", manage.ClassifyReason(mr.Reason, mr.Status)
-			}
-		}
-		if r.Done {
-			sr.State = "done"
-		}
-		info.RecipientsFull = append(info.RecipientsFull, sr)
-	}
-	return info, nil
-}
-
-func printShow(out io.Writer, s *showInfo, now time.Time) {
+func printShow(out io.Writer, s *queuesvc.Detail, now time.Time) {
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	sender := s.Sender
@@ -462,21 +375,21 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 	fmt.Fprintf(w, "Sender:       %s\n", sender)
 	fmt.Fprintf(w, "Size:         %d bytes\n", s.Size)
 	fmt.Fprintf(w, "Arrived:      %s (%s ago)\n", s.Arrival.Format(time.RFC1123Z), shortAge(now.Sub(s.Arrival)))
-	if s.ForcedExpire {
+	if s.ForceExpired {
 		fmt.Fprintf(w, "Expiry:       forced (returned to sender at the next attempt)\n")
 	}
 	switch {
-	case s.Queue == spool.Corrupt:
+	case s.NextState == "corrupt":
 		fmt.Fprintf(w, "Next attempt: none: set aside as unreadable (sluice queue requeue queue=corrupt, or delete)\n")
-	case s.Queue == spool.Hold:
+	case s.NextState == "hold":
 		fmt.Fprintf(w, "Next attempt: none while on hold\n")
-	case s.Queue == spool.Deferred && !s.NextAttempt.IsZero():
+	case s.NextState == "scheduled" && !s.NextAttempt.IsZero():
 		when := "due now"
 		if d := s.NextAttempt.Sub(now); d > 0 {
 			when = "in " + shortAge(d)
 		}
 		fmt.Fprintf(w, "Next attempt: %s (%s)\n", s.NextAttempt.Format(time.RFC1123Z), when)
-	case s.Queue == spool.Active:
+	case s.NextState == "delivering":
 		fmt.Fprintf(w, "Next attempt: being delivered now\n")
 	default:
 		fmt.Fprintf(w, "Next attempt: as soon as the queue manager takes it\n")
@@ -486,14 +399,14 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 	}
 	fmt.Fprintf(w, "Attempts:     %d\n", s.Attempts)
 	fmt.Fprintf(w, "Recipients:\n")
-	for _, r := range s.RecipientsFull {
+	for _, r := range s.Recipients {
 		fmt.Fprintf(w, "  %-9s %s", r.State, r.Address)
 		if r.Orig != "" && !strings.EqualFold(r.Orig, r.Address) {
 			fmt.Fprintf(w, " (originally %s)", r.Orig)
 		}
 		fmt.Fprintln(w)
 		if r.Reason != "" {
-			fmt.Fprintf(w, "            %s [%s] %s\n", r.Status, r.Class, r.Reason)
+			fmt.Fprintf(w, "            %s [%s] %s\n", r.DSN, r.Class, r.Reason)
 		}
 	}
 	if len(s.History) > 0 {
@@ -515,67 +428,70 @@ func printShow(out io.Writer, s *showInfo, now time.Time) {
 	}
 }
 
-// applicable keeps the messages in the queues op applies to and counts
-// the others.
-func applicable(op manage.Op, msgs []*manage.Message) ([]*manage.Message, int) {
-	qs := manage.DefaultQueues(op)
-	out := msgs[:0]
-	for _, m := range msgs {
-		if slices.Contains(qs, m.Queue) {
-			out = append(out, m)
-		}
-	}
-	return out, len(msgs) - len(out)
-}
-
 // queueAct runs an action on the selected messages: dry run, or with
-// confirmation on a terminal, then through the daemon, Postfix or the
-// files.
-func queueAct(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queue, sel *manage.Selector, op manage.Op, o queueOpts) int {
+// confirmation on a terminal, then through the daemon (its API handlers
+// on the control socket), Postfix's postsuper, or the files. The daemon
+// or the service here writes postsuper's mail-log lines.
+func queueAct(ctx context.Context, env *Env, cfg *config.Config, sp *spool.Spool, sel *manage.Selector, op manage.Op, o queueOpts) int {
 	name := "sluice queue " + string(op)
 	if sel.Empty() && !o.all {
 		fmt.Fprintf(env.Stderr, "%s: no selector: give terms (e.g. rcpt=user@example.com), or --all for every message\n", name)
 		return 2
 	}
-	// A dry run shows reasons, so it reads the defer logs too.
-	msgs, err := q.Select(ctx, sel, manage.SelectOptions{Full: o.dryRun})
+	v, closeV, err := openViews(env, cfg, sp)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
 	}
-	// An action applies to the queues it searches (postsuper's): a dry run
-	// must not promise what the real run will call "gone", such as holding
-	// what is already on hold.
-	msgs, skipped := applicable(op, msgs)
-	if skipped > 0 && !o.json {
-		fmt.Fprintf(env.Stderr, "%s: %d selected message%s not in a queue %s applies to (%s); left alone\n",
-			name, skipped, plural(skipped), op, strings.Join(manage.DefaultQueues(op), ", "))
+	defer closeV()
+	req := queuesvc.ActRequest{Action: op, Select: sel.String(), DryRun: true, All: o.all}
+	// A dry run first: what to confirm, and what the real run is asked
+	// to do (it selects again, so mail that came or went meanwhile is
+	// counted as it is then).
+	plan, err := v.Act(ctx, req, nil)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
 	}
-	ids := make([]string, 0, len(msgs))
-	for _, m := range msgs {
-		ids = append(ids, m.ID)
+	notApplicable := 0
+	for why, n := range plan.SkippedReasons {
+		if strings.HasPrefix(why, queuesvc.SkipNotApplicable) {
+			notApplicable += n
+		}
+	}
+	if notApplicable > 0 && !o.json {
+		fmt.Fprintf(env.Stderr, "%s: %d selected message%s not in a queue %s applies to (%s); left alone\n",
+			name, notApplicable, plural(notApplicable), op, strings.Join(manage.DefaultQueues(op), ", "))
+	}
+	var ids []string
+	for _, r := range plan.Results {
+		if r.Changed {
+			ids = append(ids, r.ID)
+		}
 	}
 	if o.dryRun {
-		now := time.Now()
 		if o.json {
-			json.NewEncoder(env.Stdout).Encode(map[string]any{"action": op, "dry_run": true, "messages": len(msgs), "selected": msgs})
+			json.NewEncoder(env.Stdout).Encode(plan)
 			return 0
 		}
 		w := bufio.NewWriter(env.Stdout)
-		for i, m := range msgs {
+		for i, id := range ids {
 			if i == 20 {
-				fmt.Fprintf(w, "... and %d more\n", len(msgs)-20)
+				fmt.Fprintf(w, "... and %d more\n", len(ids)-20)
 				break
 			}
-			writeListLine(w, m, now)
+			fmt.Fprintf(w, "%s: would %s\n", id, op)
 		}
-		fmt.Fprintf(w, "dry run: would %s %d message%s\n", op, len(msgs), plural(len(msgs)))
+		for why, n := range plan.SkippedReasons {
+			fmt.Fprintf(w, "skipped %d: %s\n", n, why)
+		}
+		fmt.Fprintf(w, "dry run: would %s %d message%s\n", op, len(ids), plural(len(ids)))
 		w.Flush()
 		return 0
 	}
 	if len(ids) == 0 {
 		if o.json {
-			json.NewEncoder(env.Stdout).Encode(map[string]any{"action": op, "messages": 0, "changed": 0})
+			json.NewEncoder(env.Stdout).Encode(plan)
 		} else {
 			fmt.Fprintf(env.Stdout, "no messages selected\n")
 		}
@@ -593,58 +509,44 @@ func queueAct(ctx context.Context, env *Env, cfg *config.Config, q *manage.Queue
 			return 1
 		}
 	}
-	if postfixLive(cfg) {
+	if r, _, _ := queueRoute(cfg, nil); r == routePostfix {
 		return postfixAct(env, cfg, op, ids)
 	}
-	act, closeAct, err := openQueue(env, cfg, q.Spool)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	defer closeAct()
 	bar := newProgress(env, len(ids), string(op))
-	var outcomes []manage.Outcome
-	changed, failed := 0, 0
-	err = act.ActAll(ctx, op, ids, nil, func(out manage.Outcome, err error) {
-		bar.step()
-		switch {
-		case errors.Is(err, manage.ErrNotFound):
-			out.Error = "gone (delivered, deleted or moved meanwhile)"
-		case err != nil:
-			failed++
-			out.Error = err.Error()
-		case out.Changed:
-			changed++
-		}
-		outcomes = append(outcomes, out)
-	})
+	req.DryRun, req.IDs = false, ids
+	res, err := v.Act(ctx, req, func(done, total int) { bar.step() })
 	bar.done()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	if o.json {
-		json.NewEncoder(env.Stdout).Encode(map[string]any{"action": op, "messages": len(ids), "changed": changed, "failed": failed, "results": outcomes})
+		json.NewEncoder(env.Stdout).Encode(res)
 	} else {
 		w := bufio.NewWriter(env.Stdout)
-		for _, out := range outcomes {
+		acted := 0
+		for _, out := range res.Results {
+			if strings.HasPrefix(out.Error, queuesvc.SkipNotApplicable) {
+				continue
+			}
+			acted++
 			switch {
 			case out.Error != "":
 				fmt.Fprintf(w, "%s: %s\n", out.ID, out.Error)
 			case len(out.Delivered) > 0:
 				fmt.Fprintf(w, "%s: %s (already delivered to %s)\n", out.ID, actedVerb(op, out), strings.Join(out.Delivered, ", "))
-			case len(ids) <= 100:
+			case len(res.Results) <= 100:
 				fmt.Fprintf(w, "%s: %s\n", out.ID, actedVerb(op, out))
 			}
 		}
-		fmt.Fprintf(w, "%s: %d of %d message%s", op, changed, len(ids), plural(len(ids)))
-		if failed > 0 {
-			fmt.Fprintf(w, ", %d failed", failed)
+		fmt.Fprintf(w, "%s: %d of %d message%s", op, res.Changed, acted, plural(acted))
+		if res.Failed > 0 {
+			fmt.Fprintf(w, ", %d failed", res.Failed)
 		}
 		fmt.Fprintln(w)
 		w.Flush()
 	}
-	if failed > 0 {
+	if res.Failed > 0 {
 		return 1
 	}
 	return 0

@@ -9,9 +9,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"sluice/internal/control"
+	"sluice/internal/httpapi"
+	"sluice/internal/maillog"
 	"sluice/internal/manage"
+	"sluice/internal/queuesvc"
 	"sluice/internal/spool"
 )
 
@@ -195,8 +199,18 @@ func TestActionsLogged(t *testing.T) {
 		b := mustInject(t, conf, "-f", "b@src.test", "-r", "later", "y@example.com")
 		coord := &countingCoord{}
 		if viaDaemon {
+			// As sluice serve: the daemon's actions publish events, from
+			// which its mail log writes postsuper's lines.
 			sp := spool.New(filepath.Join(dir, "spool"))
-			srv, err := control.Listen(sp.Root, control.Backend{Queue: &manage.Queue{Spool: sp, Coord: coord}, MailOwner: os.Getuid()})
+			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			log := maillog.New(f, "host.test", "postfix", time.Now)
+			q := &manage.Queue{Spool: sp, Coord: coord, Events: log, Log: log.Log}
+			api := httpapi.API(httpapi.Backend{Queue: &queuesvc.Service{Queue: q}})
+			srv, err := control.Listen(sp.Root, control.Backend{Queue: q, MailOwner: os.Getuid(), API: api})
 			if err != nil {
 				t.Fatal(err)
 			}

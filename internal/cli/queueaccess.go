@@ -43,36 +43,33 @@ func (a controlActor) ActAll(ctx context.Context, op manage.Op, ids []string, qu
 
 // openQueue returns the way to act on the queue: through the daemon when
 // one runs on this spool, else on the files directly. Either way each
-// change is logged as Postfix's postsuper logs it.
+// change is logged as Postfix's postsuper logs it: by the daemon, whose
+// mail log takes the action's events, or here (fileQueue).
 func openQueue(env *Env, cfg *config.Config, sp *spool.Spool) (actor, func(), error) {
-	log, closeLog := actionLog(cfg)
-	if c, err := dialControl(cfg, sp); err == nil {
-		return loggingActor{controlActor{c}, log}, func() { c.Close(); closeLog() }, nil
-	} else if !errors.Is(err, errNoDaemon) {
-		closeLog()
+	r, c, err := queueRoute(cfg, sp)
+	if err != nil {
 		return nil, nil, err
 	}
+	if r == routeDaemon {
+		return controlActor{c}, c.Close, nil
+	}
+	q, closeQ := fileQueue(env, cfg, sp)
+	// On the files the tool audits its own changes; through the daemon
+	// the control socket does.
+	return withAudit(env, sp, q), closeQ, nil
+}
+
+// fileQueue is the queue on the files, for a tool that acts without a
+// daemon: its changes go to the mail log in postsuper's words
+// ("postfix/postsuper[PID]: ID: removed", "placed on hold", "released
+// from hold", "expired", "requeued"), from the events manage publishes.
+func fileQueue(env *Env, cfg *config.Config, sp *spool.Spool) (*manage.Queue, func()) {
+	log, closeLog := actionLog(cfg)
 	q := &manage.Queue{Spool: sp, Warn: env.Warnf}
-	return loggingActor{withAudit(env, sp, q), log}, closeLog, nil
-}
-
-// loggingActor writes the mail-log line of every change an action makes,
-// as Postfix's postsuper does ("postfix/postsuper[PID]: ID: removed",
-// "placed on hold", "released from hold", "expired", "requeued"), whether
-// the files or the daemon made it: the line names the tool that asked.
-type loggingActor struct {
-	actor
-	log *maillog.Logger // nil: no mail log
-}
-
-func (a loggingActor) ActAll(ctx context.Context, op manage.Op, ids []string, queues []string, fn func(manage.Outcome, error)) error {
-	verb := manage.PostsuperVerb(op)
-	return a.actor.ActAll(ctx, op, ids, queues, func(out manage.Outcome, err error) {
-		if err == nil && out.Changed && verb != "" {
-			a.log.Log("postsuper", "%s: %s", out.ID, verb)
-		}
-		fn(out, err)
-	})
+	if log != nil {
+		q.Events, q.Log = log, log.Log
+	}
+	return q, closeLog
 }
 
 // actionLog opens the mail log (maillog_file) for appending, as the
@@ -88,6 +85,44 @@ func actionLog(cfg *config.Config) (*maillog.Logger, func()) {
 		return nil, func() {}
 	}
 	return maillog.New(f, cfg.Get("myhostname"), cfg.Get("syslog_name"), time.Now), func() { f.Close() }
+}
+
+// route is who answers a queue tool's request.
+type route int
+
+const (
+	// routeFiles: this process reads (and changes) the files itself.
+	routeFiles route = iota
+	// routeDaemon: the sluice daemon running on the spool answers, from
+	// its model, and acts through its queue manager.
+	routeDaemon
+	// routePostfix: a Postfix master runs on the spool; changes go
+	// through Postfix's own tools, which own its locking. Listings read
+	// the files, which Postfix's showq would read the same way.
+	routePostfix
+)
+
+// queueRoute is the one place that decides who answers a queue tool
+// (mailq, postqueue, qshape, postsuper, sluice queue): Postfix's own
+// tools on a spool a running Postfix owns, else the sluice daemon on the
+// spool when one answers on its control socket (the client is returned;
+// the caller closes it), else this process on the files. sp may be nil
+// when the tool needs no spool to know (a Postfix passthrough).
+func queueRoute(cfg *config.Config, sp *spool.Spool) (route, *control.Client, error) {
+	if postfixLive(cfg) {
+		return routePostfix, nil, nil
+	}
+	if sp == nil {
+		return routeFiles, nil, nil
+	}
+	c, err := dialControl(cfg, sp)
+	switch {
+	case err == nil:
+		return routeDaemon, c, nil
+	case errors.Is(err, errNoDaemon):
+		return routeFiles, nil, nil
+	}
+	return routeFiles, nil, err
 }
 
 // postfixLive reports whether a Postfix master process runs on the
@@ -111,7 +146,7 @@ func postfixLive(cfg *config.Config) bool {
 // Postfix master runs on the spool: Postfix's tools own its locking and
 // signalling. handled is false when Postfix is not running there.
 func postfixPassthrough(env *Env, cfg *config.Config, tool string) (code int, handled bool) {
-	if !postfixLive(cfg) {
+	if r, _, _ := queueRoute(cfg, nil); r != routePostfix {
 		return 0, false
 	}
 	dir := cfg.Get("command_directory")

@@ -68,6 +68,10 @@ type Backend struct {
 	// Events serves the live event stream (httpapi.EventsHandler) at
 	// /v1/events (events.go); nil: not served.
 	Events http.Handler
+	// API is the HTTP API's handler set (httpapi.API), served under
+	// /api/ with the peer's uid for authorization (api.go); nil leaves
+	// it out.
+	API http.Handler
 }
 
 // ActRequest asks for one action on some messages.
@@ -110,6 +114,7 @@ func Listen(root string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /v1/qshape", s.handleQshape)
 	s.handleModel(mux)
 	s.handleEvents(mux)
+	s.handleAPI(mux)
 	mux.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]int{"pid": os.Getpid()}) })
 	s.http = &http.Server{
 		Handler:     mux,

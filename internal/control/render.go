@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
+	"sluice/internal/spool"
 )
 
 // The listing (mailq, postqueue -p, postqueue -j) and qshape are served
@@ -178,9 +180,48 @@ func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
 	st := newStream(w)
 	defer st.close()
 	opt.Warnf = func(format string, args ...any) { st.warn(fmt.Sprintf(format, args...)) }
+	if names, ok := s.modelQueues(req.Queues, opt); ok {
+		// The model's counts give the very table the files give (see
+		// qshape.RunCounts), without reading a file.
+		counts := func(add func(string, int64, int64)) { s.b.Model.EachQShape(names, opt.Senders, add) }
+		if err := qshape.RunCounts(opt, counts, st.out); err != nil {
+			st.fatal(err.Error())
+		}
+		return
+	}
 	if err := s.b.Qshape.Run(opt, req.Queues, st.out); err != nil {
 		st.fatal(err.Error())
 	}
+}
+
+// modelQueues decides whether the model answers a qshape request: it
+// must have loaded, the queues must be ones it holds (incoming, active,
+// deferred, hold: corrupt/ and maildrop/ files are only in the files),
+// each an existing directory (a missing one is warned about, as the
+// files' reading does), and no interim tables (-N) are asked for. It
+// returns the queues' names.
+func (s *Server) modelQueues(queues []string, opt qshape.Options) ([]string, bool) {
+	if s.b.Model == nil || s.b.Model.Loading() || opt.BatchMsgs.F > 0 || len(queues) == 0 {
+		return nil, false
+	}
+	root := filepath.Clean(s.b.Queue.Spool.Root)
+	var names []string
+	for _, q := range queues {
+		rel, err := filepath.Rel(root, filepath.Clean(q))
+		if err != nil {
+			return nil, false
+		}
+		switch rel {
+		case spool.Incoming, spool.Active, spool.Deferred, spool.Hold:
+		default:
+			return nil, false
+		}
+		if fi, err := os.Stat(q); err != nil || !fi.IsDir() {
+			return nil, false
+		}
+		names = append(names, rel)
+	}
+	return names, true
 }
 
 // qshapeFlags turns the request's flags back into qshape's form.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"sluice/internal/audit"
+	"sluice/internal/queuesvc"
 	"sluice/internal/smtp"
 	"sluice/internal/suspend"
 )
@@ -23,6 +25,8 @@ type Backend struct {
 	AuditPath   string // the audit log; "" means none is written
 	// Events is the live event stream's ring (events.go).
 	Events *Ring
+	// Queue answers the queue's views and actions (queue.go).
+	Queue *queuesvc.Service
 }
 
 //go:embed openapi.json
@@ -41,6 +45,9 @@ func API(b Backend) http.Handler {
 	})
 	if b.Probe != nil {
 		mux.HandleFunc("GET /api/v1/probe", func(w http.ResponseWriter, r *http.Request) {
+			if !allow(w, r, AccessList) {
+				return
+			}
 			q := r.URL.Query()
 			target := strings.TrimSpace(q.Get("target"))
 			if target == "" {
@@ -54,12 +61,19 @@ func API(b Backend) http.Handler {
 	}
 	if b.Flush != nil {
 		mux.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, r *http.Request) {
+			if !allow(w, r, AccessFlush) {
+				return
+			}
 			b.Flush()
+			auditAs(w, r, b.AuditPath, audit.Entry{Action: "flush", Changed: 1})
 			JSON(w, map[string]bool{"ok": true})
 		})
 	}
 	registerSuspensions(mux, b)
 	handleEvents(mux, b.Events)
+	if b.Queue != nil {
+		queueRoutes(mux, b.Queue, b.AuditPath)
+	}
 	mux.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := mux.allow[r.URL.Path]; len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -26,29 +26,12 @@ import (
 // tokenUser is the audit log's name for a caller with the API token.
 const tokenUser = "api"
 
-// Audit appends e, made over HTTP with the API token, to the audit log
-// at path ("" writes nothing). Other routes that change the queue call
-// it too.
-func Audit(path string, e audit.Entry) error {
-	if path == "" {
-		return nil
-	}
-	e.User, e.UID, e.Interface = tokenUser, -1, audit.HTTP
-	return audit.Append(path, e)
-}
-
 func registerSuspensions(mux *router, b Backend) {
 	st := b.Suspensions
 	if st == nil {
 		return
 	}
-	record := func(w http.ResponseWriter, e audit.Entry) bool {
-		if err := Audit(b.AuditPath, e); err != nil {
-			// The change is made; say so, and that it is not on record.
-			w.Header().Set("Warning", `199 sluice "`+err.Error()+`"`)
-		}
-		return true
-	}
+	record := func(w http.ResponseWriter, r *http.Request, e audit.Entry) { auditAs(w, r, b.AuditPath, e) }
 	mux.HandleFunc("GET /api/v1/suspensions", func(w http.ResponseWriter, r *http.Request) {
 		JSON(w, st.List())
 	})
@@ -58,12 +41,12 @@ func registerSuspensions(mux *router, b Backend) {
 			Error(w, http.StatusBadRequest, "bad request body: "+err.Error())
 			return
 		}
-		x, err := st.Do(req, tokenUser)
+		x, err := st.Do(req, callerOf(r).User)
 		if err != nil {
 			Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		record(w, audit.Entry{Action: "suspend", Selector: x.Selector, Changed: 1, Detail: x.Describe()})
+		record(w, r, audit.Entry{Action: "suspend", Selector: x.Selector, Changed: 1, Detail: x.Describe()})
 		w.Header().Set("Location", "/api/v1/suspensions/"+strconv.FormatInt(x.ID, 10))
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
@@ -78,14 +61,14 @@ func registerSuspensions(mux *router, b Backend) {
 		x, err := st.Resume(id)
 		switch {
 		case errors.Is(err, suspend.ErrNotFound):
-			record(w, audit.Entry{Action: "resume", Skipped: 1, Detail: fmt.Sprintf("suspension %d", id)})
+			record(w, r, audit.Entry{Action: "resume", Skipped: 1, Detail: fmt.Sprintf("suspension %d", id)})
 			Error(w, http.StatusNotFound, err.Error())
 			return
 		case err != nil:
 			Error(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		record(w, audit.Entry{Action: "resume", Selector: x.Selector, Matched: 1, Changed: 1, Detail: fmt.Sprintf("suspension %d", x.ID)})
+		record(w, r, audit.Entry{Action: "resume", Selector: x.Selector, Matched: 1, Changed: 1, Detail: fmt.Sprintf("suspension %d", x.ID)})
 		JSON(w, x)
 	})
 }

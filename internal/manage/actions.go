@@ -144,7 +144,39 @@ func (q *Queue) Act(ctx context.Context, op Op, id string, queues []string) (Out
 	if err != nil {
 		out.Error = err.Error()
 	}
+	if err == nil && out.Changed {
+		q.publish(op, out)
+	}
 	return out, err
+}
+
+// publish tells Events (and the mail log) of a change made. Postfix's
+// postsuper logs "ID: removed", "placed on hold", "released from hold",
+// "requeued" and "expired"; sluice logs the same lines, whatever
+// interface asked.
+func (q *Queue) publish(op Op, out Outcome) {
+	now := q.now()
+	var e event.Event
+	switch op {
+	case OpDelete:
+		e = &event.Deleted{ID: out.ID, Queue: out.From, Time: now, Service: "postsuper"}
+	case OpHold:
+		e = &event.Held{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+	case OpRelease:
+		e = &event.Released{ID: out.ID, To: out.To, Time: now, Service: "postsuper"}
+	case OpRequeue:
+		e = &event.Requeued{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
+	case OpRetry:
+		e = &event.Moved{ID: out.ID, From: out.From, To: out.To, Time: now, Next: now}
+	case OpExpire:
+		e = &event.Moved{ID: out.ID, From: out.From, To: out.From, Time: now, Forced: true}
+		if q.Log != nil {
+			q.Log("postsuper", "%s: %s", out.ID, PostsuperVerb(op))
+		}
+	}
+	if q.Events != nil && e != nil {
+		event.Publish(q.Events, e)
+	}
 }
 
 // noOp reports whether op would leave the message id in from as it is.
@@ -160,31 +192,6 @@ func (q *Queue) noOp(op Op, id, from string) bool {
 }
 
 func (q *Queue) apply(op Op, id, from string, out *Outcome) error {
-	if err := q.change(op, id, from, out); err != nil || !out.Changed || q.Events == nil {
-		return err
-	}
-	now := q.now()
-	switch op {
-	case OpDelete:
-		q.Events.Observe(&event.Deleted{ID: id, Queue: from, Time: now, Service: "sluice"})
-	case OpHold:
-		q.Events.Observe(&event.Held{ID: id, From: from, Time: now, Service: "sluice"})
-	case OpRelease:
-		q.Events.Observe(&event.Released{ID: id, To: out.To, Time: now, Service: "sluice"})
-	case OpRequeue:
-		// The message comes back through pickup under a new ID, which
-		// cleanup announces (Received).
-		q.Events.Observe(&event.Requeued{ID: id, From: from, Time: now, Service: "sluice"})
-	case OpExpire:
-		q.Events.Observe(&event.Moved{ID: id, From: from, To: from, Time: now, Forced: true})
-	case OpRetry:
-		q.Events.Observe(&event.Moved{ID: id, From: from, To: spool.Incoming, Time: now, Next: now})
-	}
-	return nil
-}
-
-// change makes op's change to the file.
-func (q *Queue) change(op Op, id, from string, out *Outcome) error {
 	sp := q.Spool
 	switch op {
 	case OpDelete:

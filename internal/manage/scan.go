@@ -26,11 +26,15 @@ type Queue struct {
 	// Warn receives problems with single files (corrupt, unreadable);
 	// they never stop a scan.
 	Warn func(format string, args ...any)
-	// Events, when set, is told of every change an action made (Deleted,
-	// Held, Released, Requeued, Moved), after it is on disk: the daemon's
-	// queue model follows actions this way instead of waiting for a
-	// reconcile.
+	// Events, when set, receives an event for every change an action
+	// makes (Deleted, Held, Released, Requeued; Moved for retry and
+	// expire), after the change is on disk: the daemon's bus (its model
+	// and its mail log), or a tool's mail log when it acts on the files.
+	// The mail log writes postsuper's lines from them.
 	Events event.Observer
+	// Log, when set, writes the mail-log line of a change no event makes
+	// a line of (postsuper's "ID: expired").
+	Log func(service, format string, args ...any)
 }
 
 // Coordinator is the queue manager's side of an action.
@@ -224,6 +228,7 @@ func (q *Queue) load(e spool.Entry, nd need) (*Message, error) {
 				}
 				if (le.Offset > 0 && le.Offset == er.Offset) || (le.Offset <= 0 && spool.QuoteAddress(er.Address) == le.Recipient) {
 					r.Reason, r.Status = le.Reason, le.Status
+					r.Class = classOf(le.Status, le.DiagType, le.DiagText, le.Reason)
 				}
 			}
 		}

@@ -299,16 +299,34 @@ func parseSize(v string) (float64, error) {
 	return f * mult, err
 }
 
+// UsesKey reports whether a term of the selector compares key.
+func (s *Selector) UsesKey(key string) bool {
+	if s == nil {
+		return false
+	}
+	for _, t := range s.Terms {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Empty reports whether the selector selects everything.
 func (s *Selector) Empty() bool { return s == nil || len(s.Terms) == 0 }
 
-// String renders the selector as terms.
+// String renders the selector as terms, in the form ParseSelector reads
+// back: a term with white space in it is quoted.
 func (s *Selector) String() string {
 	if s == nil {
 		return ""
 	}
 	var parts []string
 	for _, t := range s.Terms {
+		if strings.ContainsAny(t.Text, " \t\n") {
+			parts = append(parts, `"`+t.Text+`"`)
+			continue
+		}
 		parts = append(parts, t.Text)
 	}
 	return strings.Join(parts, " ")
@@ -412,10 +430,7 @@ func (t *Term) match(m *Message, now time.Time) bool {
 			case "reason":
 				v = r.Reason
 			case "class":
-				v = r.Class
-				if v == "" && r.Reason != "" {
-					v = ClassifyReason(r.Reason, r.Status)
-				}
+				v = r.ReasonClass()
 			}
 			if pos.text(v) {
 				hit = true

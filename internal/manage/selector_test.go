@@ -121,8 +121,9 @@ func TestClassify(t *testing.T) {
 		"something nobody has seen before":                                                                              "other",
 	}
 	for reason, want := range cases {
-		if got := ClassifyReason(reason, ""); got != want {
-			t.Errorf("ClassifyReason(%q) = %s, want %s", reason, got, want)
+		r := Recipient{Reason: reason}
+		if got := r.ReasonClass(); got != want {
+			t.Errorf("class of %q = %s, want %s", reason, got, want)
 		}
 	}
 }
@@ -143,5 +144,21 @@ func TestBareWord(t *testing.T) {
 	}
 	if s, err := ParseSelector("54AB4BA048"); err != nil || s.Terms[0].Key != "id" {
 		t.Errorf("a queue ID: %v %+v", err, s)
+	}
+}
+
+// TestSelectorString: a selector rendered as text parses back to the same
+// terms (the CLI sends selectors to the daemon as text).
+func TestSelectorString(t *testing.T) {
+	sel, err := ParseSelector(`reason="Connection refused"`, "rcpt=a@b", "age>1d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseSelector(sel.String())
+	if err != nil {
+		t.Fatalf("%q: %v", sel.String(), err)
+	}
+	if len(again.Terms) != 3 || again.Terms[0].Value != "Connection refused" {
+		t.Errorf("%q parsed back as %+v", sel.String(), again.Terms)
 	}
 }

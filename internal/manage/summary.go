@@ -31,87 +31,129 @@ var ageBuckets = []struct {
 	{1<<63 - 1, ">= 5d"},
 }
 
+// NoReason is the key of the recipients without a reason yet in a
+// summary by reason.
+const NoReason = "(no reason yet)"
+
 // Summarize groups messages by key ("reason", "domain", "sender", "age",
-// "queue"). Grouping by reason uses the normalized reason class of each
-// pending recipient (recipients with no reason yet count as "(no reason
-// yet)"), so "why is it stuck" fits on one screen. Rows are sorted by
-// recipients (then messages) descending; age rows in age order.
+// "queue"). Grouping by reason uses the reason class of each pending
+// recipient (recipients with no reason yet count as "(no reason yet)"),
+// so "why is it stuck" fits on one screen. Each group's example is taken
+// from its message with the smallest queue ID, so the same messages give
+// the same summary in any order. Rows are sorted by recipients (then
+// messages) descending; age rows in age order.
 func Summarize(msgs []*Message, by string, now time.Time) []Group {
-	groups := map[string]*Group{}
-	var order []string
-	get := func(k string) *Group {
-		g, ok := groups[k]
-		if !ok {
-			g = &Group{Key: k}
-			groups[k] = g
-			order = append(order, k)
-		}
-		return g
-	}
+	s := NewSummarizer(by, now)
 	for _, m := range msgs {
-		seen := map[string]bool{}
-		count := func(k, example string, rcpts int) {
-			g := get(k)
-			g.Recipients += rcpts
-			if !seen[k] {
-				seen[k] = true
-				g.Messages++
-				if g.Oldest.IsZero() || m.Arrival.Before(g.Oldest) {
-					g.Oldest = m.Arrival
-				}
-			}
-			if g.Example == "" && example != "" {
-				g.Example, g.ExampleID = example, m.ID
-			}
-		}
-		ex := example(m)
-		switch by {
-		case "sender":
-			s := strings.ToLower(m.Sender)
-			if s == "" {
-				s = "MAILER-DAEMON"
-			}
-			count(s, ex, pendingCount(m))
-		case "age":
-			age := now.Sub(m.Arrival)
-			for _, b := range ageBuckets {
-				if age < b.max {
-					count(b.label, ex, pendingCount(m))
-					break
-				}
-			}
-		case "queue":
-			count(m.Queue, ex, pendingCount(m))
-		default: // reason, domain
-			for _, r := range m.Recipients {
-				if r.Done {
-					continue
-				}
-				if by == "domain" {
-					d := domainOf(r.Address)
-					if d == "" {
-						d = "(local)"
-					}
-					count(d, showSender(m.Sender)+" → "+r.Address, 1)
-					continue
-				}
-				if r.Reason == "" {
-					count("(no reason yet)", "", 1)
-					continue
-				}
-				count(ClassifyReason(r.Reason, r.Status), r.Reason, 1)
-			}
+		s.Add(m)
+	}
+	return s.Groups()
+}
+
+// Summarizer is Summarize one message at a time: Add keeps nothing of a
+// message but its counts and, while it is a group's example, a few
+// strings, so a caller can stream a large queue through it.
+type Summarizer struct {
+	by     string
+	now    time.Time
+	groups map[string]*Group
+	order  []string
+	seen   []string // keys counted for the current message
+}
+
+// NewSummarizer starts a summary by by at now.
+func NewSummarizer(by string, now time.Time) *Summarizer {
+	return &Summarizer{by: by, now: now, groups: map[string]*Group{}}
+}
+
+func (s *Summarizer) get(k string) *Group {
+	g, ok := s.groups[k]
+	if !ok {
+		g = &Group{Key: k}
+		s.groups[k] = g
+		s.order = append(s.order, k)
+	}
+	return g
+}
+
+// count adds rcpts recipients of m to group k; example is m's example
+// for the group, made only when needed.
+func (s *Summarizer) count(m *Message, k string, rcpts int, example func() string) {
+	g := s.get(k)
+	g.Recipients += rcpts
+	for _, seen := range s.seen {
+		if seen == k {
+			return
 		}
 	}
-	out := make([]Group, 0, len(order))
-	for _, k := range order {
-		g := groups[k]
-		if by == "reason" {
+	s.seen = append(s.seen, k)
+	g.Messages++
+	if g.Oldest.IsZero() || m.Arrival.Before(g.Oldest) {
+		g.Oldest = m.Arrival
+	}
+	if g.ExampleID == "" || m.ID < g.ExampleID {
+		if ex := example(); ex != "" {
+			g.Example, g.ExampleID = ex, m.ID
+		}
+	}
+}
+
+// Add counts one message.
+func (s *Summarizer) Add(m *Message) {
+	s.seen = s.seen[:0]
+	ex := func() string { return example(m) }
+	switch s.by {
+	case "sender":
+		k := strings.ToLower(m.Sender)
+		if k == "" {
+			k = "MAILER-DAEMON"
+		}
+		s.count(m, k, pendingCount(m), ex)
+	case "age":
+		age := s.now.Sub(m.Arrival)
+		for _, b := range ageBuckets {
+			if age < b.max {
+				s.count(m, b.label, pendingCount(m), ex)
+				break
+			}
+		}
+	case "queue":
+		s.count(m, m.Queue, pendingCount(m), ex)
+	default: // reason, domain
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.Done {
+				continue
+			}
+			if s.by == "domain" {
+				d := domainOf(r.Address)
+				if d == "" {
+					d = "(local)"
+				}
+				s.count(m, d, 1, func() string { return showSender(m.Sender) + " → " + r.Address })
+				continue
+			}
+			class := r.ReasonClass()
+			if class == "" {
+				s.count(m, NoReason, 1, func() string { return "" })
+				continue
+			}
+			s.count(m, class, 1, func() string { return r.Reason })
+		}
+	}
+}
+
+// Groups returns the groups, sorted.
+func (s *Summarizer) Groups() []Group {
+	out := make([]Group, 0, len(s.order))
+	for _, k := range s.order {
+		g := s.groups[k]
+		if s.by == "reason" {
 			g.Detail = ClassDescription(k)
 		}
 		out = append(out, *g)
 	}
-	if by == "age" {
+	if s.by == "age" {
 		rank := map[string]int{}
 		for i, b := range ageBuckets {
 			rank[b.label] = i

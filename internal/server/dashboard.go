@@ -55,7 +55,7 @@ func (s *Server) newDashboard(token string, secure bool) (*dashboard.Dashboard, 
 	notes := newDashNotes()
 	rates := &dashboard.Rates{}
 	src := &dashSource{s: s, notes: notes,
-		q: &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }}}
+		q: s.manageQueue()}
 	d, err := dashboard.New(dashboard.Options{
 		Source: src, Token: token, Rates: rates, Now: s.clk.Now, Secure: secure, Who: dashWho,
 		Audit: func(r dashboard.AuditRecord) {
@@ -330,8 +330,7 @@ func (d *dashSource) Act(ctx context.Context, req dashboard.ActRequest) (dashboa
 				res.Reasons = append(res.Reasons, out.ID+": "+err.Error())
 			}
 		case out.Changed:
-			res.Changed++
-			d.published(op, out)
+			res.Changed++ // manage published the change (the model, the mail log, the live views)
 		default:
 			res.Skipped++
 		}
@@ -341,31 +340,6 @@ func (d *dashSource) Act(ctx context.Context, req dashboard.ActRequest) (dashboa
 		res.Reasons = append(res.Reasons, fmt.Sprintf("%d message(s) gone meanwhile (delivered, deleted or moved)", gone))
 	}
 	return res, err
-}
-
-// published tells the events what an action changed: the model, the
-// mail log (postsuper's lines) and the live views subscribe to them.
-func (d *dashSource) published(op manage.Op, out manage.Outcome) {
-	d.s.events.Observe(actionEvent(op, out, d.s.clk.Now()))
-}
-
-// actionEvent is the event of one change an action made.
-func actionEvent(op manage.Op, out manage.Outcome, now time.Time) event.Event {
-	switch op {
-	case manage.OpHold:
-		return &event.Held{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
-	case manage.OpRelease:
-		return &event.Released{ID: out.ID, To: out.To, Time: now, Service: "postsuper"}
-	case manage.OpDelete:
-		return &event.Deleted{ID: out.ID, Queue: out.From, Time: now, Service: "postsuper"}
-	case manage.OpRequeue:
-		return &event.Requeued{ID: out.ID, From: out.From, Time: now, Service: "postsuper"}
-	case manage.OpExpire:
-		// The file stays where it is, marked for expiry.
-		return &event.Moved{ID: out.ID, From: out.From, To: out.From, Time: now, Forced: true}
-	default: // retry: due now, in incoming/
-		return &event.Moved{ID: out.ID, From: out.From, To: out.To, Time: now}
-	}
 }
 
 // --- one message ----------------------------------------------------------

@@ -115,38 +115,6 @@ func BenchmarkDashboardOverview(b *testing.B) {
 	b.ReportMetric(float64(size), "bytes/page")
 }
 
-// TestActionEvents: what each action publishes leaves the model as the
-// files are (an expired message stays, a retried one is in incoming/).
-func TestActionEvents(t *testing.T) {
-	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
-	m := modelWith(t, 6, 1, now)
-	ids := []string{"000000000001", "000000000002", "000000000003", "000000000004", "000000000005", "000000000006"}
-	for i, c := range []struct {
-		op        manage.Op
-		out       manage.Outcome
-		wantQueue string // "" when gone
-	}{
-		{manage.OpHold, manage.Outcome{From: spool.Deferred, To: spool.Hold}, spool.Hold},
-		{manage.OpRelease, manage.Outcome{From: spool.Hold, To: spool.Deferred}, spool.Deferred},
-		{manage.OpExpire, manage.Outcome{From: spool.Deferred}, spool.Deferred},
-		{manage.OpRetry, manage.Outcome{From: spool.Deferred, To: spool.Incoming}, spool.Incoming},
-		{manage.OpDelete, manage.Outcome{From: spool.Deferred}, ""},
-		{manage.OpRequeue, manage.Outcome{From: spool.Deferred, To: spool.Maildrop}, ""},
-	} {
-		c.out.ID, c.out.Changed = ids[i], true
-		m.Observe(actionEvent(c.op, c.out, now))
-		got, ok := m.Message(ids[i])
-		switch {
-		case c.wantQueue == "" && ok:
-			t.Errorf("%s: the model still has %s in %s", c.op, ids[i], got.Queue)
-		case c.wantQueue != "" && (!ok || got.Queue != c.wantQueue):
-			t.Errorf("%s: the model has %s in %q (%v), want %s", c.op, ids[i], got.Queue, ok, c.wantQueue)
-		case c.op == manage.OpExpire && !got.Forced:
-			t.Errorf("expire: not marked")
-		}
-	}
-}
-
 // TestDashboardMessagesPages: pages of a selection over real queue files
 // come in ID order, each once, with the cursor of the next.
 func TestDashboardMessagesPages(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"sluice/internal/httpapi"
-	"sluice/internal/smtp"
 )
 
 // startHTTP opens the HTTP API, metrics and dashboard listener (packages
@@ -24,14 +23,7 @@ func (s *Server) startHTTP() {
 	}
 	s.metrics = httpapi.NewRegistry()
 	s.stats.Register(s.metrics)
-	api := httpapi.API(httpapi.Backend{
-		Probe: func(ctx context.Context, target string, opt smtp.ProbeOptions) *smtp.ProbeReport {
-			return s.deliv.c.Load().Probe(ctx, target, opt)
-		},
-		Flush:       func() { s.qm.FlushAll(); s.auditFlush() },
-		Suspensions: s.susp, AuditPath: s.auditPath(),
-		Events: s.stream,
-	})
+	api := s.apiHandler()
 	dash, err := s.newDashboard(token, cfg.CertFile != "")
 	if err != nil {
 		s.log.Warn("master", "HTTP API disabled: dashboard: %v", err)

@@ -7,7 +7,6 @@ import (
 
 	"sluice/internal/control"
 	"sluice/internal/httpapi"
-	"sluice/internal/manage"
 	"sluice/internal/qshape"
 	"sluice/internal/showq"
 )
@@ -49,9 +48,7 @@ func (s *Server) startIntake() (err error) {
 	}
 	listings := &showq.Cache{}
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
-		// Actions tell the model (not the mail log: the tools log
-		// postsuper's lines themselves).
-		Queue:    &manage.Queue{Spool: s.sp, Now: s.clk.Now, Coord: s.qm, Events: s.model, Warn: func(f string, a ...any) { s.log.Warn("qmgr", f, a...) }},
+		Queue:    s.manageQueue(),
 		FlushAll: s.qm.FlushAll,
 		FlushSite: func(site string) error {
 			_, err := s.qm.FlushSite(site)
@@ -68,6 +65,7 @@ func (s *Server) startIntake() (err error) {
 		AuditPath:   s.auditPath(),
 		Warn:        func(f string, a ...any) { s.log.Warn("master", f, a...) },
 		Events:      httpapi.EventsHandler(s.stream, httpapi.StreamOptions{}),
+		API:         s.apiHandler(),
 	})
 	if err != nil {
 		return err

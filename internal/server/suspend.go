@@ -29,10 +29,3 @@ func (s *Server) openSuspensions() error {
 
 // auditPath is the queue's audit log (package audit).
 func (s *Server) auditPath() string { return audit.Path(s.sp.Root) }
-
-// auditFlush records a flush asked for over HTTP.
-func (s *Server) auditFlush() {
-	if err := audit.Append(s.auditPath(), audit.Entry{Time: s.clk.Now(), User: "api", UID: -1, Interface: audit.HTTP, Action: "flush", Changed: 1}); err != nil {
-		s.log.Warn("master", "%v", err)
-	}
-}

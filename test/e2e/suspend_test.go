@@ -16,8 +16,8 @@ import (
 	"sluice/internal/suspend"
 )
 
-// apiDo calls the running daemon's HTTP API with a JSON body.
-func (m *mta) apiDo(method, path, token, body string) (int, []byte) {
+// apiRaw calls the running daemon's HTTP API with a JSON body as text.
+func (m *mta) apiRaw(method, path, token, body string) (int, []byte) {
 	m.t.Helper()
 	req, _ := http.NewRequest(method, "http://"+m.srv.HTTPAddr()+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -50,7 +50,7 @@ func TestSuspensionHoldsExpiresAndSurvivesRestart(t *testing.T) {
 	m.start()
 	tok := m.token()
 
-	code, body := m.apiDo("POST", "/api/v1/suspensions", tok, `{"select": "domain=dest.test", "for": "2h", "reason": "MX maintenance"}`)
+	code, body := m.apiRaw("POST", "/api/v1/suspensions", tok, `{"select": "domain=dest.test", "for": "2h", "reason": "MX maintenance"}`)
 	var x suspend.Suspension
 	if code != 201 || json.Unmarshal(body, &x) != nil || x.ID != 1 {
 		t.Fatalf("suspend over HTTP: %d %s", code, body)
