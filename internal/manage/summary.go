@@ -110,13 +110,8 @@ func (s *Summarizer) Add(m *Message) {
 		}
 		s.count(m, k, pendingCount(m), ex)
 	case "age":
-		age := s.now.Sub(m.Arrival)
-		for _, b := range ageBuckets {
-			if age < b.max {
-				s.count(m, b.label, pendingCount(m), ex)
-				break
-			}
-		}
+		k, _ := AgeGroup(s.now.Sub(m.Arrival))
+		s.count(m, k, pendingCount(m), ex)
 	case "queue":
 		s.count(m, m.Queue, pendingCount(m), ex)
 	default: // reason, domain
@@ -130,7 +125,7 @@ func (s *Summarizer) Add(m *Message) {
 				if d == "" {
 					d = "(local)"
 				}
-				s.count(m, d, 1, func() string { return showSender(m.Sender) + " → " + r.Address })
+				s.count(m, d, 1, func() string { return ExampleText(m.Sender, r.Address, 0) })
 				continue
 			}
 			class := r.ReasonClass()
@@ -147,13 +142,21 @@ func (s *Summarizer) Add(m *Message) {
 func (s *Summarizer) Groups() []Group {
 	out := make([]Group, 0, len(s.order))
 	for _, k := range s.order {
-		g := s.groups[k]
-		if s.by == "reason" {
-			g.Detail = ClassDescription(k)
-		}
-		out = append(out, *g)
+		out = append(out, *s.groups[k])
 	}
-	if s.by == "age" {
+	return FinishGroups(s.by, out)
+}
+
+// FinishGroups gives the groups of a summary by by their details (what a
+// reason class means) and sorts them: by recipients, then messages,
+// descending; age groups in age order.
+func FinishGroups(by string, out []Group) []Group {
+	if by == "reason" {
+		for i := range out {
+			out[i].Detail = ClassDescription(out[i].Key)
+		}
+	}
+	if by == "age" {
 		rank := map[string]int{}
 		for i, b := range ageBuckets {
 			rank[b.label] = i
@@ -177,6 +180,28 @@ func (s *Summarizer) Groups() []Group {
 	return out
 }
 
+// AgeGroup is the group of a message of age d in a summary by age, and
+// the group's rank.
+func AgeGroup(d time.Duration) (string, int) {
+	for i, b := range ageBuckets {
+		if d < b.max {
+			return b.label, i
+		}
+	}
+	last := len(ageBuckets) - 1
+	return ageBuckets[last].label, last
+}
+
+// ExampleText describes a summary row's example message: its sender, a
+// pending recipient, and how many more it has ("alice@a → bob@b (+2)").
+func ExampleText(sender, rcpt string, more int) string {
+	s := showSender(sender) + " → " + rcpt
+	if more > 0 {
+		s += fmt.Sprintf(" (+%d)", more)
+	}
+	return s
+}
+
 // example describes a message in a summary row: its sender and its first
 // pending recipient (and how many more).
 func example(m *Message) string {
@@ -189,11 +214,7 @@ func example(m *Message) string {
 			n++
 		}
 	}
-	s := showSender(m.Sender) + " → " + first
-	if n > 1 {
-		s += fmt.Sprintf(" (+%d)", n-1)
-	}
-	return s
+	return ExampleText(m.Sender, first, max(n-1, 0))
 }
 
 func showSender(s string) string {

@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +289,67 @@ func TestActIDs(t *testing.T) {
 		}
 		if _, err := svc.Act(ctx, ActRequest{Action: manage.OpExpire, Select: "sender=x@y", IDs: []string{"../x"}}, nil); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("bad ID: %v", err)
+		}
+	}
+}
+
+// TestSummaryOfAllAgrees: the summary of every message, which the model
+// answers from its own records, is the summary the views give for the
+// same messages (asked through a selector that picks them all), on a
+// random spool: several recipients, domains in mixed case, senders in
+// mixed case and null, reasons of several classes, every queue, and an
+// unreadable file.
+func TestSummaryOfAllAgrees(t *testing.T) {
+	sp := spool.New(t.TempDir())
+	if err := sp.Create(); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(7, 11))
+	domains := []string{"example.com", "Example.COM", "other.test", "grey.test", "x.test"}
+	senders := []string{"", "alice@facts.test", "ALICE@facts.test", "bob@src.test"}
+	reasons := []string{refused, "host mx.grey.test[192.0.2.1] said: 450 4.7.1 Greylisted, try again later (in reply to RCPT TO command)",
+		"conversation with mx.x.test[192.0.2.2] timed out while receiving the initial server greeting", ""}
+	queues := []string{spool.Deferred, spool.Deferred, spool.Deferred, spool.Hold, spool.Incoming}
+	for i := 0; i < 150; i++ {
+		var rcpts []string
+		why := map[string]string{}
+		for j := 0; j <= rnd.IntN(4); j++ {
+			r := fmt.Sprintf("u%d@%s", rnd.IntN(6), domains[rnd.IntN(len(domains))])
+			if slices.Contains(rcpts, r) {
+				continue
+			}
+			rcpts = append(rcpts, r)
+			if w := reasons[rnd.IntN(len(reasons))]; w != "" {
+				why[r] = w
+			}
+		}
+		age := time.Duration(rnd.IntN(7*24*3600)) * time.Second
+		put(t, sp, queues[rnd.IntN(len(queues))], senders[rnd.IntN(len(senders))], now.Add(-age), rcpts, why)
+	}
+	if err := os.WriteFile(sp.Path(spool.Corrupt, "ABCDEF012345"), []byte("not a queue file"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return now }
+	m := model.New(model.Config{Spool: sp, Now: clock})
+	if err := m.Build(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	svc := &Service{Queue: &manage.Queue{Spool: sp, Now: clock}, Model: m, Now: clock}
+	ctx := context.Background()
+	for _, by := range manage.SummaryBy {
+		fast, err := svc.Summary(ctx, mustSel(t, ""), by)
+		if err != nil || fast.Source != SourceModel {
+			t.Fatalf("by %s: %v %s", by, err, fast.Source)
+		}
+		slow, err := svc.Summary(ctx, mustSel(t, "size>=0"), by)
+		if err != nil || slow.Source != SourceModel {
+			t.Fatalf("by %s through the views: %v %s", by, err, slow.Source)
+		}
+		if fast.Messages != slow.Messages || fast.Recipients != slow.Recipients || !reflect.DeepEqual(fast.Groups, slow.Groups) {
+			t.Errorf("by %s: %d/%d vs %d/%d\nfast %+v\nviews %+v", by, fast.Messages, fast.Recipients, slow.Messages, slow.Recipients, fast.Groups, slow.Groups)
+		}
+		if len(fast.Groups) < 2 {
+			t.Errorf("by %s: only %d groups; the spool is not random enough", by, len(fast.Groups))
 		}
 	}
 }
