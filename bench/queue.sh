@@ -134,6 +134,42 @@ compare "delete by recipient" \
 	"$S queue delete -c $DEL/etc rcpt=user@example.com --yes >/dev/null" \
 	--runs 3 --warmup 0 --prepare "$prep"
 
+# The same deletion with a sluice daemon running on the copy, as the
+# issue's measure has it: the daemon's model selects, its queue manager
+# coordinates. Each run gets a fresh copy and a freshly loaded daemon
+# (started in --prepare, outside the timing).
+DELD=$WORK/deld
+mkdir -p "$DELD/etc"
+cat >"$DELD/etc/main.cf" <<CF
+queue_directory = $DELD/spool
+mail_owner = postfix
+relayhost = [127.0.0.1]:9
+smtpd_listen = 127.0.0.1:$(freeport)
+maillog_file = $WORK/log/maillog
+sluice_http_listen =
+CF
+cat >"$DELD/restart" <<SH
+#!/usr/bin/env bash
+# Stop the last run's daemon, copy the spool afresh, start a daemon on
+# it and wait until its model has loaded.
+set -e
+if [ -f $DELD/pid ]; then kill \$(cat $DELD/pid) 2>/dev/null || true; while kill -0 \$(cat $DELD/pid) 2>/dev/null; do sleep 0.1; done; fi
+rm -rf $DELD/spool && cp -al $WORK/spool $DELD/spool
+$S serve -c $DELD/etc >$WORK/log/deld.out 2>&1 &
+echo \$! >$DELD/pid
+for _ in \$(seq 1200); do
+	curl -s --unix-socket $DELD/spool/public/sluice-control http://sluice/v1/model/summary 2>/dev/null | grep -q '"loading":false' && exit 0
+	sleep 0.1
+done
+echo "bench: the daemon on the copy did not load" >&2; exit 1
+SH
+chmod +x "$DELD/restart"
+trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; [ -f $DELD/pid ] && kill $(cat $DELD/pid) 2>/dev/null' EXIT
+compare "delete by recipient (daemon)" \
+	"MAIL_CONFIG=$DEL/etc mailq 2>/dev/null | tail -n +2 | grep -v '^ *(' | awk 'BEGIN { RS = \"\" } { if (\$8 == \"user@example.com\" && \$9 == \"\") print \$1 }' | tr -d '*!' | postsuper -c $DEL/etc -d - 2>/dev/null" \
+	"$S queue delete -c $DELD/etc rcpt=user@example.com --yes >/dev/null" \
+	--runs 3 --warmup 0 --prepare "$prep; $DELD/restart"
+
 TIMEFORMAT=%R
 base=$( { time find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null; } 2>&1 )
 printf '%-28s %s s (cat of every queue file, warm cache)\n' "baseline: read all files" "$base" | tee -a "$results"

@@ -38,12 +38,12 @@ func (m *mta) sluice(args ...string) (string, int) {
 	return out.String() + errb.String(), code
 }
 
-// TestSuspensionHoldsExpiresAndSurvivesRestart: a suspension of one
+// TestSuspensionLifecycle: a suspension of one
 // domain, made over HTTP, holds that domain's mail (the receiving server
 // sees nothing for it, its queue file stays untouched) while other mail
 // flows; it survives a restart of the daemon; it ends on its own, and the
 // mail is delivered then. The audit log tells who did what, how.
-func TestSuspensionHoldsExpiresAndSurvivesRestart(t *testing.T) {
+func TestSuspensionLifecycle(t *testing.T) {
 	m := newMTA(t)
 	m.dns.AddMX("other.test", 10, "mx.other.test")
 	m.dns.AddA("mx.other.test", "127.0.0.1")
