@@ -64,4 +64,15 @@ t0=$(now_ms); for _ in $(seq 10); do q http://sluice/v1/model/summary >/dev/null
 echo "summary over the socket: $(( ($(now_ms) - t0) / 10 )) ms"
 t0=$(now_ms); for _ in $(seq 10); do q -X POST -d '{"queues":["deferred"]}' http://sluice/v1/model/qshape >/dev/null; done
 echo "qshape deferred over the socket: $(( ($(now_ms) - t0) / 10 )) ms"
+# The API's summary (the same handlers over HTTP and the socket), by
+# reason class and by domain, and the tools through the daemon.
+for by in reason domain; do
+	t0=$(now_ms); for _ in $(seq 10); do q "http://sluice/api/v1/summary?by=$by" >/dev/null; done
+	echo "GET /api/v1/summary?by=$by over the socket: $(( ($(now_ms) - t0) / 10 )) ms"
+done
+t0=$(now_ms); for _ in $(seq 5); do "$S" queue summary -c "$ETC" >/dev/null; done
+echo "sluice queue summary (a process, through the daemon): $(( ($(now_ms) - t0) / 5 )) ms"
+t0=$(now_ms); for _ in $(seq 5); do "$S" qshape -c "$ETC" deferred >/dev/null; done
+echo "qshape deferred (a process, through the daemon): $(( ($(now_ms) - t0) / 5 )) ms"
+q "http://sluice/api/v1/summary?by=reason" | head -c 600; echo
 q http://sluice/v1/model/summary; echo

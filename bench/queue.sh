@@ -153,10 +153,11 @@ cat >"$DELD/restart" <<SH
 # Stop the last run's daemon, copy the spool afresh, start a daemon on
 # it and wait until its model has loaded.
 set -e
-if [ -f $DELD/pid ]; then kill \$(cat $DELD/pid) 2>/dev/null || true; while kill -0 \$(cat $DELD/pid) 2>/dev/null; do sleep 0.1; done; fi
+# (As root the daemon is a master and its child: wait for both.)
+pkill -f "serve -c $DELD/etc" || true
+while pgrep -f "serve -c $DELD/etc" >/dev/null; do sleep 0.1; done
 rm -rf $DELD/spool && cp -al $WORK/spool $DELD/spool
 $S serve -c $DELD/etc >$WORK/log/deld.out 2>&1 &
-echo \$! >$DELD/pid
 for _ in \$(seq 1200); do
 	curl -s --unix-socket $DELD/spool/public/sluice-control http://sluice/v1/model/summary 2>/dev/null | grep -q '"loading":false' && exit 0
 	sleep 0.1
@@ -164,7 +165,7 @@ done
 echo "bench: the daemon on the copy did not load" >&2; exit 1
 SH
 chmod +x "$DELD/restart"
-trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; [ -f $DELD/pid ] && kill $(cat $DELD/pid) 2>/dev/null' EXIT
+trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null; pkill -f "serve -c $DELD/etc"; true' EXIT
 compare "delete by recipient (daemon)" \
 	"MAIL_CONFIG=$DEL/etc mailq 2>/dev/null | tail -n +2 | grep -v '^ *(' | awk 'BEGIN { RS = \"\" } { if (\$8 == \"user@example.com\" && \$9 == \"\") print \$1 }' | tr -d '*!' | postsuper -c $DEL/etc -d - 2>/dev/null" \
 	"$S queue delete -c $DELD/etc rcpt=user@example.com --yes >/dev/null" \
