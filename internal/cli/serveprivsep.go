@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/control"
 	"sluice/internal/maillog"
 	"sluice/internal/privsep"
 	"sluice/internal/server"
@@ -78,6 +80,10 @@ func servePrivileged(env *Env, cfg *config.Config) (code int, handled bool) {
 		}
 		if n > 0 {
 			log.Log("master", "gave %d more spool entries to %s (left by a daemon or tool that ran as root)", n, acc.Owner)
+			// The daemon may have looked at those files before it could
+			// read them: its model learns of them now, its queue runs
+			// at their next scan.
+			reconcileModel(sp.Root, log)
 		}
 	}()
 	code, err = privsep.Master(privsep.MasterConfig{
@@ -131,4 +137,28 @@ func listenAddrs(cfg *config.Config) []string {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// reconcileModel asks the running daemon (through its control socket, as
+// root) to compare its model of the queue with the files, waiting up to
+// half a minute for it to answer.
+func reconcileModel(root string, log *maillog.Logger) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := control.Dial(root)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			_, err = c.ModelReconcile(ctx)
+			cancel()
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			log.Log("master", "warning: could not have the daemon reconcile its queue model: %v", err)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
