@@ -19,6 +19,10 @@ go build -o "$S" ./cmd/sluice
 # Next attempts three hours ahead, so the daemon leaves the mail alone.
 future=$(($(date +%s) + 3 * 3600))
 find "$SPOOL/deferred" -type f -print0 | xargs -0 -r touch -m -d "@$future"
+# A spool the daemon's user owns, as a real one is (mkspool runs as
+# root); giving root's files away is timed apart, at the start, by the
+# privsep master, beside the running daemon.
+chown -R postfix "$SPOOL"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ETC=$WORK/etc-model
 mkdir -p "$ETC" "$WORK/log"
