@@ -74,9 +74,16 @@ func TestQueueAPI(t *testing.T) {
 		get("/api/v1/summary?by=reason&select=queue%3Ddeferred", &sum)
 		return sum.Source == queuesvc.SourceModel && sum.Messages == 2
 	})
-	// The second message finds the destination throttled.
-	if sum.Recipients != 3 || len(sum.Groups) != 2 || sum.Groups[0].Key != "connection-refused" || sum.Groups[0].Recipients != 2 ||
-		sum.Groups[0].ExampleID != a || sum.Groups[1].Key != "delivery-suspended" || sum.Groups[1].Recipients != 1 {
+	// The second message finds the destination throttled, or, when it
+	// was tried before the first one's failure was known, refused too.
+	total := 0
+	for _, g := range sum.Groups {
+		total += g.Recipients
+		if g.Key != "connection-refused" && g.Key != "delivery-suspended" {
+			t.Errorf("summary group %+v", g)
+		}
+	}
+	if sum.Recipients != 3 || total != 3 || len(sum.Groups) == 0 || sum.Groups[0].Key != "connection-refused" || sum.Groups[0].ExampleID != a {
 		t.Errorf("summary: %+v", sum)
 	}
 	var list queuesvc.ListResult
