@@ -32,6 +32,7 @@ mail_owner = postfix
 relayhost = [127.0.0.1]:9
 smtpd_listen = 127.0.0.1:$PORT
 maillog_file = $WORK/log/model-maillog
+sluice_http_listen =
 CF
 now_ms() { date +%s%3N; }
 start=$(now_ms)

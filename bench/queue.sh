@@ -77,6 +77,7 @@ mail_owner = postfix
 relayhost = [127.0.0.1]:9
 smtpd_listen = 127.0.0.1:$PORT
 maillog_file = $WORK/log/maillog
+sluice_http_listen =
 CF
 "$S" serve -c "$ETC_SLUICE" >"$WORK/log/serve.out" 2>&1 &
 SERVE=$!
