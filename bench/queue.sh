@@ -129,7 +129,9 @@ compare "postcat -q ID" "postcat -c $ETC -q $ID" "$S postcat -c $ETC -q $ID" --r
 # hard-linked copy (both sides only unlink files, so the original stays).
 DEL=$WORK/del
 config "$DEL/etc" "$DEL/spool"
-prep="rm -rf $DEL/spool && cp -al $WORK/spool $DEL/spool"
+# The copy must not share the running daemon's pid lock and sockets
+# (hard links to them would lead a tool on the copy to that daemon).
+prep="rm -rf $DEL/spool && cp -al $WORK/spool $DEL/spool && rm -f $DEL/spool/pid/master.pid $DEL/spool/public/*"
 compare "delete by recipient" \
 	"MAIL_CONFIG=$DEL/etc mailq 2>/dev/null | tail -n +2 | grep -v '^ *(' | awk 'BEGIN { RS = \"\" } { if (\$8 == \"user@example.com\" && \$9 == \"\") print \$1 }' | tr -d '*!' | postsuper -c $DEL/etc -d - 2>/dev/null" \
 	"$S queue delete -c $DEL/etc rcpt=user@example.com --yes >/dev/null" \
@@ -157,7 +159,7 @@ set -e
 # (As root the daemon is a master and its child: wait for both.)
 pkill -f "serve -c $DELD/etc" || true
 while pgrep -f "serve -c $DELD/etc" >/dev/null; do sleep 0.1; done
-rm -rf $DELD/spool && cp -al $WORK/spool $DELD/spool
+rm -rf $DELD/spool && cp -al $WORK/spool $DELD/spool && rm -f $DELD/spool/pid/master.pid $DELD/spool/public/*
 $S serve -c $DELD/etc >$WORK/log/deld.out 2>&1 &
 for _ in \$(seq 1200); do
 	curl -s --unix-socket $DELD/spool/public/sluice-control http://sluice/v1/model/summary 2>/dev/null | grep -q '"loading":false' && exit 0
@@ -171,6 +173,11 @@ compare "delete by recipient (daemon)" \
 	"MAIL_CONFIG=$DEL/etc mailq 2>/dev/null | tail -n +2 | grep -v '^ *(' | awk 'BEGIN { RS = \"\" } { if (\$8 == \"user@example.com\" && \$9 == \"\") print \$1 }' | tr -d '*!' | postsuper -c $DEL/etc -d - 2>/dev/null" \
 	"$S queue delete -c $DELD/etc rcpt=user@example.com --yes >/dev/null" \
 	--runs 3 --warmup 0 --prepare "$prep; $DELD/restart"
+
+# Both sides must have had mail to delete.
+n=$("$S" queue count -c "$ETC" rcpt=user@example.com | awk '{print $1}')
+[ "$n" -gt 0 ] || { echo "bench: the spool has no mail to user@example.com left to delete" >&2; exit 1; }
+echo "delete by recipient: $n messages to user@example.com in each copy" | tee -a "$results"
 
 TIMEFORMAT=%R
 base=$( { time find "$WORK/spool" -type f -print0 | xargs -0 cat >/dev/null; } 2>&1 )
