@@ -1,14 +1,12 @@
 package smtp
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -184,7 +182,9 @@ func (c *Client) probeMX(ctx context.Context, dest destination) []ProbeMX {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// probeHost talks to one address as far as RCPT TO.
+// probeHost talks to one address as far as RCPT TO. The connection,
+// greeting, EHLO and STARTTLS are delivery's own (connect), so the probe
+// meets each host as a delivery would.
 func (c *Client) probeHost(ctx context.Context, t target, sender, rcpt, domain string) ProbeHost {
 	h := ProbeHost{Host: t.host, Address: t.ip.String(), Port: t.port, Preference: t.pref}
 	start := time.Now()
@@ -193,75 +193,27 @@ func (c *Client) probeHost(ctx context.Context, t target, sender, rcpt, domain s
 		h.Verdict = fmt.Sprintf("mail for %s loops back to myself: %s is this host", domain, t.relay())
 		return h
 	}
-	dial := c.Dial
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout())
-	nc, err := dial(dctx, "tcp", net.JoinHostPort(t.ip.String(), strconv.Itoa(t.port)))
-	cancel()
+	s, f, retryPlain := c.connect(ctx, t, false, domain)
 	h.ConnectMS = ms(time.Since(start))
-	if err != nil {
-		h.Verdict = fmt.Sprintf("connect to %s:%d: %s", t.namaddr(), t.port, dialError(err))
+	if s != nil {
+		h.ConnectMS = ms(s.born.Sub(start))
+		h.Banner = s.banner
+		if s.ext != nil {
+			h.EHLO = extLines(s)
+		}
+		if tc, ok := s.conn.(*tls.Conn); ok && s.tls {
+			h.TLS = tlsReport(tc.ConnectionState(), t.host)
+		}
+	}
+	if f != nil {
+		h.Verdict = f.reason
+		if retryPlain {
+			h.Verdict += "; delivery would retry this host in plaintext"
+		}
 		return h
 	}
-	raw := &timedConn{Conn: nc, timeout: c.commandTimeout()}
-	s := &session{c: c, raw: raw, conn: raw, t: t, relay: t.relay(), born: time.Now(), nexthop: domain}
-	s.r, s.w = bufio.NewReader(raw), bufio.NewWriter(raw)
 	unbind := s.bind(ctx)
 	defer func() { unbind(); s.quit() }()
-
-	greet, err := s.read()
-	if err != nil {
-		h.Verdict = s.ioFailure(err, "receiving the initial server greeting").reason
-		return h
-	}
-	h.Banner = strings.Join(greet.lines, " / ")
-	if greet.class() != 2 {
-		h.Verdict = s.refused(greet, false).reason
-		return h
-	}
-	if f := s.hello(); f != nil {
-		h.Verdict = f.reason
-		return h
-	}
-	h.EHLO = extLines(s)
-	level := strings.ToLower(c.TLSLevel)
-	_, offered := s.ext["STARTTLS"]
-	switch {
-	case level != "may" && level != "encrypt":
-	case !offered && level == "encrypt":
-		h.Verdict = fmt.Sprintf("TLS is required, but was not offered by host %s", s.namaddr())
-		return h
-	case offered:
-		rep, err := s.chat("STARTTLS")
-		if err != nil {
-			h.Verdict = s.ioFailure(err, "receiving the STARTTLS response").reason
-			return h
-		}
-		if rep.class() != 2 {
-			if level == "encrypt" {
-				h.Verdict = fmt.Sprintf("TLS is required, but host %s refused to start TLS: %s", s.namaddr(), rep.text())
-				return h
-			}
-			break
-		}
-		if err := s.startTLS(); err != nil {
-			s.broken = true
-			h.Verdict = fmt.Sprintf("Cannot start TLS: handshake failure (%v)", err)
-			if level == "may" {
-				h.Verdict += "; delivery would retry this host in plaintext"
-			}
-			return h
-		}
-		h.TLS = tlsReport(s.conn.(*tls.Conn).ConnectionState(), t.host)
-		if f := s.hello(); f != nil {
-			h.Verdict = f.reason
-			return h
-		}
-		h.EHLO = extLines(s)
-	}
 	for _, cmd := range []string{"MAIL FROM:<" + sender + ">", "RCPT TO:<" + rcpt + ">"} {
 		t0 := time.Now()
 		rep, err := s.chat("%s", cmd)
@@ -287,7 +239,7 @@ func (c *Client) probeHost(ctx context.Context, t target, sender, rcpt, domain s
 	}
 	h.OK = true
 	h.Verdict = fmt.Sprintf("accepts mail for <%s>", rcpt)
-	if h.TLS == nil && level == "may" {
+	if h.TLS == nil && strings.EqualFold(c.TLSLevel, "may") {
 		h.Verdict += " (in plaintext)"
 	}
 	return h

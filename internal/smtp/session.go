@@ -70,7 +70,8 @@ type session struct {
 	tls    bool
 	uses   int
 	born   time.Time
-	broken bool // the conversation is in an unknown state: never reuse
+	broken bool   // the conversation is in an unknown state: never reuse
+	banner string // the greeting's text (sluice probe shows it)
 	timer  *time.Timer
 	// nexthop is the next hop the session was opened for, as
 	// configured, for "mail for … loops back to myself".
@@ -244,6 +245,7 @@ func (s *session) handshake(plaintext bool) (*failure, bool) {
 		f := s.ioFailure(err, "receiving the initial server greeting")
 		return &f, false
 	}
+	s.banner = strings.Join(rep.lines, " / ")
 	if rep.class() != 2 {
 		f := s.refused(rep, true)
 		return &f, false
