@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"sluice/internal/cleanup"
@@ -304,21 +302,9 @@ func (ss *session) doStartTLS(args string) {
 	// Plain text sent after STARTTLS, before the handshake, is dropped
 	// unread: it must not run as if it came under TLS.
 	ss.br.Reset(ss.tc)
-	tc := tls.Server(ss.tc, ss.cfg.TLS)
-	ss.tc.limit = time.Now().Add(ss.cfg.Timeout)
-	err := tc.HandshakeContext(ss.s.ctx)
-	ss.tc.limit = time.Time{}
-	if err != nil {
-		ss.s.warn("TLS handshake failed for %s: %v", ss.origin(), err)
-		ss.closing = true
-		ss.s.log("lost connection after STARTTLS from %s", ss.origin())
+	if !ss.startTLS("STARTTLS") {
 		return
 	}
-	// tls.Conn reads and writes through ss.tc, which sets the
-	// deadlines before each read and write as before.
-	ss.br.Reset(tc)
-	ss.bw.Reset(tc)
-	ss.tls = true
 	// RFC 3207 §4.2: forget everything learned before TLS.
 	ss.resetTransaction()
 	ss.helo, ss.ehlo, ss.pipelining = "", false, false

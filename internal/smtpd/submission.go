@@ -127,17 +127,25 @@ func (ss *session) tlsRequired(verb string) bool {
 
 // wrapTLS starts TLS at connect (smtpd_tls_wrappermode); false when
 // the handshake failed and the session is over.
-func (ss *session) wrapTLS() bool {
+func (ss *session) wrapTLS() bool { return ss.startTLS("CONNECT") }
+
+// startTLS runs the server's TLS handshake, within smtpd_timeout, after
+// the command named (CONNECT for wrapper mode). On success the session
+// reads and writes through TLS; on failure it is logged and the session
+// ends.
+func (ss *session) startTLS(after string) bool {
 	tc := tls.Server(ss.tc, ss.cfg.TLS)
 	ss.tc.limit = time.Now().Add(ss.cfg.Timeout)
 	err := tc.HandshakeContext(ss.s.ctx)
 	ss.tc.limit = time.Time{}
 	if err != nil {
 		ss.s.warn("TLS handshake failed for %s: %v", ss.origin(), err)
-		ss.s.log("lost connection after CONNECT from %s", ss.origin())
+		ss.s.log("lost connection after %s from %s", after, ss.origin())
 		ss.closing = true
 		return false
 	}
+	// tls.Conn reads and writes through ss.tc, which sets the
+	// deadlines before each read and write as before.
 	ss.br.Reset(tc)
 	ss.bw.Reset(tc)
 	ss.tls = true
