@@ -24,32 +24,7 @@ import (
 	"sluice/internal/testutil/fakesmtp"
 )
 
-// binary is cmd/sluice, built once for the process tests.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func sluiceBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "sluice")
-		out, err := exec.Command("go", "build", "-o", binPath, "sluice/cmd/sluice").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func sluiceBinary(t *testing.T) string { return testutil.SluiceBinary(t) }
 
 // freePort returns a loopback TCP port nobody listens on now.
 func freePort(t *testing.T) int {
@@ -471,8 +446,6 @@ func TestSIGHUPReload(t *testing.T) {
 // TestMain removes the binary built for the process tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testutil.RemoveSluiceBinary()
 	os.Exit(code)
 }
