@@ -110,8 +110,7 @@ func (s *Summarizer) Add(m *Message) {
 		}
 		s.count(m, k, pendingCount(m), ex)
 	case "age":
-		k, _ := AgeGroup(s.now.Sub(m.Arrival))
-		s.count(m, k, pendingCount(m), ex)
+		s.count(m, AgeGroup(s.now.Sub(m.Arrival)), pendingCount(m), ex)
 	case "queue":
 		s.count(m, m.Queue, pendingCount(m), ex)
 	default: // reason, domain
@@ -180,16 +179,14 @@ func FinishGroups(by string, out []Group) []Group {
 	return out
 }
 
-// AgeGroup is the group of a message of age d in a summary by age, and
-// the group's rank.
-func AgeGroup(d time.Duration) (string, int) {
-	for i, b := range ageBuckets {
+// AgeGroup is the group of a message of age d in a summary by age.
+func AgeGroup(d time.Duration) string {
+	for _, b := range ageBuckets {
 		if d < b.max {
-			return b.label, i
+			return b.label
 		}
 	}
-	last := len(ageBuckets) - 1
-	return ageBuckets[last].label, last
+	return ageBuckets[len(ageBuckets)-1].label
 }
 
 // ExampleText describes a summary row's example message: its sender, a

@@ -9,8 +9,8 @@ import (
 // (package manage's): the age groups and the key of recipients without a
 // reason yet.
 type SummaryKeys struct {
-	// Age returns the age group of a message of age d, and its rank.
-	Age func(d time.Duration) (key string, rank int)
+	// Age returns the age group of a message of age d.
+	Age func(d time.Duration) string
 	// NoReason is the key of pending recipients with no reason yet.
 	NoReason string
 }
@@ -32,7 +32,6 @@ type SummaryRow struct {
 	// of the group's class, "" when the model keeps it on disk only.
 	Sender, Rcpt, Reason string
 	More                 int
-	rank                 int
 }
 
 // summaryAcc is a row being counted.
@@ -115,10 +114,7 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 			}
 			count(keyed(byKey, k), x, pending, true)
 		case "age":
-			k, rank := keys.Age(time.Duration(nowSec-int64(x.arrival)) * time.Second)
-			a := keyed(byAge, k)
-			a.rank = rank
-			count(a, x, pending, true)
+			count(keyed(byAge, keys.Age(time.Duration(nowSec-int64(x.arrival))*time.Second)), x, pending, true)
 		case "queue":
 			count(get(&byQueue[x.queue], Queues[x.queue]), x, pending, true)
 		default: // reason, domain
@@ -191,6 +187,3 @@ func summaryDomain(addr string) string {
 	}
 	return "(local)"
 }
-
-// Rank is the age group's rank, for the caller's sort of age rows.
-func (r SummaryRow) Rank() int { return r.rank }

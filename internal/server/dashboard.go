@@ -656,9 +656,9 @@ func (d *dashSource) suspensionOf(domain string, now time.Time) *dashboard.Suspe
 	if d.s.susp == nil {
 		return nil
 	}
-	want := "domain=" + domain
+	want := suspensionTarget(domain)
 	for _, x := range d.s.susp.List() {
-		if now.Before(x.Until) && (x.Selector == want || x.Selector == "domain="+strings.ToLower(domain)) {
+		if now.Before(x.Until) && x.Selector == want {
 			return &dashboard.Suspension{Until: x.Until, Reason: x.Reason, By: x.User}
 		}
 	}
