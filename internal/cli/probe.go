@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"sort"
 	"strings"
 	"time"
 
 	"sluice/internal/manage"
+	"sluice/internal/queuesvc"
 	"sluice/internal/server"
 	"sluice/internal/smtp"
 )
@@ -108,12 +107,14 @@ func runProbe(env *Env) int {
 	defer cancel()
 	r := c.Probe(ctx, target, smtp.ProbeOptions{Sender: from, Recipient: rcpt})
 
-	var stuck *deferredFor
-	if domain := probeDomain(target); domain != "" {
+	var stuck *queuesvc.DeferredFor
+	if domain := queuesvc.ProbeDomain(target); domain != "" {
 		if sp, err := OpenSpool(cfg); err == nil {
 			q := &manage.Queue{Spool: sp}
 			if src, closeSrc, err := listSource(env, cfg, q); err == nil {
-				stuck = deferredTo(ctx, src, domain)
+				stuck, _ = queuesvc.DeferredTo(ctx, domain, func(ctx context.Context, sel *manage.Selector, fn func(*manage.Message) error) error {
+					return src.Each(ctx, sel, manage.SelectOptions{Full: true}, fn)
+				})
 				closeSrc()
 			}
 		}
@@ -121,7 +122,7 @@ func runProbe(env *Env) int {
 	if asJSON {
 		out := struct {
 			*smtp.ProbeReport
-			Deferred *deferredFor `json:"deferred,omitempty"`
+			Deferred *queuesvc.DeferredFor `json:"deferred,omitempty"`
 		}{r, stuck}
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
@@ -135,71 +136,7 @@ func runProbe(env *Env) int {
 	return 0
 }
 
-// probeDomain is the mail domain a target names, "" for a literal or a
-// host with a port.
-func probeDomain(target string) string {
-	t := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(target), "."))
-	if strings.ContainsAny(t, "[]:") || net.ParseIP(t) != nil {
-		return ""
-	}
-	return t
-}
-
-// deferredFor is the mail queued for a domain that waits, with its last
-// reasons, most frequent first.
-type deferredFor struct {
-	Domain     string        `json:"domain"`
-	Messages   int           `json:"messages"`
-	Recipients int           `json:"recipients"`
-	Reasons    []reasonCount `json:"reasons,omitempty"`
-}
-
-type reasonCount struct {
-	Reason     string `json:"reason"`
-	Recipients int    `json:"recipients"`
-}
-
-func deferredTo(ctx context.Context, src messageSource, domain string) *deferredFor {
-	sel, err := manage.ParseSelector("domain=" + domain)
-	if err != nil {
-		return nil
-	}
-	d := &deferredFor{Domain: domain}
-	count := map[string]int{}
-	src.Each(ctx, sel, manage.SelectOptions{Full: true}, func(m *manage.Message) error {
-		if m.Queue != "deferred" {
-			return nil
-		}
-		n := 0
-		for _, rc := range m.Recipients {
-			_, dom, _ := strings.Cut(rc.Address, "@")
-			if rc.Done || !strings.EqualFold(dom, domain) {
-				continue
-			}
-			n++
-			reason := rc.Reason
-			if reason == "" {
-				reason = "(no reason yet)"
-			}
-			count[reason]++
-		}
-		if n > 0 {
-			d.Messages++
-			d.Recipients += n
-		}
-		return nil
-	})
-	for reason, n := range count {
-		d.Reasons = append(d.Reasons, reasonCount{reason, n})
-	}
-	sort.Slice(d.Reasons, func(i, j int) bool {
-		a, b := d.Reasons[i], d.Reasons[j]
-		return a.Recipients > b.Recipients || a.Recipients == b.Recipients && a.Reason < b.Reason
-	})
-	return d
-}
-
-func printProbe(w io.Writer, r *smtp.ProbeReport, stuck *deferredFor, now time.Time) {
+func printProbe(w io.Writer, r *smtp.ProbeReport, stuck *queuesvc.DeferredFor, now time.Time) {
 	sender := r.Sender
 	fmt.Fprintf(w, "probe %s via %s", r.Target, r.Via)
 	if r.NextHop != r.Target {

@@ -32,6 +32,13 @@ type Backend struct {
 //go:embed openapi.json
 var openAPI []byte
 
+// probeAnswer is a probe's report with, for a domain, the deferred mail
+// queued for it (as sluice probe prints).
+type probeAnswer struct {
+	*smtp.ProbeReport
+	Deferred *queuesvc.DeferredFor `json:"deferred,omitempty"`
+}
+
 // probeTimeout bounds one probe over HTTP.
 const probeTimeout = 2 * time.Minute
 
@@ -56,7 +63,13 @@ func API(b Backend) http.Handler {
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
 			defer cancel()
-			JSON(w, b.Probe(ctx, target, smtp.ProbeOptions{Sender: q.Get("from"), Recipient: q.Get("rcpt")}))
+			out := probeAnswer{ProbeReport: b.Probe(ctx, target, smtp.ProbeOptions{Sender: q.Get("from"), Recipient: q.Get("rcpt")})}
+			if domain := queuesvc.ProbeDomain(target); domain != "" && b.Queue != nil {
+				// The mail that waits for the domain, beside what the
+				// probe found; a probe answer without it is still useful.
+				out.Deferred, _ = b.Queue.DeferredTo(ctx, domain)
+			}
+			JSON(w, out)
 		})
 	}
 	if b.Flush != nil {

@@ -11,6 +11,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"sluice/internal/queuesvc"
+	"sluice/internal/spool"
 )
 
 // apiGet calls the running daemon's HTTP API with token (none when "").
@@ -74,6 +77,29 @@ func TestHTTPAPI(t *testing.T) {
 				t.Errorf("the probe sent mail")
 			}
 		}
+	}
+
+	// A domain with deferred mail: the probe shows that mail's last
+	// reasons beside its own finding (nothing listens on mx.down.test).
+	m.send("alice@src.test", []string{"x@down.test", "y@down.test", "bob@dest.test"}, "half stuck")
+	m.waitFor("deferral", func() bool { return len(m.queued(spool.Deferred)) == 1 && m.idle() })
+	code, body = m.apiGet("/api/v1/probe?target=DOWN.test.", token)
+	var stuck struct {
+		OK       bool
+		Deferred *queuesvc.DeferredFor
+	}
+	if err := json.Unmarshal(body, &stuck); code != 200 || err != nil || stuck.OK || stuck.Deferred == nil {
+		t.Fatalf("probe of down.test: %d %s (%v)", code, body, err)
+	}
+	d := stuck.Deferred
+	if d.Domain != "down.test" || d.Messages != 1 || d.Recipients != 2 || len(d.Reasons) != 1 ||
+		d.Reasons[0].Recipients != 2 || !strings.Contains(d.Reasons[0].Reason, "Connection refused") {
+		t.Errorf("probe of down.test: deferred %+v", d)
+	}
+	// A target that names no domain has no deferred part.
+	_, body = m.apiGet("/api/v1/probe?target=[127.0.0.2]:25", token)
+	if strings.Contains(string(body), `"deferred"`) {
+		t.Errorf("probe of a literal shows deferred mail: %s", body)
 	}
 
 	code, body = m.apiGet("/metrics", "")
