@@ -3,7 +3,7 @@
 # Postfix on the same machine in one run, plus smtp-source -> smtp-sink
 # as the baseline. Prints msg/s, CPU per message and the ratios.
 #
-#   [ROUNDS=3] bench/relay/run.sh [MESSAGES] [SESSIONS] [SIZE]   (defaults 5000 20 4096, 1 round)
+#   [ROUNDS=3] [EVENTS=1] bench/relay/run.sh [MESSAGES] [SESSIONS] [SIZE]   (defaults 5000 20 4096, 1 round)
 #
 # Needs root (smtp-sink -u postfix, a private Postfix instance) and
 # Postfix 3.7's smtp-source, smtp-sink and postfix commands.
@@ -22,7 +22,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "bench/relay: run as root (smtp-sink -u postfix, a private Postfix)" >&2; exit 1; }
 . "$(dirname "$0")/../lib.sh"
-bench_need postfix=postfix smtp-source=postfix smtp-sink=postfix user:postfix=postfix bc=bc pgrep=procps getconf=libc-bin
+bench_need postfix=postfix smtp-source=postfix smtp-sink=postfix user:postfix=postfix bc=bc pgrep=procps getconf=libc-bin curl=curl
 
 N=${1:-5000}
 S=${2:-20}
@@ -76,6 +76,10 @@ echo "building sluice..." >&2
 (cd "$ROOT" && go build -o "$WORK/sluice" ./cmd/sluice)
 
 ROUNDS=${ROUNDS:-1}
+# EVENTS=1: a client follows sluice's live event stream (GET
+# /api/v1/events) through each sluice run; the bench then says whether
+# it received every "sent" event and how far it lagged behind the log.
+EVENTS=${EVENTS:-0}
 
 baseline() {
 	local P0 t0 t1
@@ -85,9 +89,11 @@ baseline() {
 }
 
 run_sluice() { # round
-	local P1 SP c0 c1 t0 t1 D=$WORK/sl$1
+	local P1 SP HP c0 c1 t0 t1 t2 got tok EV D=$WORK/sl$1
 	P1=$(freeport); sink "$P1"
 	SP=$(freeport)
+	HP=""
+	[ "$EVENTS" = 1 ] && HP=127.0.0.1:$(freeport)
 	mkdir -p "$D"
 	cat >"$D/main.cf" <<CF
 queue_directory = $D/spool
@@ -95,10 +101,19 @@ maillog_file = $D/mail.log
 myhostname = sluice.bench
 smtpd_listen = 127.0.0.1:$SP
 relayhost = [127.0.0.1]:$P1
+sluice_http_listen = $HP
 CF
 	"$WORK/sluice" serve -c "$D" 2>/dev/null &
 	SLPID=$!; PIDS+=($SLPID)
 	waitport "$SP"
+	if [ "$EVENTS" = 1 ]; then
+		# A live-event client, as an operator's `sluice queue watch` or a
+		# dashboard tab: every event of the run over Server-Sent Events.
+		tok=$(cat "$D/spool/private/sluice-http-token")
+		curl -sN -H "Authorization: Bearer $tok" "http://$HP/api/v1/events" >"$D/events" &
+		EV=$!; PIDS+=($EV)
+		sleep 0.2
+	fi
 	c0=$(cputree $SLPID)
 	t0=$(now)
 	smtp-source -s "$S" -m "$N" -l "$L" -f from@src.test -t to@dest.test "127.0.0.1:$SP"
@@ -107,6 +122,21 @@ CF
 	c1=$(cputree $SLPID)
 	SL_RATE=$(echo "$N / ($t1 - $t0)" | bc -l)
 	SL_CPU=$(echo "($c1 - $c0) * 1000 / $TICK / $N" | bc -l)
+	if [ "$EVENTS" = 1 ]; then
+		# How far the stream is behind the mail log when the last
+		# message is logged as sent.
+		got=0
+		for _ in $(seq 200); do
+			got=$(grep -c '"type":"sent"' "$D/events" || true)
+			[ "${got:-0}" -ge "$N" ] && break
+			sleep 0.05
+		done
+		t2=$(now)
+		printf 'event stream (round %s): %s of %s sent events received; the last %.0f ms after the mail log'"'"'s; %s events in all; %s lost\n' \
+			"$1" "$got" "$N" "$(echo "($t2 - $t1) * 1000" | bc -l)" "$(grep -c '^data: {"type"' "$D/events" || true)" \
+			"$(grep -c '^event: lost' "$D/events" || true)" >&2
+		kill "$EV" 2>/dev/null || true
+	fi
 	kill -TERM $SLPID; wait $SLPID || true
 }
 
