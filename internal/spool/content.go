@@ -34,7 +34,7 @@ type Content struct {
 // OpenContent opens the queue file at path, reads its envelope and
 // measures its text. The caller must Close it.
 func OpenContent(path string) (*Content, error) {
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("spool: open content: %w", err)
 	}
@@ -59,23 +59,36 @@ func ReadContent(f *os.File) (*Content, error) {
 	return c, nil
 }
 
+// wholeRead is the size up to which a Content reads its file at once:
+// the envelope, the measuring and the text then come from memory, one
+// pread instead of one per pass. Most mail is far smaller.
+const wholeRead = 128 << 10
+
 func newContent(f *os.File) (*Content, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	env, err := ReadEnvelope(NewReader(f, fi.Size()), ReadOptions{SkipContent: true})
+	reader := func() *Reader { return NewReader(f, fi.Size()) }
+	if fi.Size() <= wholeRead {
+		b := make([]byte, fi.Size())
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return nil, err
+		}
+		reader = func() *Reader { return NewBytesReader(b) }
+	}
+	env, err := ReadEnvelope(reader(), ReadOptions{SkipContent: true})
 	if err != nil {
 		return nil, err
 	}
 	if env.ContentOffset < 0 {
 		return nil, fmt.Errorf("%w: no message content record", ErrCorrupt)
 	}
-	size, err := measureContent(NewReader(f, fi.Size()), env.ContentOffset)
+	size, err := measureContent(reader(), env.ContentOffset)
 	if err != nil {
 		return nil, err
 	}
-	r := NewReader(f, fi.Size())
+	r := reader()
 	r.SeekTo(env.ContentOffset)
 	return &Content{Envelope: env, Size: size, f: f, r: r}, nil
 }

@@ -280,7 +280,7 @@ func ReadEnvelope(r *Reader, opt ReadOptions) (*Envelope, error) {
 
 // ReadFile opens and reads the envelope of the queue file at path.
 func ReadFile(path string, opt ReadOptions) (*Envelope, fs.FileInfo, error) {
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -297,7 +297,7 @@ func ReadFile(path string, opt ReadOptions) (*Envelope, fs.FileInfo, error) {
 // delivered, by overwriting its type byte with D (reference §2.5), and
 // syncs the file. Lengths do not change, so no other offset moves.
 func MarkDone(path string, offset int64, sync bool) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("spool: mark done: %w", err)
 	}
@@ -327,7 +327,7 @@ func MarkDone(path string, offset int64, sync bool) error {
 // UpdateWarnTime rewrites the fixed-width W record in place (-1 once the
 // delay warning is sent).
 func UpdateWarnTime(path string, offset int64, value int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("spool: update warning time: %w", err)
 	}

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +16,7 @@ func (s *Spool) SyncFS() error {
 	if s.NoSync {
 		return nil
 	}
-	d, err := os.Open(s.Root)
+	d, err := Open(s.Root)
 	if err != nil {
 		return fmt.Errorf("spool: open %s for syncfs: %w", s.Root, err)
 	}

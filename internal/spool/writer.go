@@ -64,7 +64,7 @@ type fileOps interface {
 
 type osOps struct{}
 
-func (osOps) OpenFile(n string, f int, p fs.FileMode) (*os.File, error) { return os.OpenFile(n, f, p) }
+func (osOps) OpenFile(n string, f int, p fs.FileMode) (*os.File, error) { return OpenFile(n, f, p) }
 func (osOps) Link(o, n string) error                                    { return os.Link(o, n) }
 func (osOps) Remove(n string) error                                     { return os.Remove(n) }
 
