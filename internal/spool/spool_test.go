@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,4 +208,79 @@ func TestReaderReset(t *testing.T) {
 			t.Fatalf("read %d after Reset: %+v, %v", i, e, err)
 		}
 	}
+}
+
+// TestCreateNamedBothWays makes queue files both ways CreateNamed can:
+// without a name (O_TMPFILE, where the system has it) and through a
+// named temporary file. Either way the file has its ID's name and its
+// mode, nothing else is left in the directory, and a name already taken
+// is never replaced.
+func TestCreateNamedBothWays(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1795964910, 322038000)
+	ways := map[string]func() (*os.File, string, error){
+		"CreateNamed": func() (*os.File, string, error) { return s.CreateNamed(Incoming, now, 0o640) },
+		"createTemp":  func() (*os.File, string, error) { return s.createTemp(Incoming, now, 0o640) },
+	}
+	for name, create := range ways {
+		t.Run(name, func(t *testing.T) {
+			f, id, err := create()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("data"); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(s.Path(Incoming, id))
+			if err != nil || fi.Mode().Perm() != 0o640 || fi.Size() != 4 {
+				t.Fatalf("queue file %s: %v %v", id, fi, err)
+			}
+			if !os.SameFile(fi, mustStat(t, f)) {
+				t.Errorf("the name %s is not the file written", id)
+			}
+			ents, _ := os.ReadDir(filepath.Join(s.Root, Incoming))
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if len(names) != 1 || names[0] != id {
+				t.Errorf("incoming/ holds %v, want only %s", names, id)
+			}
+			os.Remove(s.Path(Incoming, id))
+		})
+	}
+	// A name taken already (here: made by hand, with the ID the next
+	// file will get) is not replaced: the next microsecond names it.
+	s.Inode = func(fs.FileInfo) uint64 { return 0x4242 }
+	taken := ShortID(now, 0x4242)
+	if err := os.WriteFile(s.Path(Incoming, taken), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, create := range ways {
+		f, id, err := create()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		f.Close()
+		if id == taken || id != ShortID(now.Add(time.Microsecond), 0x4242) {
+			t.Errorf("%s: ID %s beside the taken %s", name, id, taken)
+		}
+		if b, _ := os.ReadFile(s.Path(Incoming, taken)); string(b) != "keep" {
+			t.Errorf("%s: the file at the taken name now holds %q", name, b)
+		}
+		os.Remove(s.Path(Incoming, id))
+	}
+}
+
+func mustStat(t *testing.T, f *os.File) os.FileInfo {
+	t.Helper()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
 }

@@ -55,27 +55,10 @@ type File struct {
 	done    bool
 }
 
-// hook points for tests that make each step fail.
-type fileOps interface {
-	OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error)
-	Link(oldname, newname string) error
-	Remove(name string) error
-}
-
-type osOps struct{}
-
-func (osOps) OpenFile(n string, f int, p fs.FileMode) (*os.File, error) { return OpenFile(n, f, p) }
-func (osOps) Link(o, n string) error                                    { return os.Link(o, n) }
-func (osOps) Remove(n string) error                                     { return os.Remove(n) }
-
 // NewFile creates an embryonic queue file in queue and names it by its
 // queue ID. The caller writes the envelope and content and then commits.
 func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
-	return s.newFile(osOps{}, queue, now)
-}
-
-func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error) {
-	f, id, err := s.createNamed(ops, queue, now, ModeEmbryonic)
+	f, id, err := s.CreateNamed(queue, now, ModeEmbryonic)
 	if err != nil {
 		return nil, err
 	}
@@ -89,31 +72,57 @@ func (s *Spool) newFile(ops fileOps, queue string, now time.Time) (*File, error)
 }
 
 // CreateNamed creates a new file in queue with mode perm and names it by
-// its queue ID, as Postfix does: the file is made under a temporary name
-// (not a valid ID, so scanners skip it), its inode gives the ID, and a
-// link to the ID names it; a link never replaces an existing file. The
-// caller writes the file and makes it ready. sendmail's maildrop writer
-// uses it too.
+// its queue ID, as Postfix does: the file is made without a valid ID's
+// name (so scanners skip it), its inode gives the ID, and a link to the
+// ID names it; a link never replaces an existing file. The caller writes
+// the file and makes it ready. sendmail's maildrop writer uses it too.
+//
+// Where the system allows, the file is made with no name at all
+// (O_TMPFILE) and linked once: one directory change instead of three (a
+// temporary name made, linked, removed), on the path of every message.
+// Elsewhere it gets a temporary name, as Postfix's files do.
 func (s *Spool) CreateNamed(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
-	return s.createNamed(osOps{}, queue, now, perm)
+	dir := filepath.Join(s.Root, queue)
+	if f, link, ok := createUnnamed(dir, perm); ok {
+		id, err := s.name(f, queue, now, link)
+		if err == nil {
+			return f, id, nil
+		}
+		f.Close()
+		if !errors.Is(err, errNoUnnamed) {
+			return nil, "", err
+		}
+	}
+	return s.createTemp(queue, now, perm)
 }
 
-func (s *Spool) createNamed(ops fileOps, queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
+// createTemp is CreateNamed through a named temporary file.
+func (s *Spool) createTemp(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
 	dir := filepath.Join(s.Root, queue)
 	tmp := filepath.Join(dir, fmt.Sprintf("%d.%d.%d", now.UnixMicro(), os.Getpid(), s.tmpSeq.Add(1)))
-	f, err := ops.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	f, err := OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, "", fmt.Errorf("spool: create queue file in %s: %w", queue, err)
 	}
-	fi, err := f.Stat()
+	id, err := s.name(f, queue, now, func(name string) error { return os.Link(tmp, name) })
+	os.Remove(tmp)
 	if err != nil {
 		f.Close()
-		ops.Remove(tmp)
-		return nil, "", fmt.Errorf("spool: stat new queue file: %w", err)
+		return nil, "", err
 	}
-	// The ID comes from the time of naming and the inode, as Postfix's
-	// does; the inode is unique among live files, so the name is free
-	// unless something outside sluice made it.
+	return f, id, nil
+}
+
+// name links f, just created in queue, under its queue ID with link,
+// and returns the ID. The ID comes from the time of naming and the inode,
+// as Postfix's does; the inode is unique among live files, so the name is
+// free unless something outside sluice made it: then the next
+// microsecond is tried.
+func (s *Spool) name(f *os.File, queue string, now time.Time, link func(name string) error) (string, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("spool: stat new queue file: %w", err)
+	}
 	var id string
 	for try := 0; ; try++ {
 		t := now.Add(time.Duration(try) * time.Microsecond)
@@ -122,17 +131,18 @@ func (s *Spool) createNamed(ops fileOps, queue string, now time.Time, perm fs.Fi
 		} else {
 			id = ShortID(t, s.inodeOf(fi))
 		}
-		err = ops.Link(tmp, s.Path(queue, id))
+		err = link(s.Path(queue, id))
 		if err == nil || !errors.Is(err, fs.ErrExist) || try > 10 {
 			break
 		}
 	}
-	ops.Remove(tmp)
 	if err != nil {
-		f.Close()
-		return nil, "", fmt.Errorf("spool: name new queue file: %w", err)
+		if errors.Is(err, errNoUnnamed) {
+			return "", err
+		}
+		return "", fmt.Errorf("spool: name new queue file: %w", err)
 	}
-	return f, id, nil
+	return id, nil
 }
 
 // releaseWriter gives the file's buffer back for the next new file.
