@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -26,18 +27,41 @@ import (
 func main() {
 	dir := flag.String("dir", "", "queue directory (required)")
 	workers := flag.Int("workers", 0, "scan readers (0: one per CPU)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the build to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile after the build to this file")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "modelbuild: -dir is required")
 		os.Exit(2)
 	}
 	m := model.New(model.Config{Spool: spool.New(*dir), Workers: *workers})
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "modelbuild:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+	}
 	start := time.Now()
 	if err := m.Build(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "modelbuild:", err)
 		os.Exit(1)
 	}
 	build := time.Since(start)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "modelbuild:", err)
+			os.Exit(1)
+		}
+		runtime.GC()
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
