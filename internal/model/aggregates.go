@@ -8,6 +8,8 @@ type aggregates struct {
 	// By reason class (index as classNames): pending recipients, and
 	// messages with at least one pending recipient of the class.
 	classRcpts, classMsgs [][nQueues]int64
+	// The groups of a summary of every message (summary.go).
+	sum summaryAgg
 }
 
 type queueAgg struct {
@@ -27,6 +29,7 @@ func (a *aggregates) init() {
 	}
 	a.classRcpts = make([][nQueues]int64, len(classNames))
 	a.classMsgs = make([][nQueues]int64, len(classNames))
+	a.sum.init()
 }
 
 func bump(m map[sym]*hist, k sym, t int64, d int32) {
@@ -49,18 +52,23 @@ func (m *Model) count(x *msg, d int32) {
 	q := &m.agg.queue[x.queue]
 	q.msgs += int64(d)
 	q.arrivals.add(int64(x.arrival), d)
+	pending := 0
+	for i := range x.rcpts {
+		if !x.rcpts[i].done {
+			pending++
+		}
+	}
+	m.agg.sum.count(x, m.syms.str(x.sender), pending, d)
 	if x.bare {
 		return
 	}
 	q.bytes += int64(d) * int64(x.size)
-	pending := 0
 	var seen uint64 // classes seen in this message (fewer than 64)
 	for i := range x.rcpts {
 		r := &x.rcpts[i]
 		if r.done {
 			continue
 		}
-		pending++
 		m.agg.classRcpts[r.class][x.queue] += int64(d)
 		if seen&(1<<r.class) == 0 {
 			seen |= 1 << r.class
@@ -81,10 +89,12 @@ func (m *Model) put(id string, x *msg) {
 	if old := m.msgs.get(id); old != nil {
 		m.count(old, -1)
 		m.msgs.del(id)
+		m.agg.sum.unindex(old)
 		m.drop(old)
 	}
 	if x != nil {
 		m.msgs.set(x)
+		m.agg.sum.index(x)
 		m.count(x, 1)
 	}
 }
@@ -115,4 +125,5 @@ func (a *aggregates) trim() {
 			h.trim()
 		}
 	}
+	a.sum.trim()
 }

@@ -171,18 +171,19 @@ func (h *hist) firstFrom(lo uint32) (uint32, bool) {
 }
 
 // sumRange returns the count of the times in [lo, hi).
-func (h *hist) sumRange(lo, hi uint32) int64 {
-	if len(h.chunks) == 0 || lo >= hi {
+func (h *hist) sumRange(lo, hi int64) int64 {
+	lo = max(lo, 0)
+	if len(h.chunks) == 0 || lo >= hi || lo > 1<<32-1 {
 		return 0
 	}
 	var s int64
-	for ci := h.chunkFor(lo); ci < len(h.chunks); ci++ {
+	for ci := h.chunkFor(uint32(lo)); ci < len(h.chunks); ci++ {
 		c := &h.chunks[ci]
-		if c.keys[0] >= hi {
+		if int64(c.keys[0]) >= hi {
 			break
 		}
 		for i, k := range c.keys {
-			if k >= lo && k < hi {
+			if int64(k) >= lo && int64(k) < hi {
 				s += int64(c.n[i])
 			}
 		}

@@ -281,7 +281,7 @@ func TestHistRandom(t *testing.T) {
 		if m, ok := h.min(); total > 0 && (!ok || uint32(m) != first) {
 			t.Fatalf("step %d: min %d %v, want %d", step, m, ok, first)
 		}
-		if got := h.sumRange(lo, hi); got != inRange {
+		if got := h.sumRange(int64(lo), int64(hi)); got != inRange {
 			t.Fatalf("step %d: sum [%d,%d) %d, want %d", step, lo, hi, got, inRange)
 		}
 		if got, ok := h.firstFrom(lo); ok != found || (found && got != firstFrom) {
