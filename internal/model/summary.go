@@ -320,7 +320,7 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 // ceilSeconds is d in whole seconds, rounded up: an age of n seconds is
 // under d when n < ceilSeconds(d).
 func ceilSeconds(d time.Duration) int64 {
-	return int64(d / time.Second) + int64(min(d%time.Second, 1))
+	return int64(d/time.Second) + int64(min(d%time.Second, 1))
 }
 
 // senderKey is a message's group in a summary by sender, as manage's:
