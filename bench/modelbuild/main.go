@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -20,7 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"sluice/internal/manage"
 	"sluice/internal/model"
+	"sluice/internal/queuesvc"
 	"sluice/internal/spool"
 )
 
@@ -94,6 +97,24 @@ func main() {
 	fmt.Printf("build %s (%.0f messages/s)\n", build.Round(time.Millisecond), float64(msgs)/build.Seconds())
 	fmt.Printf("memory: RSS %s, peak RSS %s, Go heap in use %d MB\n", status("VmRSS"), status("VmHWM"), ms.HeapInuse>>20)
 	fmt.Printf("summary %s, qshape deferred %s, qshape -s deferred %s\n", sum, qs, qss)
+	// The summary of every message through the service layer, as the
+	// API and "sluice queue summary" ask for it, with its JSON.
+	svc := &queuesvc.Service{Model: m}
+	sel, _ := queuesvc.ParseSelector("")
+	for _, by := range manage.SummaryBy {
+		t0 := time.Now()
+		var groups, size int
+		for i := 0; i < rounds; i++ {
+			res, err := svc.Summary(context.Background(), sel, by)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "modelbuild:", err)
+				os.Exit(1)
+			}
+			b, _ := json.Marshal(res)
+			groups, size = len(res.Groups), len(b)
+		}
+		fmt.Printf("summary --by %-6s %s (%d groups, %d bytes of JSON)\n", by, time.Since(t0)/rounds, groups, size)
+	}
 	for _, c := range s.Classes {
 		fmt.Printf("  class %-20s %8d recipients %8d messages\n", c.Class, c.Recipients, c.Messages)
 	}

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -82,13 +82,12 @@ func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
 	if pending == 0 {
 		return s, true
 	}
-	entries := b.log(m.cfg.Spool.Path(spool.Defer, e.ID))
-	for _, le := range entries {
+	for _, le := range b.log(m.cfg.Spool.Path(spool.Defer, e.ID)) {
 		for i := range s.rcpts {
 			r := &s.rcpts[i]
-			if r.offset == le.Offset && !r.done {
-				r.reason, r.dsn = le.Reason, le.Status
-				r.class = event.Classify(event.LogFailure(le.Status, le.DiagType, le.DiagText, le.Reason))
+			if r.offset == le.offset && !r.done {
+				r.reason, r.dsn = le.reason, le.status
+				r.class = event.Classify(event.LogFailure(le.status, le.diagType, le.diagText, le.reason))
 			}
 		}
 	}
@@ -367,10 +366,21 @@ func (m *Model) Run(ctx context.Context, interval time.Duration) {
 
 // readBuf is one scan worker's buffers: a file is read with one read
 // call into them (queue files are small), instead of a read per record
-// window, since a scan of a million files is bound by system calls.
+// window, since a scan of a million files is bound by system calls; and
+// a defer log is parsed where it lies (ScanLog), keeping only the fields
+// the model uses, since the garbage of a scan is what makes the daemon's
+// heap grow while it loads.
 type readBuf struct {
-	file []byte
-	rd   spool.Reader
+	file    []byte
+	rd      spool.Reader
+	fields  []spool.LogField
+	entries []logEntry
+}
+
+// logEntry is what the model takes of a defer log entry.
+type logEntry struct {
+	offset                              int64
+	status, diagType, diagText, reason string
 }
 
 // wholeFileMax is the largest file read whole; larger ones are read
@@ -412,22 +422,52 @@ func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
 }
 
 // log reads a defer log; a missing or unreadable one has no entries.
-func (b *readBuf) log(path string) []spool.LogEntry {
+// The entries are b's until the next call.
+func (b *readBuf) log(path string) []logEntry {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || fi.Size() > wholeFileMax {
-		entries, _ := spool.ParseLog(f)
-		return entries
+	if err != nil {
+		return nil
 	}
-	if int64(cap(b.file)) < fi.Size() {
-		b.file = make([]byte, fi.Size())
+	var data []byte
+	if fi.Size() > wholeFileMax {
+		if data, err = io.ReadAll(f); err != nil {
+			return nil
+		}
+	} else {
+		if int64(cap(b.file)) < fi.Size() {
+			b.file = make([]byte, fi.Size())
+		}
+		n, _ := io.ReadFull(f, b.file[:fi.Size()])
+		data = b.file[:n]
 	}
-	data := b.file[:fi.Size()]
-	n, _ := io.ReadFull(f, data)
-	entries, _ := spool.ParseLog(bytes.NewReader(data[:n]))
-	return entries
+	b.entries = b.entries[:0]
+	b.fields = spool.ScanLog(data, b.fields, func(fields []spool.LogField, _ bool) {
+		var e logEntry
+		have := false
+		for _, f := range fields {
+			switch string(f.Name) {
+			case "recipient":
+				have = true
+			case "offset":
+				e.offset, _ = strconv.ParseInt(string(f.Value), 10, 64)
+			case "status":
+				e.status = string(f.Value)
+			case "diag_type":
+				e.diagType = string(f.Value)
+			case "diag_text":
+				e.diagText = string(f.Value)
+			case "reason":
+				e.reason = string(f.Value)
+			}
+		}
+		if have {
+			b.entries = append(b.entries, e)
+		}
+	})
+	return b.entries
 }

@@ -90,37 +90,18 @@ type summaryAgg struct {
 	senders   map[string]*group
 	all       hist // every message by arrival
 	allRcpts  hist // pending recipients by their message's arrival
-	byArrival map[uint32][]*msg
+	byArrival arrivalIndex
 }
 
 func (s *summaryAgg) init() {
 	s.classes = make([]group, len(classNames))
 	s.domains, s.senders = map[string]*group{}, map[string]*group{}
-	s.byArrival = map[uint32][]*msg{}
 }
 
 // index and unindex add and remove a message in byArrival (its arrival
 // never changes while it is in the index).
-func (s *summaryAgg) index(x *msg) {
-	s.byArrival[x.arrival] = append(s.byArrival[x.arrival], x)
-}
-
-func (s *summaryAgg) unindex(x *msg) {
-	l := s.byArrival[x.arrival]
-	for i, y := range l {
-		if y == x {
-			l[i] = l[len(l)-1]
-			l[len(l)-1] = nil
-			l = l[:len(l)-1]
-			break
-		}
-	}
-	if len(l) == 0 {
-		delete(s.byArrival, x.arrival)
-		return
-	}
-	s.byArrival[x.arrival] = l
-}
+func (s *summaryAgg) index(x *msg)   { s.byArrival.add(x) }
+func (s *summaryAgg) unindex(x *msg) { s.byArrival.remove(x) }
 
 // count adds (d = 1) or removes (d = -1) a message's part in the groups;
 // sender is its sender, pending its pending recipients.
@@ -196,6 +177,7 @@ func (s *summaryAgg) trim() {
 	}
 	s.all.trim()
 	s.allRcpts.trim()
+	s.byArrival.trim()
 }
 
 // firstIn is the first second in [lo, hi) that h counts.
@@ -218,11 +200,11 @@ func (s *summaryAgg) example(h *hist, lo, hi int64, member func(*msg) bool) *msg
 		}
 	}
 	var ex *msg
-	for _, x := range s.byArrival[t] {
+	s.byArrival.each(t, func(x *msg) {
 		if member(x) && (ex == nil || x.id < ex.id) {
 			ex = x
 		}
-	}
+	})
 	return ex
 }
 

@@ -119,3 +119,55 @@ func TestSummarizeEqualsWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestArrivalIndex checks the index of messages by arrival against a
+// map, over random additions and removals in and out of time order,
+// across chunk splits and a trim.
+func TestArrivalIndex(t *testing.T) {
+	rnd := rand.New(rand.NewSource(3))
+	var a arrivalIndex
+	want := map[*msg]bool{}
+	var all []*msg
+	check := func(step int) {
+		got := map[*msg]bool{}
+		n := 0
+		for k := uint32(0); k < 400; k++ {
+			a.each(k, func(x *msg) {
+				if x.arrival != k || got[x] {
+					t.Fatalf("step %d: second %d lists %v", step, k, x)
+				}
+				got[x] = true
+				n++
+			})
+		}
+		if n != len(want) || !reflect.DeepEqual(got, want) && len(want) > 0 {
+			t.Fatalf("step %d: %d listed, want %d", step, n, len(want))
+		}
+	}
+	for step := 0; step < 20000; step++ {
+		if len(all) > 0 && rnd.Intn(3) == 0 {
+			i := rnd.Intn(len(all))
+			x := all[i]
+			all[i] = all[len(all)-1]
+			all = all[:len(all)-1]
+			a.remove(x)
+			delete(want, x)
+		} else {
+			x := &msg{arrival: uint32(rnd.Intn(400))}
+			if step%2 == 0 {
+				x.arrival = uint32(min(step/40, 399))
+			}
+			a.add(x)
+			want[x] = true
+			all = append(all, x)
+		}
+		if step%1999 == 0 {
+			check(step)
+		}
+		if step == 10000 {
+			a.trim()
+			check(step)
+		}
+	}
+	check(-1)
+}
