@@ -32,6 +32,7 @@ func main() {
 	workers := flag.Int("workers", 0, "scan readers (0: one per CPU)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the build to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile after the build to this file")
+	sumProfile := flag.String("sumprofile", "", "write a CPU profile of the summaries to this file")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "modelbuild: -dir is required")
@@ -99,6 +100,15 @@ func main() {
 	fmt.Printf("summary %s, qshape deferred %s, qshape -s deferred %s\n", sum, qs, qss)
 	// The summary of every message through the service layer, as the
 	// API and "sluice queue summary" ask for it, with its JSON.
+	if *sumProfile != "" {
+		f, err := os.Create(*sumProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "modelbuild:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	svc := &queuesvc.Service{Model: m}
 	sel, _ := queuesvc.ParseSelector("")
 	for _, by := range manage.SummaryBy {
