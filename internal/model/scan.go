@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -194,7 +197,7 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 		if err != nil {
 			return 0, fmt.Errorf("model: %w", err)
 		}
-		err = spool.ForEach(entries, workers, func(e spool.Entry) (scanned, bool) {
+		err = scanEach(entries, workers, func(e spool.Entry) (scanned, bool) {
 			if ctx.Err() != nil {
 				return scanned{}, false
 			}
@@ -271,6 +274,79 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 	}
 	m.drift.Add(int64(drift))
 	return drift, nil
+}
+
+// scanEach is spool.ForEach with the emits overlapped with the reads:
+// workers read batch k+1 while emit applies batch k, in entry order, in
+// the calling goroutine. The model's emit takes its write lock for each
+// file; run after each batch's reads, as ForEach does, they were a
+// quarter of a start-up scan on two cores.
+func scanEach[T any](entries []spool.Entry, workers int, work func(spool.Entry) (T, bool), emit func(spool.Entry, T) error) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if workers == 1 || len(entries) < 64 {
+		return spool.ForEach(entries, workers, work, emit)
+	}
+	type slot struct {
+		v  T
+		ok bool
+	}
+	const batch = 512
+	free := make(chan []slot, 2)
+	free <- make([]slot, batch)
+	free <- make([]slot, batch)
+	full := make(chan []slot, 2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(full)
+		for start := 0; start < len(entries); start += batch {
+			var res []slot
+			select {
+			case res = <-free:
+			case <-stop:
+				return
+			}
+			res = res[:min(batch, len(entries)-start)]
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= len(res) {
+							return
+						}
+						v, ok := work(entries[start+i])
+						res[i] = slot{v, ok}
+					}
+				}()
+			}
+			wg.Wait()
+			select {
+			case full <- res:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	start := 0
+	for res := range full {
+		for i := range res {
+			if res[i].ok {
+				if err := emit(entries[start+i], res[i].v); err != nil {
+					return err
+				}
+			}
+			res[i] = slot{}
+		}
+		start += len(res)
+		free <- res[:cap(res)]
+	}
+	return nil
 }
 
 // settle is how long a reconcile pass waits before it looks at a
@@ -379,7 +455,7 @@ type readBuf struct {
 
 // logEntry is what the model takes of a defer log entry.
 type logEntry struct {
-	offset                              int64
+	offset                             int64
 	status, diagType, diagText, reason string
 }
 
