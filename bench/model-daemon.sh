@@ -23,6 +23,9 @@ find "$SPOOL/deferred" -type f -print0 | xargs -0 -r touch -m -d "@$future"
 # root); giving root's files away is timed apart, at the start, by the
 # privsep master, beside the running daemon.
 chown -R postfix "$SPOOL"
+# The touch and chown dirtied a million inodes: write them back now, not
+# while the daemon loads.
+sync
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ETC=$WORK/etc-model
 mkdir -p "$ETC" "$WORK/log"
