@@ -1,7 +1,5 @@
 package model
 
-import "sort"
-
 // arrivalIndex lists the messages by arrival second, so that a summary
 // finds a group's example among the messages of the group's first
 // second (summaryAgg.example). It is sorted chunks of (second, message),
@@ -9,6 +7,7 @@ import "sort"
 // nearly three times that.
 type arrivalIndex struct {
 	chunks []arrivalChunk // non-empty, sorted by second
+	firsts []uint32       // chunks[i].keys[0], as hist.firsts
 }
 
 type arrivalChunk struct {
@@ -20,19 +19,20 @@ const arrivalChunkMax = 512
 
 // chunkFor is the chunk that holds, or would take, second k: the last
 // whose first second is at most k, or the first.
-func (a *arrivalIndex) chunkFor(k uint32) int {
-	last := len(a.chunks) - 1
-	if a.chunks[last].keys[0] <= k {
-		return last
-	}
-	i := sort.Search(len(a.chunks), func(j int) bool { return a.chunks[j].keys[0] > k }) - 1
-	return max(i, 0)
+func (a *arrivalIndex) chunkFor(k uint32) int { return lastLE(a.firsts, k) }
+
+// firstWith is the first chunk that may hold second k: the one before
+// the first whose first second is k or later (the seconds of one second
+// may span chunks).
+func (a *arrivalIndex) firstWith(k uint32) int {
+	return max(searchU32(a.firsts, k)-1, 0)
 }
 
 func (a *arrivalIndex) add(x *msg) {
 	k := x.arrival
 	if len(a.chunks) == 0 {
 		a.chunks = []arrivalChunk{{keys: []uint32{k}, msgs: []*msg{x}}}
+		a.firsts = []uint32{k}
 		return
 	}
 	ci := a.chunkFor(k)
@@ -41,10 +41,11 @@ func (a *arrivalIndex) add(x *msg) {
 	// arriving in time order, is an append.
 	i := len(c.keys)
 	if c.keys[i-1] > k {
-		i = sort.Search(len(c.keys), func(j int) bool { return c.keys[j] > k })
+		i = searchU32(c.keys, k+1) // k+1 cannot wrap: keys[i-1] > k
 	}
 	if i == len(c.keys) && ci == len(a.chunks)-1 && len(c.keys) >= arrivalChunkMax {
 		a.chunks = append(a.chunks, arrivalChunk{keys: []uint32{k}, msgs: []*msg{x}})
+		a.firsts = append(a.firsts, k)
 		return
 	}
 	c.keys = append(c.keys, 0)
@@ -52,6 +53,9 @@ func (a *arrivalIndex) add(x *msg) {
 	copy(c.keys[i+1:], c.keys[i:])
 	copy(c.msgs[i+1:], c.msgs[i:])
 	c.keys[i], c.msgs[i] = k, x
+	if i == 0 {
+		a.firsts[ci] = k
+	}
 	if len(c.keys) > arrivalChunkMax {
 		half := len(c.keys) / 2
 		hi := arrivalChunk{keys: append([]uint32(nil), c.keys[half:]...), msgs: append([]*msg(nil), c.msgs[half:]...)}
@@ -60,6 +64,9 @@ func (a *arrivalIndex) add(x *msg) {
 		a.chunks = append(a.chunks, arrivalChunk{})
 		copy(a.chunks[ci+2:], a.chunks[ci+1:])
 		a.chunks[ci], a.chunks[ci+1] = lo, hi
+		a.firsts = append(a.firsts, 0)
+		copy(a.firsts[ci+2:], a.firsts[ci+1:])
+		a.firsts[ci+1] = hi.keys[0]
 	}
 }
 
@@ -69,10 +76,9 @@ func (a *arrivalIndex) remove(x *msg) {
 		return
 	}
 	k := x.arrival
-	ci := sort.Search(len(a.chunks), func(j int) bool { return a.chunks[j].keys[0] >= k }) - 1
-	for ci = max(ci, 0); ci < len(a.chunks) && a.chunks[ci].keys[0] <= k; ci++ {
+	for ci := a.firstWith(k); ci < len(a.chunks) && a.firsts[ci] <= k; ci++ {
 		c := &a.chunks[ci]
-		for i := sort.Search(len(c.keys), func(j int) bool { return c.keys[j] >= k }); i < len(c.keys) && c.keys[i] == k; i++ {
+		for i := searchU32(c.keys, k); i < len(c.keys) && c.keys[i] == k; i++ {
 			if c.msgs[i] != x {
 				continue
 			}
@@ -80,10 +86,14 @@ func (a *arrivalIndex) remove(x *msg) {
 			copy(c.msgs[i:], c.msgs[i+1:])
 			c.msgs[len(c.msgs)-1] = nil
 			c.keys, c.msgs = c.keys[:len(c.keys)-1], c.msgs[:len(c.msgs)-1]
-			if len(c.keys) == 0 {
+			switch {
+			case len(c.keys) == 0:
 				copy(a.chunks[ci:], a.chunks[ci+1:])
 				a.chunks[len(a.chunks)-1] = arrivalChunk{}
 				a.chunks = a.chunks[:len(a.chunks)-1]
+				a.firsts = append(a.firsts[:ci], a.firsts[ci+1:]...)
+			case i == 0:
+				a.firsts[ci] = c.keys[0]
 			}
 			return
 		}
@@ -95,10 +105,9 @@ func (a *arrivalIndex) each(k uint32, f func(*msg)) {
 	if len(a.chunks) == 0 {
 		return
 	}
-	ci := sort.Search(len(a.chunks), func(j int) bool { return a.chunks[j].keys[0] >= k }) - 1
-	for ci = max(ci, 0); ci < len(a.chunks) && a.chunks[ci].keys[0] <= k; ci++ {
+	for ci := a.firstWith(k); ci < len(a.chunks) && a.firsts[ci] <= k; ci++ {
 		c := &a.chunks[ci]
-		for i := sort.Search(len(c.keys), func(j int) bool { return c.keys[j] >= k }); i < len(c.keys) && c.keys[i] == k; i++ {
+		for i := searchU32(c.keys, k); i < len(c.keys) && c.keys[i] == k; i++ {
 			f(c.msgs[i])
 		}
 	}
@@ -128,4 +137,8 @@ func (a *arrivalIndex) trim() {
 		}
 	}
 	a.chunks = out
+	a.firsts = make([]uint32, len(out))
+	for i := range out {
+		a.firsts[i] = out[i].keys[0]
+	}
 }

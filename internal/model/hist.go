@@ -1,7 +1,5 @@
 package model
 
-import "sort"
-
 // hist counts items by a time in seconds (uint32: until 2106): for each
 // distinct second a count, 8 bytes. The seconds are kept sorted in
 // chunks of at most histChunk, so that adding a second in the middle
@@ -15,6 +13,10 @@ import "sort"
 // (firstFrom) and a range's count (sumRange).
 type hist struct {
 	chunks []histChunk // non-empty, sorted, disjoint
+	// firsts[i] is chunks[i].keys[0]: the chunk of a second is found in
+	// this one small array (a search through the chunks' own first keys
+	// missed the cache twice a step, 10 s of a million-message scan).
+	firsts []uint32
 	keys   int         // seconds held, zeros included
 	zeros  int
 	total  int64
@@ -36,6 +38,7 @@ func (h *hist) add(t int64, d int32) {
 			return
 		}
 		h.chunks = []histChunk{{keys: []uint32{k}, n: []int32{d}}}
+		h.firsts = []uint32{k}
 		h.keys++
 		h.total += int64(d)
 		return
@@ -44,7 +47,7 @@ func (h *hist) add(t int64, d int32) {
 	c := &h.chunks[ci]
 	i := len(c.keys)
 	if c.keys[i-1] >= k {
-		i = sort.Search(len(c.keys), func(j int) bool { return c.keys[j] >= k })
+		i = searchU32(c.keys, k)
 	}
 	if i < len(c.keys) && c.keys[i] == k {
 		was := c.n[i]
@@ -70,6 +73,7 @@ func (h *hist) add(t int64, d int32) {
 		// Past the end of a full last chunk: mail arriving in time
 		// order starts a new chunk rather than splitting.
 		h.chunks = append(h.chunks, histChunk{keys: []uint32{k}, n: []int32{d}})
+		h.firsts = append(h.firsts, k)
 		return
 	}
 	c.keys = append(c.keys, 0)
@@ -77,6 +81,9 @@ func (h *hist) add(t int64, d int32) {
 	copy(c.keys[i+1:], c.keys[i:])
 	copy(c.n[i+1:], c.n[i:])
 	c.keys[i], c.n[i] = k, d
+	if i == 0 {
+		h.firsts[ci] = k
+	}
 	if len(c.keys) > histChunkMax {
 		h.split(ci)
 	}
@@ -84,13 +91,39 @@ func (h *hist) add(t int64, d int32) {
 
 // chunkFor is the chunk that holds, or would take, second k: the last
 // whose first second is at most k, or the first.
-func (h *hist) chunkFor(k uint32) int {
-	last := len(h.chunks) - 1
-	if h.chunks[last].keys[0] <= k {
-		return last
+func (h *hist) chunkFor(k uint32) int { return lastLE(h.firsts, k) }
+
+// lastLE is the last index of the sorted f whose value is at most k, or
+// 0 when there is none; f is not empty.
+func lastLE(f []uint32, k uint32) int {
+	lo, hi := 0, len(f)-1
+	if f[hi] <= k {
+		return hi
 	}
-	i := sort.Search(len(h.chunks), func(j int) bool { return h.chunks[j].keys[0] > k }) - 1
-	return max(i, 0)
+	for lo < hi {
+		mid := int(uint(lo+hi+1) >> 1)
+		if f[mid] <= k {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
+}
+
+// searchU32 is the first index of the sorted keys whose value is at
+// least k (len(keys) when none is): sort.Search without its calls.
+func searchU32(keys []uint32, k uint32) int {
+	lo, hi := 0, len(keys)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if keys[mid] < k {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }
 
 // split halves chunk ci.
@@ -102,6 +135,9 @@ func (h *hist) split(ci int) {
 	h.chunks = append(h.chunks, histChunk{})
 	copy(h.chunks[ci+2:], h.chunks[ci+1:])
 	h.chunks[ci], h.chunks[ci+1] = lo, hi
+	h.firsts = append(h.firsts, 0)
+	copy(h.firsts[ci+2:], h.firsts[ci+1:])
+	h.firsts[ci+1] = hi.keys[0]
 }
 
 func (h *hist) compact() {
@@ -126,10 +162,14 @@ func (h *hist) compact() {
 	}
 	clear(h.chunks[len(out):])
 	h.chunks = out
+	h.firsts = h.firsts[:len(out)]
+	for i := range out {
+		h.firsts[i] = out[i].keys[0]
+	}
 	h.keys -= h.zeros
 	h.zeros = 0
 	if len(h.chunks) == 0 {
-		h.chunks = nil
+		h.chunks, h.firsts = nil, nil
 	}
 }
 
@@ -159,7 +199,7 @@ func (h *hist) firstFrom(lo uint32) (uint32, bool) {
 		c := &h.chunks[ci]
 		i := 0
 		if c.keys[0] < lo {
-			i = sort.Search(len(c.keys), func(j int) bool { return c.keys[j] >= lo })
+			i = searchU32(c.keys, lo)
 		}
 		for ; i < len(c.keys); i++ {
 			if c.n[i] != 0 {
@@ -233,5 +273,6 @@ func (h *hist) trim() {
 	}
 	if cap(h.chunks) > len(h.chunks)+len(h.chunks)/8 {
 		h.chunks = append([]histChunk(nil), h.chunks...)
+		h.firsts = append([]uint32(nil), h.firsts...)
 	}
 }

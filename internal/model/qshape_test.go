@@ -292,8 +292,11 @@ func TestHistRandom(t *testing.T) {
 		if out[0]+out[1] != total {
 			t.Fatalf("step %d: countInto %v, total %d", step, out, total)
 		}
+		if len(h.firsts) != len(h.chunks) {
+			t.Fatalf("step %d: %d firsts for %d chunks", step, len(h.firsts), len(h.chunks))
+		}
 		for i, c := range h.chunks {
-			if len(c.keys) == 0 || len(c.keys) > histChunkMax || (i > 0 && h.chunks[i-1].keys[len(h.chunks[i-1].keys)-1] >= c.keys[0]) {
+			if len(c.keys) == 0 || len(c.keys) > histChunkMax || (i > 0 && h.chunks[i-1].keys[len(h.chunks[i-1].keys)-1] >= c.keys[0]) || h.firsts[i] != c.keys[0] {
 				t.Fatalf("step %d: chunk %d malformed", step, i)
 			}
 		}

@@ -140,6 +140,14 @@ func TestArrivalIndex(t *testing.T) {
 				n++
 			})
 		}
+		if len(a.firsts) != len(a.chunks) {
+			t.Fatalf("step %d: %d firsts for %d chunks", step, len(a.firsts), len(a.chunks))
+		}
+		for i, c := range a.chunks {
+			if len(c.keys) == 0 || a.firsts[i] != c.keys[0] || (i > 0 && a.chunks[i-1].keys[len(a.chunks[i-1].keys)-1] > c.keys[0]) {
+				t.Fatalf("step %d: chunk %d malformed", step, i)
+			}
+		}
 		if n != len(want) || !reflect.DeepEqual(got, want) && len(want) > 0 {
 			t.Fatalf("step %d: %d listed, want %d", step, n, len(want))
 		}
