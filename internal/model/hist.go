@@ -17,7 +17,7 @@ type hist struct {
 	// this one small array (a search through the chunks' own first keys
 	// missed the cache twice a step, 10 s of a million-message scan).
 	firsts []uint32
-	keys   int         // seconds held, zeros included
+	keys   int // seconds held, zeros included
 	zeros  int
 	total  int64
 }

@@ -192,44 +192,47 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 		m.mu.Unlock()
 	}()
 	var suspects []string
+	// The queues are listed in parts (ListEach), so that a scan never
+	// holds the entries of a million files at once.
 	for _, q := range Queues {
-		entries, err := m.cfg.Spool.List(q)
-		if err != nil {
-			return 0, fmt.Errorf("model: %w", err)
-		}
-		err = scanEach(entries, workers, func(e spool.Entry) (scanned, bool) {
-			if ctx.Err() != nil {
-				return scanned{}, false
+		err := m.cfg.Spool.ListEach(q, scanPart, func(entries []spool.Entry) error {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return m.read(e)
-		}, func(e spool.Entry, s scanned) error {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if old := m.msgs.get(e.ID); old != nil {
-				old.epoch = epoch
-			}
-			if m.touched[e.ID] {
+			return scanEach(entries, workers, func(e spool.Entry) (scanned, bool) {
+				if ctx.Err() != nil {
+					return scanned{}, false
+				}
+				return m.read(e)
+			}, func(e spool.Entry, s scanned) error {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				if old := m.msgs.get(e.ID); old != nil {
+					old.epoch = epoch
+				}
+				if m.touched[e.ID] {
+					return nil
+				}
+				x := m.toMsg(e.ID, &s)
+				x.epoch = epoch
+				if !report {
+					m.put(e.ID, x)
+					return nil
+				}
+				if m.diff(m.msgs.get(e.ID), x) != "" {
+					suspects = append(suspects, e.ID)
+				} else {
+					m.keepOffsets(e.ID, x)
+				}
+				m.drop(x)
 				return nil
-			}
-			x := m.toMsg(e.ID, &s)
-			x.epoch = epoch
-			if !report {
-				m.put(e.ID, x)
-				return nil
-			}
-			if m.diff(m.msgs.get(e.ID), x) != "" {
-				suspects = append(suspects, e.ID)
-			} else {
-				m.keepOffsets(e.ID, x)
-			}
-			m.drop(x)
-			return nil
+			})
 		})
-		if err != nil {
-			return 0, fmt.Errorf("model: %w", err)
+		if err == nil {
+			err = ctx.Err() // a read skipped for it is not a file gone
 		}
-		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("model: scan: %w", err)
+		if err != nil {
+			return 0, fmt.Errorf("model: scan %s: %w", q, err)
 		}
 	}
 	m.mu.RLock()
@@ -348,6 +351,9 @@ func scanEach[T any](entries []spool.Entry, workers int, work func(spool.Entry) 
 	}
 	return nil
 }
+
+// scanPart is how many entries of a queue a scan lists at a time.
+const scanPart = 8192
 
 // settle is how long a reconcile pass waits before it looks at a
 // difference again.
