@@ -142,3 +142,116 @@ func (a *arrivalIndex) trim() {
 		a.firsts[i] = out[i].keys[0]
 	}
 }
+
+// timeSet is a multiset of seconds: a summary group's messages by
+// arrival, 4 bytes each, in sorted chunks as hist. A group's members are
+// spread thin over the seconds (a sender's hundred messages over five
+// days), so one entry a member takes half the memory of hist's second
+// and count; a summary asks it only for its first second.
+type timeSet struct {
+	chunks [][]uint32 // non-empty, sorted
+	firsts []uint32   // chunks[i][0]
+}
+
+func (t *timeSet) add(k uint32) {
+	if len(t.chunks) == 0 {
+		t.chunks, t.firsts = [][]uint32{{k}}, []uint32{k}
+		return
+	}
+	ci := lastLE(t.firsts, k)
+	c := t.chunks[ci]
+	i := len(c)
+	if c[i-1] > k {
+		i = searchU32(c, k)
+	}
+	if i == len(c) && ci == len(t.chunks)-1 && len(c) >= histChunkMax {
+		t.chunks, t.firsts = append(t.chunks, []uint32{k}), append(t.firsts, k)
+		return
+	}
+	c = append(c, 0)
+	copy(c[i+1:], c[i:])
+	c[i] = k
+	t.chunks[ci] = c
+	if i == 0 {
+		t.firsts[ci] = k
+	}
+	if len(c) > histChunkMax {
+		half := len(c) / 2
+		hi := append([]uint32(nil), c[half:]...)
+		t.chunks[ci] = c[:half:half]
+		t.chunks = append(t.chunks, nil)
+		copy(t.chunks[ci+2:], t.chunks[ci+1:])
+		t.chunks[ci+1] = hi
+		t.firsts = append(t.firsts, 0)
+		copy(t.firsts[ci+2:], t.firsts[ci+1:])
+		t.firsts[ci+1] = hi[0]
+	}
+}
+
+// remove takes out one k, if there is one.
+func (t *timeSet) remove(k uint32) {
+	if len(t.chunks) == 0 {
+		return
+	}
+	ci := max(searchU32(t.firsts, k)-1, 0)
+	for ; ci < len(t.chunks) && t.firsts[ci] <= k; ci++ {
+		c := t.chunks[ci]
+		i := searchU32(c, k)
+		if i == len(c) || c[i] != k {
+			continue
+		}
+		copy(c[i:], c[i+1:])
+		c = c[:len(c)-1]
+		t.chunks[ci] = c
+		switch {
+		case len(c) == 0:
+			t.chunks = append(t.chunks[:ci], t.chunks[ci+1:]...)
+			t.firsts = append(t.firsts[:ci], t.firsts[ci+1:]...)
+			if len(t.chunks) == 0 {
+				t.chunks, t.firsts = nil, nil
+			}
+		case i == 0:
+			t.firsts[ci] = c[0]
+		}
+		if cap(c) > 64 && cap(c) > 4*len(c) {
+			t.chunks[ci] = append([]uint32(nil), c...)
+		}
+		return
+	}
+}
+
+// firstFrom returns the smallest second in t that is at least lo.
+func (t *timeSet) firstFrom(lo uint32) (uint32, bool) {
+	if len(t.chunks) == 0 {
+		return 0, false
+	}
+	for ci := max(searchU32(t.firsts, lo)-1, 0); ci < len(t.chunks); ci++ {
+		c := t.chunks[ci]
+		if i := searchU32(c, lo); i < len(c) {
+			return c[i], true
+		}
+	}
+	return 0, false
+}
+
+// trim drops spare capacity.
+func (t *timeSet) trim() {
+	for i, c := range t.chunks {
+		if cap(c) > len(c)+len(c)/8 {
+			t.chunks[i] = append([]uint32(nil), c...)
+		}
+	}
+	if cap(t.chunks) > len(t.chunks)+len(t.chunks)/8 {
+		t.chunks = append([][]uint32(nil), t.chunks...)
+		t.firsts = append([]uint32(nil), t.firsts...)
+	}
+}
+
+// bump adds (d > 0) or removes (d < 0) one k.
+func (t *timeSet) bump(k uint32, d int32) {
+	if d > 0 {
+		t.add(k)
+	} else if d < 0 {
+		t.remove(k)
+	}
+}

@@ -73,7 +73,7 @@ func exampleBefore(x, y *msg) bool {
 // arrival (for the oldest, and the second where the example is).
 type group struct {
 	msgs, rcpts int64
-	arrivals    hist
+	arrivals    timeSet
 }
 
 // summaryAgg holds a summary's groups for every key, so that a summary of
@@ -81,14 +81,14 @@ type group struct {
 // a million takes hundreds of milliseconds under the model's lock):
 // reason classes, recipient domains and senders as groups; per queue the
 // queue's own aggregates; age groups, whose bounds move with the clock,
-// as ranges of two histograms of every message. byArrival lists the
+// as ranges of the queues' histograms of arrivals and of allRcpts, the
+// pending recipients by arrival. byArrival lists the
 // messages of each arrival second: a group's example is among the
 // messages of its first second.
 type summaryAgg struct {
 	classes   []group // by class index (classNames)
 	domains   map[string]*group
 	senders   map[string]*group
-	all       hist // every message by arrival
 	allRcpts  hist // pending recipients by their message's arrival
 	byArrival arrivalIndex
 }
@@ -107,7 +107,6 @@ func (s *summaryAgg) unindex(x *msg) { s.byArrival.remove(x) }
 // sender is its sender, pending its pending recipients.
 func (s *summaryAgg) count(x *msg, sender string, pending int, d int32) {
 	t := int64(x.arrival)
-	s.all.add(t, d)
 	s.allRcpts.add(t, d*int32(pending))
 	bumpGroup(s.senders, senderKey(sender), t, d, pending, true)
 	if pending == 0 {
@@ -128,7 +127,7 @@ func (s *summaryAgg) count(x *msg, sender string, pending int, d int32) {
 		if seen&(1<<r.class) == 0 {
 			seen |= 1 << r.class
 			g.msgs += int64(d)
-			g.arrivals.add(t, d)
+			g.arrivals.bump(x.arrival, d)
 		}
 		key := summaryDomain(r.addr)
 		first := true
@@ -158,7 +157,7 @@ func bumpGroup(tab map[string]*group, key string, t int64, d int32, rcpts int, n
 	g.rcpts += int64(d) * int64(rcpts)
 	if newMsg {
 		g.msgs += int64(d)
-		g.arrivals.add(t, d)
+		g.arrivals.bump(clampSeconds(t), d)
 	}
 	if g.msgs == 0 && g.rcpts == 0 {
 		delete(tab, key)
@@ -175,13 +174,40 @@ func (s *summaryAgg) trim() {
 	for _, g := range s.senders {
 		g.arrivals.trim()
 	}
-	s.all.trim()
 	s.allRcpts.trim()
 	s.byArrival.trim()
 }
 
+// seconds is what firstIn and example search: a hist, or a timeSet.
+type seconds interface {
+	firstFrom(lo uint32) (uint32, bool)
+}
+
+// allQueues is every message by arrival: the queues' histograms
+// together.
+type allQueues []*hist
+
+func (a allQueues) firstFrom(lo uint32) (uint32, bool) {
+	var first uint32
+	found := false
+	for _, h := range a {
+		if t, ok := h.firstFrom(lo); ok && (!found || t < first) {
+			first, found = t, true
+		}
+	}
+	return first, found
+}
+
+func (a allQueues) sumRange(lo, hi int64) int64 {
+	var n int64
+	for _, h := range a {
+		n += h.sumRange(lo, hi)
+	}
+	return n
+}
+
 // firstIn is the first second in [lo, hi) that h counts.
-func firstIn(h *hist, lo, hi int64) (uint32, bool) {
+func firstIn(h seconds, lo, hi int64) (uint32, bool) {
 	lo = max(lo, 0)
 	if lo >= hi || lo > 1<<32-1 {
 		return 0, false
@@ -192,7 +218,7 @@ func firstIn(h *hist, lo, hi int64) (uint32, bool) {
 
 // example returns the example of a group whose messages h counts by
 // arrival, within arrivals [lo, hi), member telling its messages.
-func (s *summaryAgg) example(h *hist, lo, hi int64, member func(*msg) bool) *msg {
+func (s *summaryAgg) example(h seconds, lo, hi int64, member func(*msg) bool) *msg {
 	t, ok := firstIn(h, max(lo, 1), hi)
 	if !ok {
 		if t, ok = firstIn(h, lo, min(hi, 1)); !ok {
@@ -222,8 +248,13 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	s := &m.agg.sum
-	messages, recipients = int(s.all.total), int(s.allRcpts.total)
-	add := func(key string, msgs, rcpts int64, h *hist, lo, hi int64, member func(*msg) bool) {
+	all := make(allQueues, len(m.agg.queue))
+	for i := range m.agg.queue {
+		all[i] = &m.agg.queue[i].arrivals
+		messages += int(m.agg.queue[i].msgs)
+	}
+	recipients = int(s.allRcpts.total)
+	add := func(key string, msgs, rcpts int64, h seconds, lo, hi int64, member func(*msg) bool) {
 		r := SummaryRow{Key: key, Messages: int(msgs), Recipients: int(rcpts)}
 		if t, ok := firstIn(h, max(lo, 1), hi); ok {
 			r.Oldest = time.Unix(int64(t), 0).UTC()
@@ -268,8 +299,8 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 			if i < len(keys.Ages)-1 {
 				lo = max(nowSec-ceilSeconds(g.Below)+1, 0)
 			}
-			if msgs := s.all.sumRange(lo, hi); msgs > 0 {
-				add(g.Label, msgs, s.allRcpts.sumRange(lo, hi), &s.all, lo, hi, func(*msg) bool { return true })
+			if msgs := all.sumRange(lo, hi); msgs > 0 {
+				add(g.Label, msgs, s.allRcpts.sumRange(lo, hi), all, lo, hi, func(*msg) bool { return true })
 			}
 			hi = lo
 			if hi <= 0 {

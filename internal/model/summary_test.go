@@ -179,3 +179,49 @@ func TestArrivalIndex(t *testing.T) {
 	}
 	check(-1)
 }
+
+// TestTimeSet checks the multiset of seconds against a map of counts,
+// over random additions and removals across chunk splits.
+func TestTimeSet(t *testing.T) {
+	rnd := rand.New(rand.NewSource(5))
+	var s timeSet
+	want := map[uint32]int{}
+	for step := 0; step < 30000; step++ {
+		k := uint32(rnd.Intn(3000))
+		if step%2 == 0 {
+			k = uint32(3000 + step/4) // in time order
+		}
+		if want[k] > 0 && rnd.Intn(3) == 0 {
+			s.remove(k)
+			want[k]--
+		} else {
+			s.add(k)
+			want[k]++
+		}
+		if step%997 != 0 {
+			continue
+		}
+		lo := uint32(rnd.Intn(12000))
+		first, found := uint32(0), false
+		n := 0
+		for k, c := range want {
+			n += c
+			if c > 0 && k >= lo && (!found || k < first) {
+				first, found = k, true
+			}
+		}
+		if got, ok := s.firstFrom(lo); ok != found || got != first {
+			t.Fatalf("step %d: first from %d: %d %v, want %d %v", step, lo, got, ok, first, found)
+		}
+		total := 0
+		for i, c := range s.chunks {
+			total += len(c)
+			if len(c) == 0 || s.firsts[i] != c[0] || (i > 0 && s.chunks[i-1][len(s.chunks[i-1])-1] > c[0]) {
+				t.Fatalf("step %d: chunk %d malformed", step, i)
+			}
+		}
+		if total != n || len(s.firsts) != len(s.chunks) {
+			t.Fatalf("step %d: %d seconds held, want %d", step, total, n)
+		}
+	}
+}
