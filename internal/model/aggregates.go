@@ -49,6 +49,9 @@ func bump(m map[sym]*hist, k sym, t int64, d int32) {
 
 // count adds (d = 1) or removes (d = -1) a message's contributions.
 func (m *Model) count(x *msg, d int32) {
+	if m.bulk {
+		return // counted at the end of the first build (Build)
+	}
 	q := &m.agg.queue[x.queue]
 	q.msgs += int64(d)
 	q.arrivals.add(int64(x.arrival), d)
@@ -89,12 +92,16 @@ func (m *Model) put(id string, x *msg) {
 	if old := m.msgs.get(id); old != nil {
 		m.count(old, -1)
 		m.msgs.del(id)
-		m.agg.sum.unindex(old)
+		if !m.bulk {
+			m.agg.sum.unindex(old)
+		}
 		m.drop(old)
 	}
 	if x != nil {
 		m.msgs.set(x)
-		m.agg.sum.index(x)
+		if !m.bulk {
+			m.agg.sum.index(x)
+		}
 		m.count(x, 1)
 	}
 }
