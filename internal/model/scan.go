@@ -503,7 +503,7 @@ const wholeFileMax = 256 << 10
 // envelope reads the envelope of the queue file at path. fi is nil when
 // the file cannot be opened (gone) or is a symbolic link.
 func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := openNoAtime(path, syscall.O_NOFOLLOW)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -534,10 +534,25 @@ func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
 	return env, fi, err
 }
 
+// openNoAtime opens path for reading (with the extra flags) without
+// updating its access time, when the daemon owns it (O_NOATIME is for
+// the owner only; otherwise it opens it plainly). A scan reads every
+// queue file and defer log: with relatime, a file whose mtime is ahead
+// of its atime — every deferred file, whose mtime is its next attempt —
+// had its inode written back at each read, a million journal writes
+// for a start-up scan.
+func openNoAtime(path string, flags int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|flags|syscall.O_NOATIME, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+	}
+	return f, err
+}
+
 // log reads a defer log; a missing or unreadable one has no entries.
 // The entries are b's until the next call.
 func (b *readBuf) log(path string) []logEntry {
-	f, err := os.Open(path)
+	f, err := openNoAtime(path, 0)
 	if err != nil {
 		return nil
 	}
