@@ -114,20 +114,45 @@ func main() {
 	for _, by := range manage.SummaryBy {
 		t0 := time.Now()
 		var groups, size int
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		for i := 0; i < rounds; i++ {
 			res, err := svc.Summary(context.Background(), sel, by)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "modelbuild:", err)
 				os.Exit(1)
 			}
-			b, _ := json.Marshal(res)
-			groups, size = len(res.Groups), len(b)
+			var n countWriter
+			res.WriteJSON(&n)
+			groups, size = len(res.Groups), int(n)
 		}
-		fmt.Printf("summary --by %-6s %s (%d groups, %d bytes of JSON)\n", by, time.Since(t0)/rounds, groups, size)
+		el := time.Since(t0) / rounds
+		runtime.ReadMemStats(&after)
+		// What a client (sluice queue summary) spends reading it.
+		res, _ := svc.Summary(context.Background(), sel, by)
+		b, _ := json.Marshal(res)
+		t1 := time.Now()
+		for i := 0; i < rounds; i++ {
+			var back queuesvc.SummaryResult
+			if err := json.Unmarshal(b, &back); err != nil {
+				fmt.Fprintln(os.Stderr, "modelbuild: decode:", err)
+				os.Exit(1)
+			}
+		}
+		fmt.Printf("  (decoding it: %s)\n", time.Since(t1)/rounds)
+		fmt.Printf("summary --by %-6s %s (%d groups, %d bytes of JSON, %d KB allocated)\n", by, el, groups, size, (after.TotalAlloc-before.TotalAlloc)/rounds>>10)
 	}
 	for _, c := range s.Classes {
 		fmt.Printf("  class %-20s %8d recipients %8d messages\n", c.Class, c.Recipients, c.Messages)
 	}
+}
+
+// countWriter counts what is written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }
 
 // status returns a field of /proc/self/status ("VmRSS": "123456 kB").

@@ -268,10 +268,12 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 	}
 	switch by {
 	case "sender":
+		rows = make([]SummaryRow, 0, len(s.senders))
 		for k, g := range s.senders {
 			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, func(x *msg) bool { return senderKey(m.syms.str(x.sender)) == k })
 		}
 	case "domain":
+		rows = make([]SummaryRow, 0, len(s.domains))
 		for k, g := range s.domains {
 			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, func(x *msg) bool {
 				for i := range x.rcpts {
