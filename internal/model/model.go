@@ -90,8 +90,9 @@ type Model struct {
 	scanning int
 	touched  map[string]bool
 	// bulk: the first Build is running and the aggregates are counted
-	// at its end (Build).
+	// at its end (Build); the messages it reads are allocated from slab.
 	bulk bool
+	slab slab
 
 	bufs sync.Pool // *readBuf for the scan's workers
 

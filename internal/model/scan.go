@@ -132,11 +132,22 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 	if s.bare {
 		return &msg{id: id, queue: s.queue, bare: true}
 	}
-	x := m.newMsg(id, s.queue, s.sender, s.size, s.arrival)
+	var x *msg
+	if m.bulk {
+		x = m.slab.takeMsg()
+		*x = m.makeMsg(m.slab.copyStr(id), s.queue, s.sender, s.size, s.arrival)
+		x.rcpts = m.slab.takeRcpts(len(s.rcpts))
+	} else {
+		x = m.newMsg(id, s.queue, s.sender, s.size, s.arrival)
+		x.rcpts = make([]rcpt, len(s.rcpts))
+	}
 	x.forced, x.next = s.forced, clampSeconds(s.next)
-	x.rcpts = make([]rcpt, len(s.rcpts))
 	for i, r := range s.rcpts {
-		x.rcpts[i] = m.newRcpt(r.addr, r.offset, r.done)
+		addr := r.addr
+		if m.bulk {
+			addr = m.slab.copyStr(addr)
+		}
+		x.rcpts[i] = m.newRcpt(addr, r.offset, r.done)
 		if r.reason != "" || r.dsn != "" {
 			x.rcpts[i].class = classIndex(r.class)
 			x.rcpts[i].reason, x.rcpts[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
@@ -167,6 +178,7 @@ func (m *Model) Build(ctx context.Context) error {
 	m.mu.Lock()
 	if first {
 		m.bulk = false
+		m.slab = slab{}
 		m.recount()
 	}
 	m.agg.trim()
