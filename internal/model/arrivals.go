@@ -225,6 +225,9 @@ func (t *timeSet) firstFrom(lo uint32) (uint32, bool) {
 	if len(t.chunks) == 0 {
 		return 0, false
 	}
+	if t.firsts[0] >= lo {
+		return t.firsts[0], true // the common question: the oldest
+	}
 	for ci := max(searchU32(t.firsts, lo)-1, 0); ci < len(t.chunks); ci++ {
 		c := t.chunks[ci]
 		if i := searchU32(c, lo); i < len(c) {

@@ -217,9 +217,10 @@ func firstIn(h seconds, lo, hi int64) (uint32, bool) {
 }
 
 // example returns the example of a group whose messages h counts by
-// arrival, within arrivals [lo, hi), member telling its messages.
-func (s *summaryAgg) example(h seconds, lo, hi int64, member func(*msg) bool) *msg {
-	t, ok := firstIn(h, max(lo, 1), hi)
+// arrival, within arrivals [lo, hi), member telling its messages; oldest
+// is the group's first known second, when found.
+func (s *summaryAgg) example(h seconds, lo, hi int64, oldest uint32, found bool, member func(*msg) bool) *msg {
+	t, ok := oldest, found
 	if !ok {
 		if t, ok = firstIn(h, lo, min(hi, 1)); !ok {
 			return nil
@@ -256,11 +257,12 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 	recipients = int(s.allRcpts.total)
 	add := func(key string, msgs, rcpts int64, h seconds, lo, hi int64, member func(*msg) bool) {
 		r := SummaryRow{Key: key, Messages: int(msgs), Recipients: int(rcpts)}
-		if t, ok := firstIn(h, max(lo, 1), hi); ok {
+		t, ok := firstIn(h, max(lo, 1), hi)
+		if ok {
 			r.Oldest = time.Unix(int64(t), 0).UTC()
 		}
 		if member != nil {
-			if x := s.example(h, lo, hi, member); x != nil {
+			if x := s.example(h, lo, hi, t, ok, member); x != nil {
 				m.describe(&r, x, by)
 			}
 		}

@@ -46,10 +46,62 @@ func TestSummaryJSON(t *testing.T) {
 		if got := r.AppendJSON(nil); string(got) != string(want) {
 			t.Fatalf("round %d:\n got %s\nwant %s", round, got, want)
 		}
+		// Read back: the fast reader of AppendJSON's shape and
+		// encoding/json make the same (times compare with Equal).
+		var back SummaryResult
+		if err := json.Unmarshal(want, &back); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		type plain SummaryResult
+		var std plain
+		json.Unmarshal(want, &std)
+		if !sameResult(back, SummaryResult(std)) {
+			t.Fatalf("round %d: read back\n%+v\nencoding/json\n%+v", round, back, std)
+		}
+		// Another spacing takes encoding/json's way, to the same.
+		spaced := strings.Replace(string(want), `"groups":`, `"groups" : `, 1)
+		var back2 SummaryResult
+		if err := json.Unmarshal([]byte(spaced), &back2); err != nil || !sameResult(back2, back) {
+			t.Fatalf("round %d: spaced: %v", round, err)
+		}
 		var enc, w strings.Builder
 		json.NewEncoder(&enc).Encode(&r)
 		if err := r.WriteJSON(&w); err != nil || w.String() != enc.String() {
 			t.Fatalf("round %d: WriteJSON %v:\n got %s\nwant %s", round, err, w.String(), enc.String())
 		}
+	}
+}
+
+func sameResult(a, b SummaryResult) bool {
+	if a.Source != b.Source || a.By != b.By || a.Select != b.Select || a.Messages != b.Messages ||
+		a.Recipients != b.Recipients || len(a.Groups) != len(b.Groups) || (a.Groups == nil) != (b.Groups == nil) {
+		return false
+	}
+	for i := range a.Groups {
+		g, h := a.Groups[i], b.Groups[i]
+		if !g.Oldest.Equal(h.Oldest) {
+			return false
+		}
+		g.Oldest, h.Oldest = time.Time{}, time.Time{}
+		if g != h {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSummaryFastRead: what AppendJSON writes of plain text is read by
+// the fast reader, not handed to encoding/json.
+func TestSummaryFastRead(t *testing.T) {
+	r := SummaryResult{Source: SourceModel, By: "sender", Messages: 3, Recipients: 4, Groups: []manage.Group{
+		{Key: "alice@a.test", Messages: 2, Recipients: 3, Oldest: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), Example: "alice@a.test → b@c.test (+1)", ExampleID: "ABC"},
+		{Key: "mailbox-full", Messages: 1, Recipients: 1, Detail: "over quota"},
+	}}
+	got, ok := parseSummary(r.AppendJSON(nil))
+	if !ok || !sameResult(got, r) {
+		t.Fatalf("fast read: %v %+v", ok, got)
+	}
+	if _, ok := parseSummary([]byte(`{"source":"model","by":"a\"b"}`)); ok {
+		t.Error("an escaped string was read by the fast reader")
 	}
 }
