@@ -20,6 +20,7 @@ type queueAgg struct {
 	// and messages with nothing pending are left out, as qshape does.
 	rcptDomains   map[sym]*hist
 	senderDomains map[sym]*hist
+	memo          exampleMemo // the queue's example in a summary by queue
 }
 
 func (a *aggregates) init() {
@@ -53,6 +54,7 @@ func (m *Model) count(x *msg, d int32) {
 		return // counted at the end of the first build (Build)
 	}
 	q := &m.agg.queue[x.queue]
+	q.memo.clear()
 	q.msgs += int64(d)
 	q.arrivals.add(int64(x.arrival), d)
 	pending := 0

@@ -2,6 +2,7 @@ package model
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -74,7 +75,22 @@ func exampleBefore(x, y *msg) bool {
 type group struct {
 	msgs, rcpts int64
 	arrivals    timeSet
+	memo        exampleMemo
 }
+
+// exampleMemo keeps a group's example as a summary last found it, until
+// the group changes: a message joins or leaves it, or one of its
+// messages changes (every change of a message counts it out and back
+// in). Most groups of a large queue are the same from one summary to
+// the next, and finding an example is most of a summary's cost. It is
+// written under the model's read lock by summaries, which may run side
+// by side (atomic), and cleared under the write lock.
+type exampleMemo struct{ p atomic.Pointer[exMemo] }
+
+// exMemo is a found example; ex is nil for a group with none.
+type exMemo struct{ ex *msg }
+
+func (e *exampleMemo) clear() { e.p.Store(nil) }
 
 // summaryAgg holds a summary's groups for every key, so that a summary of
 // the whole queue costs O(groups), not a walk of every message (a walk of
@@ -123,6 +139,7 @@ func (s *summaryAgg) count(x *msg, sender string, pending int, d int32) {
 			continue
 		}
 		g := &s.classes[r.class]
+		g.memo.clear()
 		g.rcpts += int64(d)
 		if seen&(1<<r.class) == 0 {
 			seen |= 1 << r.class
@@ -154,6 +171,7 @@ func bumpGroup(tab map[string]*group, key string, t int64, d int32, rcpts int, n
 		g = &group{}
 		tab[key] = g
 	}
+	g.memo.clear()
 	g.rcpts += int64(d) * int64(rcpts)
 	if newMsg {
 		g.msgs += int64(d)
@@ -235,6 +253,13 @@ func (s *summaryAgg) example(h seconds, lo, hi int64, oldest uint32, found bool,
 	return ex
 }
 
+func memoOf(m *exampleMemo) *exMemo {
+	if m == nil {
+		return nil
+	}
+	return m.p.Load()
+}
+
 // maxArrival bounds arrivals from above (exclusive).
 const maxArrival = int64(1) << 32
 
@@ -255,14 +280,25 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 		messages += int(m.agg.queue[i].msgs)
 	}
 	recipients = int(s.allRcpts.total)
-	add := func(key string, msgs, rcpts int64, h seconds, lo, hi int64, member func(*msg) bool) {
+	// memo is nil for the age groups, whose bounds move with the
+	// clock.
+	add := func(key string, msgs, rcpts int64, h seconds, lo, hi int64, memo *exampleMemo, member func(*msg) bool) {
 		r := SummaryRow{Key: key, Messages: int(msgs), Recipients: int(rcpts)}
 		t, ok := firstIn(h, max(lo, 1), hi)
 		if ok {
 			r.Oldest = time.Unix(int64(t), 0).UTC()
 		}
 		if member != nil {
-			if x := s.example(h, lo, hi, t, ok, member); x != nil {
+			var x *msg
+			if e := memoOf(memo); e != nil {
+				x = e.ex
+			} else {
+				x = s.example(h, lo, hi, t, ok, member)
+				if memo != nil {
+					memo.p.Store(&exMemo{x})
+				}
+			}
+			if x != nil {
 				m.describe(&r, x, by)
 			}
 		}
@@ -272,12 +308,12 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 	case "sender":
 		rows = make([]SummaryRow, 0, len(s.senders))
 		for k, g := range s.senders {
-			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, func(x *msg) bool { return senderKey(m.syms.str(x.sender)) == k })
+			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, &g.memo, func(x *msg) bool { return senderKey(m.syms.str(x.sender)) == k })
 		}
 	case "domain":
 		rows = make([]SummaryRow, 0, len(s.domains))
 		for k, g := range s.domains {
-			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, func(x *msg) bool {
+			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, &g.memo, func(x *msg) bool {
 				for i := range x.rcpts {
 					if !x.rcpts[i].done && summaryDomain(x.rcpts[i].addr) == k {
 						return true
@@ -290,7 +326,7 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 		for qi := range m.agg.queue {
 			q := &m.agg.queue[qi]
 			if q.msgs > 0 {
-				add(Queues[qi], q.msgs, q.rcpts, &q.arrivals, 0, maxArrival, func(x *msg) bool { return int(x.queue) == qi })
+				add(Queues[qi], q.msgs, q.rcpts, &q.arrivals, 0, maxArrival, &q.memo, func(x *msg) bool { return int(x.queue) == qi })
 			}
 		}
 	case "age":
@@ -304,7 +340,7 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 				lo = max(nowSec-ceilSeconds(g.Below)+1, 0)
 			}
 			if msgs := all.sumRange(lo, hi); msgs > 0 {
-				add(g.Label, msgs, s.allRcpts.sumRange(lo, hi), all, lo, hi, func(*msg) bool { return true })
+				add(g.Label, msgs, s.allRcpts.sumRange(lo, hi), all, lo, hi, nil, func(*msg) bool { return true })
 			}
 			hi = lo
 			if hi <= 0 {
@@ -318,10 +354,10 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 				continue
 			}
 			if c == 0 {
-				add(keys.NoReason, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, nil)
+				add(keys.NoReason, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, nil, nil)
 				continue
 			}
-			add(classNames[c], g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, func(x *msg) bool {
+			add(classNames[c], g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, &g.memo, func(x *msg) bool {
 				for i := range x.rcpts {
 					if !x.rcpts[i].done && int(x.rcpts[i].class) == c {
 						return true
