@@ -3,9 +3,7 @@ package model
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -63,13 +61,13 @@ func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
 	}
 	b := m.bufs.Get().(*readBuf)
 	defer m.bufs.Put(b)
-	env, fi, err := b.envelope(path)
-	if fi == nil || !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
+	env, fi, present, err := b.envelope(path)
+	if !present || !spool.IsReady(fi.mode) {
 		return s, false // gone, not a file, or still being written
 	}
-	s.forced = spool.IsForcedExpire(fi.Mode())
+	s.forced = spool.IsForcedExpire(fi.mode)
 	if q == queueDeferred {
-		s.next = fi.ModTime().Unix()
+		s.next = fi.mtime
 	}
 	if err != nil {
 		s.bare = true
@@ -497,6 +495,8 @@ func (m *Model) Run(ctx context.Context, interval time.Duration) {
 // heap grow while it loads.
 type readBuf struct {
 	file    []byte
+	name    []byte // the NUL-terminated path for spool.Openat
+	fd      spool.FD
 	rd      spool.Reader
 	fields  []spool.LogField
 	entries []logEntry
@@ -512,78 +512,104 @@ type logEntry struct {
 // through the record reader's windows.
 const wholeFileMax = 256 << 10
 
-// envelope reads the envelope of the queue file at path. fi is nil when
-// the file cannot be opened (gone) or is a symbolic link.
-func (b *readBuf) envelope(path string) (*spool.Envelope, fs.FileInfo, error) {
-	f, err := openNoAtime(path, syscall.O_NOFOLLOW)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() || !spool.IsReady(fi.Mode()) {
-		return nil, fi, nil
-	}
-	opt := spool.ReadOptions{SkipContent: true}
-	size := fi.Size()
-	if size > wholeFileMax {
-		b.rd.Reset(f, size)
-		env, err := spool.ReadEnvelope(&b.rd, opt)
-		return env, fi, err
-	}
-	if int64(cap(b.file)) < size {
-		b.file = make([]byte, size)
-	}
-	data := b.file[:size]
-	n, err := io.ReadFull(f, data)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, fi, err
-	}
-	env, err := spool.ReadEnvelope(spool.NewBytesReader(data[:n]), opt)
-	return env, fi, err
+// fileInfo is what a scan takes of a file's status.
+type fileInfo struct {
+	mode  fs.FileMode // permission bits, fs.ModeIrregular when not a regular file
+	mtime int64
+	size  int64
 }
 
-// openNoAtime opens path for reading (with the extra flags) without
-// updating its access time, when the daemon owns it (O_NOATIME is for
-// the owner only; otherwise it opens it plainly). A scan reads every
-// queue file and defer log: with relatime, a file whose mtime is ahead
-// of its atime — every deferred file, whose mtime is its next attempt —
-// had its inode written back at each read, a million journal writes
-// for a start-up scan.
-func openNoAtime(path string, flags int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|flags|syscall.O_NOATIME, 0)
-	if errors.Is(err, fs.ErrPermission) {
-		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
+// open opens path for a scan without updating its access time when the
+// daemon owns it (O_NOATIME is for the owner only; otherwise it opens it
+// plainly), with spool's raw system calls (one open, status, read and
+// close per file: through os.File a scan paid a poller registration and
+// a finalizer for each of a million files). With relatime, a file whose
+// mtime is ahead of its atime — every deferred file, whose mtime is its
+// next attempt — had its inode written back at each read: a million
+// journal writes for a start-up scan.
+func (b *readBuf) open(path string) (fd int, fi fileInfo, err error) {
+	fd, b.name, err = spool.Openat(spool.AtFDCWD, path, spool.ScanOpenFlags|syscall.O_NOATIME, b.name)
+	if err == syscall.EPERM {
+		fd, b.name, err = spool.Openat(spool.AtFDCWD, path, spool.ScanOpenFlags, b.name)
 	}
-	return f, err
+	if err != nil {
+		return -1, fi, err
+	}
+	var st syscall.Stat_t
+	if err := spool.Fstat(fd, &st); err != nil {
+		spool.CloseFD(fd)
+		return -1, fi, err
+	}
+	fi = fileInfo{mode: fs.FileMode(st.Mode & 0o777), mtime: st.Mtim.Sec, size: st.Size}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		fi.mode |= fs.ModeIrregular
+	}
+	return fd, fi, nil
+}
+
+// readAll reads the size bytes of fd into b.file (or a buffer of its
+// own past wholeFileMax).
+func (b *readBuf) readAll(fd int, size int64) ([]byte, error) {
+	var data []byte
+	if size > wholeFileMax {
+		data = make([]byte, size)
+	} else {
+		if int64(cap(b.file)) < size {
+			b.file = make([]byte, size)
+		}
+		data = b.file[:size]
+	}
+	got := 0
+	for got < len(data) {
+		n, err := spool.Pread(fd, data[got:], int64(got))
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break // the file shrank since its status
+		}
+		got += n
+	}
+	return data[:got], nil
+}
+
+// envelope reads the envelope of the queue file at path. ok is false
+// when the file cannot be opened (gone) or is a symbolic link.
+func (b *readBuf) envelope(path string) (env *spool.Envelope, fi fileInfo, ok bool, err error) {
+	fd, fi, err := b.open(path)
+	if err != nil {
+		return nil, fi, false, err
+	}
+	defer spool.CloseFD(fd)
+	if !spool.IsReady(fi.mode) {
+		return nil, fi, true, nil
+	}
+	opt := spool.ReadOptions{SkipContent: true}
+	if fi.size > wholeFileMax {
+		b.fd = spool.FD{Fd: fd}
+		b.rd.Reset(&b.fd, fi.size)
+		env, err := spool.ReadEnvelope(&b.rd, opt)
+		return env, fi, true, err
+	}
+	data, err := b.readAll(fd, fi.size)
+	if err != nil {
+		return nil, fi, true, err
+	}
+	env, err = spool.ReadEnvelope(spool.NewBytesReader(data), opt)
+	return env, fi, true, err
 }
 
 // log reads a defer log; a missing or unreadable one has no entries.
 // The entries are b's until the next call.
 func (b *readBuf) log(path string) []logEntry {
-	f, err := openNoAtime(path, 0)
+	fd, fi, err := b.open(path)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	data, err := b.readAll(fd, fi.size)
+	spool.CloseFD(fd)
+	if err != nil || fi.mode&fs.ModeIrregular != 0 {
 		return nil
-	}
-	var data []byte
-	if fi.Size() > wholeFileMax {
-		if data, err = io.ReadAll(f); err != nil {
-			return nil
-		}
-	} else {
-		if int64(cap(b.file)) < fi.Size() {
-			b.file = make([]byte, fi.Size())
-		}
-		n, _ := io.ReadFull(f, b.file[:fi.Size()])
-		data = b.file[:n]
 	}
 	b.entries = b.entries[:0]
 	b.fields = spool.ScanLog(data, b.fields, func(fields []spool.LogField, _ bool) {
