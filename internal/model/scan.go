@@ -94,7 +94,7 @@ func (m *Model) read(e spool.Entry) (s scanned, ok bool) {
 			}
 		}
 	}
-	hist, _ := m.cfg.Spool.ReadHistory(e.ID, s.arrival)
+	hist := b.history(m.cfg.Spool.Path(spool.History, e.ID), s.arrival)
 	for _, a := range hist {
 		if a.Status != "deferred" {
 			continue
@@ -597,6 +597,22 @@ func (b *readBuf) envelope(path string) (env *spool.Envelope, fi fileInfo, ok bo
 	}
 	env, err = spool.ReadEnvelope(spool.NewBytesReader(data), opt)
 	return env, fi, true, err
+}
+
+// history reads a message's history (spool.ReadHistory's answer); most
+// messages of a queue scanned at start have none, and a raw open that
+// fails costs one system call.
+func (b *readBuf) history(path string, arrival int64) []spool.Attempt {
+	fd, fi, err := b.open(path)
+	if err != nil {
+		return nil
+	}
+	data, err := b.readAll(fd, fi.size)
+	spool.CloseFD(fd)
+	if err != nil || fi.mode&fs.ModeIrregular != 0 {
+		return nil
+	}
+	return spool.ParseHistory(data, arrival)
 }
 
 // log reads a defer log; a missing or unreadable one has no entries.
