@@ -167,9 +167,13 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 // an append. Until then the aggregates are empty; Loading says why.
 func (m *Model) Build(ctx context.Context) error {
 	m.mu.Lock()
-	first := m.loading.Load() && m.msgs.len() == 0 && !m.bulk
+	first := m.loading.Load() && !m.bulk
 	if first {
+		// Messages that events brought before the scan are counted
+		// again at the end with the others.
 		m.bulk = true
+		m.agg = aggregates{}
+		m.agg.init()
 	}
 	m.mu.Unlock()
 	_, err := m.pass(ctx, false, m.cfg.Workers)
