@@ -8,6 +8,8 @@ type aggregates struct {
 	// By reason class (index as classNames): pending recipients, and
 	// messages with at least one pending recipient of the class.
 	classRcpts, classMsgs [][nQueues]int64
+	// The groups of a summary of every message (summary.go).
+	sum summaryAgg
 }
 
 type queueAgg struct {
@@ -18,6 +20,7 @@ type queueAgg struct {
 	// and messages with nothing pending are left out, as qshape does.
 	rcptDomains   map[sym]*hist
 	senderDomains map[sym]*hist
+	memo          exampleMemo // the queue's example in a summary by queue
 }
 
 func (a *aggregates) init() {
@@ -27,6 +30,7 @@ func (a *aggregates) init() {
 	}
 	a.classRcpts = make([][nQueues]int64, len(classNames))
 	a.classMsgs = make([][nQueues]int64, len(classNames))
+	a.sum.init()
 }
 
 func bump(m map[sym]*hist, k sym, t int64, d int32) {
@@ -46,21 +50,30 @@ func bump(m map[sym]*hist, k sym, t int64, d int32) {
 
 // count adds (d = 1) or removes (d = -1) a message's contributions.
 func (m *Model) count(x *msg, d int32) {
+	if m.bulk {
+		return // counted at the end of the first build (Build)
+	}
 	q := &m.agg.queue[x.queue]
+	q.memo.clear()
 	q.msgs += int64(d)
 	q.arrivals.add(int64(x.arrival), d)
+	pending := 0
+	for i := range x.rcpts {
+		if !x.rcpts[i].done {
+			pending++
+		}
+	}
+	m.agg.sum.count(x, m.syms.str(x.sender), pending, d)
 	if x.bare {
 		return
 	}
 	q.bytes += int64(d) * int64(x.size)
-	pending := 0
 	var seen uint64 // classes seen in this message (fewer than 64)
 	for i := range x.rcpts {
 		r := &x.rcpts[i]
 		if r.done {
 			continue
 		}
-		pending++
 		m.agg.classRcpts[r.class][x.queue] += int64(d)
 		if seen&(1<<r.class) == 0 {
 			seen |= 1 << r.class
@@ -81,10 +94,16 @@ func (m *Model) put(id string, x *msg) {
 	if old := m.msgs.get(id); old != nil {
 		m.count(old, -1)
 		m.msgs.del(id)
+		if !m.bulk {
+			m.agg.sum.unindex(old)
+		}
 		m.drop(old)
 	}
 	if x != nil {
 		m.msgs.set(x)
+		if !m.bulk {
+			m.agg.sum.index(x)
+		}
 		m.count(x, 1)
 	}
 }
@@ -115,4 +134,5 @@ func (a *aggregates) trim() {
 			h.trim()
 		}
 	}
+	a.sum.trim()
 }

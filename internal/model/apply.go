@@ -113,8 +113,13 @@ const (
 )
 
 func (m *Model) newMsg(id string, q uint8, sender string, size, arrival int64) *msg {
+	x := m.makeMsg(id, q, sender, size, arrival)
+	return &x
+}
+
+func (m *Model) makeMsg(id string, q uint8, sender string, size, arrival int64) msg {
 	s := m.syms.get(sender)
-	return &msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: uint32(min(max(size, 0), 1<<32-1)), arrival: clampSeconds(arrival)}
+	return msg{id: id, queue: q, sender: s, sdom: m.syms.get(qshapeDomain(sender)), size: uint32(min(max(size, 0), 1<<32-1)), arrival: clampSeconds(arrival)}
 }
 
 func (m *Model) newRcpt(addr string, offset int64, done bool) rcpt {

@@ -22,11 +22,7 @@ func (m *Model) EachQShape(queues []string, senders bool, fn func(domain string,
 		}
 		for d, h := range src {
 			name := m.syms.str(d)
-			for i, k := range h.keys {
-				if c := h.n[i]; c != 0 {
-					fn(name, int64(k), int64(c))
-				}
-			}
+			h.each(func(k uint32, c int32) { fn(name, int64(k), int64(c)) })
 		}
 	}
 }

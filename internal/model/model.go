@@ -89,6 +89,10 @@ type Model struct {
 	// them is older than the event and is not applied.
 	scanning int
 	touched  map[string]bool
+	// bulk: the first Build is running and the aggregates are counted
+	// at its end (Build); the messages it reads are allocated from slab.
+	bulk bool
+	slab slab
 
 	bufs sync.Pool // *readBuf for the scan's workers
 

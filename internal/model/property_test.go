@@ -156,6 +156,17 @@ func (w *world) check(step string) {
 		if reflect.DeepEqual(a, b) && reflect.DeepEqual(w.live.Summary().Queues, fresh.Summary().Queues) &&
 			reflect.DeepEqual(w.live.Summary().Classes, fresh.Summary().Classes) &&
 			reflect.DeepEqual(w.live.QShape(QShapeOptions{Queues: Queues[:]}, w.clk.Now()), fresh.QShape(QShapeOptions{Queues: Queues[:]}, w.clk.Now())) {
+			// The summary's groups, kept as events came, give what
+			// a walk gives, and what the fresh model's give.
+			sameSummaries(w.t, w.live, w.clk.Now(), step)
+			sameSummaries(w.t, fresh, w.clk.Now(), step)
+			for _, by := range summaryKeys {
+				a, _, _ := w.live.Summarize(by, w.clk.Now(), testKeys)
+				b, _, _ := fresh.Summarize(by, w.clk.Now(), testKeys)
+				if len(a) != len(b) {
+					w.t.Fatalf("after %s: summary by %s: %d groups live, %d fresh", step, by, len(a), len(b))
+				}
+			}
 			return
 		}
 		diff = describe(a, b)

@@ -167,8 +167,8 @@ func TestHist(t *testing.T) {
 	for i := int64(0); i < 200; i++ {
 		h.add(1000+i, -1)
 	}
-	if h.total != 3 || len(h.keys) > 100 {
-		t.Errorf("after compaction: total %d, %d keys", h.total, len(h.keys))
+	if h.total != 3 || h.keys > 100 {
+		t.Errorf("after compaction: total %d, %d keys", h.total, h.keys)
 	}
 }
 
@@ -232,5 +232,73 @@ func TestSymbolsFreedAndCapped(t *testing.T) {
 	}
 	if len(s.Classes) != 0 {
 		t.Errorf("classes %+v", s.Classes)
+	}
+}
+
+// TestHistRandom checks the chunked histogram against a plain map over
+// random additions and removals, in and out of time order.
+func TestHistRandom(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	var h hist
+	want := map[uint32]int64{}
+	for step := 0; step < 60000; step++ {
+		k := uint32(rng.Intn(5000))
+		if step%3 == 0 {
+			k = uint32(5000 + step) // in time order, at the end
+		}
+		d := int32(1)
+		if rng.Intn(3) == 0 {
+			d = -1
+		}
+		if d < 0 && want[k] == 0 {
+			continue // the model never removes what it did not add
+		}
+		h.add(int64(k), d)
+		want[k] += int64(d)
+		if step%997 != 0 {
+			continue
+		}
+		var total int64
+		first := uint32(1<<32 - 1)
+		lo, hi := uint32(rng.Intn(70000)), uint32(rng.Intn(70000))
+		var inRange int64
+		firstFrom, found := uint32(1<<32-1), false
+		for k, n := range want {
+			total += n
+			if n != 0 && k < first {
+				first = k
+			}
+			if k >= lo && k < hi {
+				inRange += n
+			}
+			if n != 0 && k >= lo && k < firstFrom {
+				firstFrom, found = k, true
+			}
+		}
+		if h.total != total {
+			t.Fatalf("step %d: total %d, want %d", step, h.total, total)
+		}
+		if m, ok := h.min(); total > 0 && (!ok || uint32(m) != first) {
+			t.Fatalf("step %d: min %d %v, want %d", step, m, ok, first)
+		}
+		if got := h.sumRange(int64(lo), int64(hi)); got != inRange {
+			t.Fatalf("step %d: sum [%d,%d) %d, want %d", step, lo, hi, got, inRange)
+		}
+		if got, ok := h.firstFrom(lo); ok != found || (found && got != firstFrom) {
+			t.Fatalf("step %d: first from %d: %d %v, want %d %v", step, lo, got, ok, firstFrom, found)
+		}
+		out := make([]int64, 2)
+		h.countInto(out, []int64{int64(lo)})
+		if out[0]+out[1] != total {
+			t.Fatalf("step %d: countInto %v, total %d", step, out, total)
+		}
+		if len(h.firsts) != len(h.chunks) {
+			t.Fatalf("step %d: %d firsts for %d chunks", step, len(h.firsts), len(h.chunks))
+		}
+		for i, c := range h.chunks {
+			if len(c.keys) == 0 || len(c.keys) > histChunkMax || (i > 0 && h.chunks[i-1].keys[len(h.chunks[i-1].keys)-1] >= c.keys[0]) || h.firsts[i] != c.keys[0] {
+				t.Fatalf("step %d: chunk %d malformed", step, i)
+			}
+		}
 	}
 }

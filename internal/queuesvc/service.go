@@ -247,9 +247,14 @@ func (s *Service) Summary(ctx context.Context, sel *manage.Selector, by string) 
 		res.Recipients += pending(m)
 		sum.Add(m)
 	}
-	// A reason class whose reasons the model keeps on disk only gets
-	// its example from the file of its first message.
-	onDisk := map[string]string{}
+	// A reason class whose reasons the model keeps on disk only may get
+	// its example from the file of a message whose reason the model does
+	// not hold: the first such message by the example rule.
+	type candidate struct {
+		id string
+		at time.Time
+	}
+	onDisk := map[string]candidate{}
 	if res.Source == SourceFiles {
 		if err := s.eachFile(ctx, sel, by == "reason", func(m *manage.Message) error { add(m); return nil }); err != nil {
 			return SummaryResult{}, err
@@ -262,29 +267,27 @@ func (s *Service) Summary(ctx context.Context, sel *manage.Selector, by string) 
 			}
 			for _, r := range m.Recipients {
 				if !r.Done && r.Class != "" && r.Reason == "" {
-					if id, ok := onDisk[r.Class]; !ok || m.ID < id {
-						onDisk[r.Class] = m.ID
+					if c, ok := onDisk[r.Class]; !ok || manage.ExampleBefore(m.Arrival, m.ID, c.at, c.id) {
+						onDisk[r.Class] = candidate{m.ID, m.Arrival}
 					}
 				}
 			}
 		})
 	}
-	res.Groups = sum.Groups()
-	for i := range res.Groups {
-		g := &res.Groups[i]
-		id, ok := onDisk[g.Key]
-		if !ok || (g.Example != "" && g.ExampleID < id) {
+	for class, c := range onDisk {
+		if !sum.Before(class, c.at, c.id) {
 			continue
 		}
-		if v, ok := s.Model.Message(id); ok {
+		if v, ok := s.Model.Message(c.id); ok {
 			for _, r := range v.Recipients {
-				if !r.Done && r.Class == g.Key && r.Reason != "" {
-					g.Example, g.ExampleID = r.Reason, id
+				if !r.Done && r.Class == class && r.Reason != "" {
+					sum.SetExample(class, r.Reason, c.id, c.at)
 					break
 				}
 			}
 		}
 	}
+	res.Groups = sum.Groups()
 	return res, ctx.Err()
 }
 
@@ -402,7 +405,12 @@ func (s *Service) QShape(o model.QShapeOptions) (model.QShape, bool) {
 // common "why is it stuck" of a large queue answers in milliseconds. It
 // gives what the Summarizer gives for the same messages.
 func (s *Service) summaryOfAll(res SummaryResult) SummaryResult {
-	rows, msgs, rcpts := s.Model.Summarize(res.By, s.now(), model.SummaryKeys{Age: manage.AgeGroup, NoReason: manage.NoReason})
+	keys := model.SummaryKeys{NoReason: manage.NoReason}
+	below, labels := manage.AgeBuckets()
+	for i := range below {
+		keys.Ages = append(keys.Ages, model.AgeGroup{Below: below[i], Label: labels[i]})
+	}
+	rows, msgs, rcpts := s.Model.Summarize(res.By, s.now(), keys)
 	res.Messages, res.Recipients = msgs, rcpts
 	res.Groups = make([]manage.Group, 0, len(rows))
 	for _, r := range rows {

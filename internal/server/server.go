@@ -311,6 +311,7 @@ func (s *Server) run(ctx context.Context) error {
 	}
 	// The model loads while mail is accepted and delivered; until it
 	// has, its answers say so (model.Loading).
+	go s.tuneMemory(qctx)
 	go s.runModel(qctx)
 	go s.susp.Run(qctx)
 

@@ -1,7 +1,7 @@
 package spool
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,25 +66,20 @@ func (s *Spool) AppendHistory(id string, attempts ...Attempt) error {
 	return nil
 }
 
-// ReadHistory returns the attempts recorded for id whose arrival matches
-// arrival (0 accepts all). A missing history is no error. Lines that do
-// not parse are skipped: the history is advisory, the queue file is the
-// record of truth.
-func (s *Spool) ReadHistory(id string, arrival int64) ([]Attempt, error) {
-	f, err := os.Open(s.Path(History, id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("spool: read history of %s: %w", id, err)
-	}
-	defer f.Close()
+// ParseHistory returns the attempts of a history's contents whose
+// arrival matches arrival (0 accepts all), as ReadHistory does, for a
+// caller that has read the file itself (the model's scan).
+func ParseHistory(data []byte, arrival int64) []Attempt {
 	var out []Attempt
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
 		var a Attempt
-		if json.Unmarshal(sc.Bytes(), &a) != nil {
+		if json.Unmarshal(line, &a) != nil {
 			continue
 		}
 		if arrival != 0 && a.Arrival != 0 && a.Arrival != arrival {
@@ -92,7 +87,22 @@ func (s *Spool) ReadHistory(id string, arrival int64) ([]Attempt, error) {
 		}
 		out = append(out, a)
 	}
-	return out, sc.Err()
+	return out
+}
+
+// ReadHistory returns the attempts recorded for id whose arrival matches
+// arrival (0 accepts all). A missing history is no error. Lines that do
+// not parse are skipped: the history is advisory, the queue file is the
+// record of truth.
+func (s *Spool) ReadHistory(id string, arrival int64) ([]Attempt, error) {
+	data, err := os.ReadFile(s.Path(History, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: read history of %s: %w", id, err)
+	}
+	return ParseHistory(data, arrival), nil
 }
 
 // CountAttempts returns the number of distinct attempts (attempt times)

@@ -27,11 +27,36 @@ type Entry struct {
 // that vanish during the walk are not errors.
 func (s *Spool) List(queue string) ([]Entry, error) {
 	var out []Entry
-	err := s.walk(queue, queue, 0, &out)
+	err := s.walk(queue, queue, 0, func(e Entry) error {
+		out = append(out, e)
+		return nil
+	})
 	return out, err
 }
 
-func (s *Spool) walk(queue, rel string, depth int, out *[]Entry) error {
+// ListEach is List in parts of at most n entries, in the same order: a
+// scan of a million files need not hold a million entries (100 MB) at
+// once. fn must not keep the slice, which is reused; an error from fn
+// stops the walk and is returned.
+func (s *Spool) ListEach(queue string, n int, fn func([]Entry) error) error {
+	buf := make([]Entry, 0, max(n, 1))
+	err := s.walk(queue, queue, 0, func(e Entry) error {
+		buf = append(buf, e)
+		if len(buf) < cap(buf) {
+			return nil
+		}
+		err := fn(buf)
+		clear(buf)
+		buf = buf[:0]
+		return err
+	})
+	if err == nil && len(buf) > 0 {
+		err = fn(buf)
+	}
+	return err
+}
+
+func (s *Spool) walk(queue, rel string, depth int, emit func(Entry) error) error {
 	d, err := os.Open(filepath.Join(s.Root, rel))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || (depth > 0 && errors.Is(err, syscallENOTDIR)) {
@@ -50,14 +75,16 @@ func (s *Spool) walk(queue, rel string, depth int, out *[]Entry) error {
 				// one-character names.
 				fi, err := os.Lstat(filepath.Join(s.Root, p))
 				if err == nil && fi.IsDir() {
-					if err := s.walk(queue, p, depth+1, out); err != nil {
+					if err := s.walk(queue, p, depth+1, emit); err != nil {
 						return err
 					}
 					continue
 				}
 			}
 			if ValidID(n) {
-				*out = append(*out, Entry{Queue: queue, ID: n, Rel: p})
+				if err := emit(Entry{Queue: queue, ID: n, Rel: p}); err != nil {
+					return err
+				}
 			}
 		}
 		if errors.Is(err, io.EOF) || len(names) == 0 {

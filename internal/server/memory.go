@@ -1,0 +1,59 @@
+package server
+
+import (
+	"context"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// The daemon's heap is the queue model, which grows with the queue, and
+// short-lived garbage. sluice serve sets GOGC=400 so that collections
+// are rare while the heap is small (the relay case); with a large queue
+// that same setting lets the heap grow to five times what the model
+// keeps: 1.5 GB at a million deferred messages, most of it the start-up
+// scan's garbage. So the daemon also sets a soft memory limit
+// (runtime/debug.SetMemoryLimit): memoryFloor, raised to a quarter above
+// the live heap when the live heap comes near it, so that a queue larger
+// than the floor allows costs memory in proportion rather than a
+// collector that never stops. Under the limit GOGC=400 still rules. An
+// operator's GOMEMLIMIT (the Go runtime's own variable) wins: the daemon
+// then leaves the limit alone.
+
+// memoryFloor is the soft memory limit the daemon starts with: with the
+// model of a million deferred messages live (about 300 MB of heap) the
+// process's resident size stays under 400 MB (it runs about 12 MiB above
+// the limit: the binary, and what the runtime keeps outside the limit).
+const memoryFloor = 368 << 20
+
+// memoryEvery is how often the limit is looked at again.
+const memoryEvery = time.Second
+
+// limitFor is the soft memory limit for a live heap of live bytes.
+func limitFor(live uint64) int64 {
+	return max(memoryFloor, int64(live+live/4))
+}
+
+// tuneMemory keeps the soft memory limit at limitFor(live heap) until ctx
+// ends; it does nothing when GOMEMLIMIT set one.
+func (s *Server) tuneMemory(ctx context.Context) {
+	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		return
+	}
+	debug.SetMemoryLimit(memoryFloor)
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	for {
+		t := s.clk.NewTimer(memoryEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			debug.SetMemoryLimit(limitFor(sample[0].Value.Uint64()))
+		}
+	}
+}
