@@ -20,7 +20,13 @@ func NewJSONWriter(w io.Writer) *JSONWriter {
 
 // Write renders one message as one line.
 func (j *JSONWriter) Write(m *Message) error {
-	b := j.buf[:0]
+	j.buf = appendJSON(j.buf[:0], m)
+	_, err := j.w.Write(j.buf)
+	return err
+}
+
+// appendJSON appends m as one line of postqueue -j.
+func appendJSON(b []byte, m *Message) []byte {
 	b = append(b, `{"queue_name": `...)
 	b = appendJSONString(b, m.Queue)
 	b = append(b, `, "queue_id": `...)
@@ -47,10 +53,7 @@ func (j *JSONWriter) Write(m *Message) error {
 		}
 		b = append(b, '}')
 	}
-	b = append(b, "]}\n"...)
-	j.buf = b
-	_, err := j.w.Write(b)
-	return err
+	return append(b, "]}\n"...)
 }
 
 // Close flushes. An empty queue gives no output at all.

@@ -1,0 +1,83 @@
+package model
+
+// This file is what a queue listing (package showq: mailq, postqueue -p
+// and -j) reads of the model. It only reads: the listing decides per
+// message whether what the model holds is enough, and reads the file when
+// it is not. It is the one place outside the model's own files that
+// knows the msg and rcpt structs' fields.
+
+// ListingMessage is one message as a listing sees it in the model: the
+// raw strings of the queue file (no display form yet).
+type ListingMessage struct {
+	Queue   string
+	Arrival int64 // seconds, from the T record
+	Size    int64
+	Forced  bool
+	Sender  string
+	Rcpts   []ListingRcpt // in queue-file order
+}
+
+// ListingRcpt is one recipient of a ListingMessage.
+type ListingRcpt struct {
+	Addr string
+	Done bool // a D record: not listed
+	// Logged: the message's defer log names this recipient (by its
+	// offset), with Reason (empty when the entry has none).
+	Logged bool
+	Reason string
+	// ReasonOnDisk: the entry's reason is one the model does not keep in
+	// memory (see maxReasons); only the defer log has it.
+	ReasonOnDisk bool
+}
+
+// EachListing looks up ids(i) for i = 0, 1, ... n-1, under one read
+// lock, and calls fn with what the model holds of each, until fn returns
+// false: v is nil for a message the model does not hold, or holds by its
+// ID only (corrupt/, unreadable). v and its Rcpts are reused from call to
+// call: fn must neither keep them nor call the model, and should not
+// wait (writers wait for the lock meanwhile).
+func (m *Model) EachListing(n int, ids func(i int) string, fn func(i int, v *ListingMessage) bool) {
+	var v ListingMessage
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for i := range n {
+		x := m.msgs.get(ids(i))
+		if x == nil || x.bare {
+			if !fn(i, nil) {
+				return
+			}
+			continue
+		}
+		rs := v.Rcpts[:0]
+		v = ListingMessage{
+			Queue: Queues[x.queue], Arrival: int64(x.arrival), Size: int64(x.size),
+			Forced: x.forced, Sender: m.syms.str(x.sender),
+		}
+		for k := range x.rcpts {
+			r := &x.rcpts[k]
+			lr := ListingRcpt{Addr: r.addr, Done: r.done}
+			if !r.done && (r.reason != 0 || r.dsn != 0) {
+				lr.Logged = true
+				lr.ReasonOnDisk = r.reason == onDisk
+				lr.Reason = m.syms.str(r.reason)
+			}
+			rs = append(rs, lr)
+		}
+		v.Rcpts = rs
+		if !fn(i, &v) {
+			return
+		}
+	}
+}
+
+// ListingEpoch changes whenever a scan pass (Build, Reconcile) starts. A
+// listing that keeps what it read of files to check the model against
+// drops it then: a change behind the daemon's back that the model does
+// not represent (say, a defer-log entry that names none of the
+// message's recipients) is then seen at the same time as the changes the
+// pass brings into the model.
+func (m *Model) ListingEpoch() uint8 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.epoch
+}
