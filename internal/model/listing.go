@@ -15,6 +15,8 @@ type ListingMessage struct {
 	Forced  bool
 	Sender  string
 	Rcpts   []ListingRcpt // in queue-file order
+
+	touched byte // keeps the compiler from dropping EachListing's reads
 }
 
 // ListingRcpt is one recipient of a ListingMessage.
@@ -38,36 +40,72 @@ type ListingRcpt struct {
 // wait (writers wait for the lock meanwhile).
 func (m *Model) EachListing(n int, ids func(i int) string, fn func(i int, v *ListingMessage) bool) {
 	var v ListingMessage
+	var batch [listingBatch]*msg
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for i := range n {
-		x := m.msgs.get(ids(i))
-		if x == nil || x.bare {
-			if !fn(i, nil) {
+	for start := 0; start < n; start += listingBatch {
+		end := min(n, start+listingBatch)
+		// The messages of a listing come in directory order, which is
+		// not the order they sit in memory: nearly every one is a
+		// cache miss, and so are its recipients and their strings.
+		// Looking them all up first, then touching what the listing
+		// will read, lets the processor wait for many at once.
+		xs := batch[:end-start]
+		for i := range xs {
+			xs[i] = m.msgs.get(ids(start + i))
+		}
+		var sink byte
+		for _, x := range xs {
+			if x == nil || x.bare {
+				continue
+			}
+			if s := m.syms.str(x.sender); s != "" {
+				sink += s[0]
+			}
+			for k := range x.rcpts {
+				r := &x.rcpts[k]
+				if r.addr != "" {
+					sink += r.addr[0]
+				}
+				if s := m.syms.str(r.reason); s != "" {
+					sink += s[0] + s[len(s)/2] + s[len(s)-1] // a reason spans cache lines
+				}
+			}
+		}
+		v.touched = sink
+		for i, x := range xs {
+			if !fn(start+i, m.listing(&v, x)) {
 				return
 			}
-			continue
-		}
-		rs := v.Rcpts[:0]
-		v = ListingMessage{
-			Queue: Queues[x.queue], Arrival: int64(x.arrival), Size: int64(x.size),
-			Forced: x.forced, Sender: m.syms.str(x.sender),
-		}
-		for k := range x.rcpts {
-			r := &x.rcpts[k]
-			lr := ListingRcpt{Addr: r.addr, Done: r.done}
-			if !r.done && (r.reason != 0 || r.dsn != 0) {
-				lr.Logged = true
-				lr.ReasonOnDisk = r.reason == onDisk
-				lr.Reason = m.syms.str(r.reason)
-			}
-			rs = append(rs, lr)
-		}
-		v.Rcpts = rs
-		if !fn(i, &v) {
-			return
 		}
 	}
+}
+
+// listingBatch is how many messages EachListing looks up at once.
+const listingBatch = 32
+
+// listing fills v from x; nil when x is nil or bare.
+func (m *Model) listing(v *ListingMessage, x *msg) *ListingMessage {
+	if x == nil || x.bare {
+		return nil
+	}
+	rs := v.Rcpts[:0]
+	*v = ListingMessage{
+		Queue: Queues[x.queue], Arrival: int64(x.arrival), Size: int64(x.size),
+		Forced: x.forced, Sender: m.syms.str(x.sender), touched: v.touched,
+	}
+	for k := range x.rcpts {
+		r := &x.rcpts[k]
+		lr := ListingRcpt{Addr: r.addr, Done: r.done}
+		if !r.done && (r.reason != 0 || r.dsn != 0) {
+			lr.Logged = true
+			lr.ReasonOnDisk = r.reason == onDisk
+			lr.Reason = m.syms.str(r.reason)
+		}
+		rs = append(rs, lr)
+	}
+	v.Rcpts = rs
+	return v
 }
 
 // ListingEpoch changes whenever a scan pass (Build, Reconcile) starts. A

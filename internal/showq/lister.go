@@ -56,9 +56,11 @@ type Lister struct {
 	model *model.Model
 	seed  maphash.Seed
 
-	mu      sync.RWMutex
-	digests map[string]uint64
-	epoch   uint8 // the model's ListingEpoch the digests belong to
+	dirs dirMemo   // the directories' names, and the digests
+	bufs sync.Pool // *[]byte: chunks' output
+
+	mu    sync.Mutex
+	epoch uint8 // the model's ListingEpoch the digests belong to
 
 	fromModel, fromFiles atomic.Int64
 }
@@ -66,7 +68,7 @@ type Lister struct {
 // NewLister returns a Lister of sp's queues backed by m; with m nil every
 // message is read from its file.
 func NewLister(sp *spool.Spool, m *model.Model) *Lister {
-	return &Lister{sp: sp, model: m, seed: maphash.MakeSeed(), digests: map[string]uint64{}}
+	return &Lister{sp: sp, model: m, seed: maphash.MakeSeed()}
 }
 
 // Stats returns how many listed messages came from the model and how
@@ -104,19 +106,19 @@ const chunkSize = 2048
 // written; a write error stops the listing (and the protocol stream then
 // lacks its final terminator).
 func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
-	entries, err := l.list(opt)
-	if err != nil {
-		return err
-	}
 	useModel := l.model != nil && !l.model.Loading()
 	if useModel {
 		ep := l.model.ListingEpoch()
 		l.mu.Lock()
 		if ep != l.epoch {
-			clear(l.digests)
+			l.dirs.forget()
 			l.epoch = ep
 		}
 		l.mu.Unlock()
+	}
+	entries, err := l.list(opt)
+	if err != nil {
+		return err
 	}
 	rd := newFileReader(l.sp, &opt)
 	defer rd.close()
@@ -131,6 +133,9 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	for i := range chunks {
 		end := min(len(entries), (i+1)*chunkSize)
 		chunks[i] = &chunk{entries: entries[i*chunkSize : end], done: make(chan struct{})}
+		if b, ok := l.bufs.Get().(*[]byte); ok {
+			chunks[i].out = (*b)[:0]
+		}
 	}
 	// Workers run at most ahead chunks in front of the writer, so a slow
 	// reader of the listing does not make the whole of it pile up here.
@@ -175,37 +180,34 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 		if i+ahead < nchunks {
 			jobs <- chunks[i+ahead]
 		}
-		out := c.out
-		if f.Kind == Text && count == 0 && c.count > 0 {
-			// The first message of the listing has the heading where
-			// every other one has its blank line.
-			c.out = append(head, out[1:]...)
-			for k := range c.warns {
-				c.warns[k].at += len(head) - 1
+		for _, p := range c.pieces {
+			if p.warn != "" {
+				if opt.Warn != nil {
+					opt.Warn(p.warn)
+				}
+				continue
 			}
-			out = c.out
+			out := c.out[p.start:p.end]
+			if len(out) == 0 {
+				continue
+			}
+			if head != nil {
+				// The first message of the listing has the heading
+				// where every other one has its blank line.
+				if _, err := w.Write(head); err != nil {
+					return err
+				}
+				head, out = nil, out[1:]
+			}
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
 		}
 		count += c.count
 		bytes += c.bytes
-		at := 0
-		for _, wn := range c.warns {
-			if wn.at > at {
-				if _, err := w.Write(out[at:wn.at]); err != nil {
-					return err
-				}
-				at = wn.at
-			}
-			if opt.Warn != nil {
-				opt.Warn(wn.msg)
-			}
-		}
-		if _, err := w.Write(out[at:]); err != nil {
-			return err
-		}
-		c.out, c.warns = nil, nil
-	}
-	if opt.Queues == nil {
-		l.prune(entries)
+		buf := c.out[:0]
+		l.bufs.Put(&buf)
+		c.out, c.pieces = nil, nil
 	}
 	var tail []byte
 	switch f.Kind {
@@ -218,34 +220,43 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	return err
 }
 
-// chunk is one piece of a listing: its entries, then what they gave.
+// chunk is one piece of a listing: its entries, then what they gave:
+// the output is pieces of out, and warnings, in listing order.
 type chunk struct {
-	entries      []spool.Entry
+	entries      []qentry
 	out          []byte
-	warns        []chunkWarning
+	pieces       []piece
 	count, bytes int64
 	done         chan struct{}
+	doubts       []doubt
 }
 
-// chunkWarning is a warning and where in the chunk's output it came.
-type chunkWarning struct {
-	at  int
-	msg string
+// piece is out[start:end], or a warning.
+type piece struct {
+	start, end int
+	warn       string
 }
 
-// list reads the directories of opt's queues.
-func (l *Lister) list(opt Options) ([]spool.Entry, error) {
+// doubt is an entry the model did not give in the first pass over a
+// chunk, and where in the output it goes.
+type doubt struct {
+	e     qentry
+	at    int  // the length of out when it was met
+	onLog bool // the model has it, but a reason only its defer log has
+}
+
+// list reads the directories of opt's queues (see dirMemo).
+func (l *Lister) list(opt Options) ([]qentry, error) {
 	queues := opt.Queues
 	if queues == nil {
 		queues = spool.MessageQueues
 	}
-	var entries []spool.Entry
+	var entries []qentry
 	for _, q := range queues {
-		e, err := l.sp.List(q)
-		if err != nil {
+		var err error
+		if entries, err = l.dirs.list(l.sp, q, entries); err != nil {
 			return nil, err
 		}
-		entries = append(entries, e...)
 	}
 	return entries, nil
 }
@@ -282,41 +293,56 @@ func (st *state) render(c *chunk, m *Message) {
 	}
 }
 
-// listChunk lists c's entries: runs of them from the model, under one
-// lock each, and the others from their files.
+// listChunk lists c's entries: first every one the model gives, under
+// one lock, rendered in order; then the others (the doubts), from their
+// defer log and the model, or from their files; their output is put in
+// its place by the pieces.
 func (l *Lister) listChunk(st *state, c *chunk, useModel bool) {
-	es := c.entries
-	for i := 0; i < len(es); {
-		if useModel {
-			n := l.fromModelRun(st, c, es[i:])
-			l.fromModel.Add(int64(n))
-			if i += n; i == len(es) {
-				break
-			}
+	c.doubts = c.doubts[:0]
+	if useModel {
+		n := l.fromModelPass(st, c)
+		l.fromModel.Add(int64(n))
+	} else {
+		for _, e := range c.entries {
+			c.doubts = append(c.doubts, doubt{e: e})
 		}
-		l.fromFile(st, c, es[i])
-		i++
 	}
+	modelEnd, at := len(c.out), 0
+	for _, d := range c.doubts {
+		if d.at > at {
+			c.pieces = append(c.pieces, piece{start: at, end: d.at})
+			at = d.at
+		}
+		start := len(c.out)
+		if !d.onLog || !l.fromLog(st, c, d.e) {
+			l.fromFile(st, c, d.e)
+		}
+		c.pieces = append(c.pieces, piece{start: start, end: len(c.out)})
+	}
+	c.pieces = append(c.pieces, piece{start: at, end: modelEnd})
 }
 
-// fromModelRun lists entries from the model from the first on, until one
-// the model cannot give; it returns how many it listed.
-func (l *Lister) fromModelRun(st *state, c *chunk, es []spool.Entry) int {
+// fromModelPass lists the chunk's entries that the model gives and notes
+// the others in c.doubts; it returns how many it listed.
+func (l *Lister) fromModelPass(st *state, c *chunk) int {
 	n := 0
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	l.model.EachListing(len(es), func(i int) string { return es[i].ID }, func(i int, v *model.ListingMessage) bool {
-		e := &es[i]
-		if v == nil || v.Queue != e.Queue || v.Arrival <= 0 || !l.inPlace(e) {
-			return false
+	es := c.entries
+	l.model.EachListing(len(es), func(i int) string { return es[i].id() }, func(i int, v *model.ListingMessage) bool {
+		e := es[i]
+		d := e.dir
+		want := d.items[e.i].digest.Load()
+		if v == nil || v.Queue != d.queue || v.Arrival <= 0 || d.items[e.i].kind != itemFile || want == 0 {
+			c.doubts = append(c.doubts, doubt{e: e, at: len(c.out)})
+			return true
 		}
-		want, ok := l.digests[e.ID]
-		if !ok {
-			return false
+		if st.b.onDisk(v) {
+			c.doubts = append(c.doubts, doubt{e: e, at: len(c.out), onLog: true})
+			return true
 		}
-		m := st.b.match(e, v, want, st.digest)
+		m := st.b.match(d.queue, e.id(), v, want, st.digest)
 		if m == nil {
-			return false
+			c.doubts = append(c.doubts, doubt{e: e, at: len(c.out)})
+			return true
 		}
 		st.render(c, m)
 		n++
@@ -325,63 +351,58 @@ func (l *Lister) fromModelRun(st *state, c *chunk, es []spool.Entry) int {
 	return n
 }
 
-// inPlace reports whether e is where its queue and ID put it: showq
-// lists no other file (see lookup).
-func (l *Lister) inPlace(e *spool.Entry) bool {
-	if l.sp.Hashed(e.Queue) {
-		return e.Rel == l.sp.RelPath(e.Queue, e.ID)
+// fromLog lists e from the model with the entries of its defer log read
+// from the file (the model does not hold all their reasons); false when
+// that does not give what the files gave last.
+func (l *Lister) fromLog(st *state, c *chunk, e qentry) bool {
+	if st.file == nil {
+		st.file = st.rd.get()
 	}
-	q, id := e.Queue, e.ID
-	return len(e.Rel) == len(q)+1+len(id) && e.Rel[:len(q)] == q && e.Rel[len(q)] == '/' && e.Rel[len(q)+1:] == id
+	logged, ok := st.file.logEntries(e.dir.queue, e.id())
+	if !ok {
+		return false
+	}
+	d := e.dir
+	want := d.items[e.i].digest.Load()
+	done := false
+	l.model.EachListing(1, func(int) string { return e.id() }, func(_ int, v *model.ListingMessage) bool {
+		if v == nil || v.Queue != d.queue || want == 0 {
+			return false
+		}
+		if m := st.b.buildLogged(d.queue, e.id(), v, logged); st.digest(m) == want {
+			st.render(c, m)
+			done = true
+		}
+		return false
+	})
+	if done {
+		l.fromModel.Add(1)
+	}
+	return done
 }
 
 // fromFile lists e from its file and keeps its digest for the next
 // listing: of a message listed without warnings only, so that a damaged
 // file is read, and warned about, every time.
-func (l *Lister) fromFile(st *state, c *chunk, e spool.Entry) {
+func (l *Lister) fromFile(st *state, c *chunk, qe qentry) {
 	l.fromFiles.Add(1)
 	if st.file == nil {
 		st.file = st.rd.get()
 	}
+	e := qe.entry()
 	r := st.file.read(e)
 	for _, w := range r.warnings {
-		c.warns = append(c.warns, chunkWarning{at: len(c.out), msg: w})
+		c.pieces = append(c.pieces, piece{warn: w})
 	}
 	var d uint64
 	keep := r.msg != nil && len(r.warnings) == 0 && e.Queue != spool.Maildrop
 	if keep {
 		d = l.digest(r.msg)
 	}
-	l.mu.Lock()
-	if keep {
-		l.digests[e.ID] = d
-	} else {
-		delete(l.digests, e.ID)
-	}
-	l.mu.Unlock()
+	qe.dir.items[qe.i].digest.Store(d)
 	if r.msg != nil {
 		st.render(c, r.msg)
 	}
-}
-
-// prune drops the digests of messages a complete listing did not list,
-// once they are a good part of all.
-func (l *Lister) prune(entries []spool.Entry) {
-	l.mu.RLock()
-	n := len(l.digests)
-	l.mu.RUnlock()
-	if n <= len(entries)+len(entries)/4+1024 {
-		return
-	}
-	keep := make(map[string]uint64, len(entries))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, e := range entries {
-		if d, ok := l.digests[e.ID]; ok {
-			keep[e.ID] = d
-		}
-	}
-	l.digests = keep
 }
 
 // digest is a 64-bit hash of everything a rendering shows of m.
@@ -403,7 +424,7 @@ func (l *Lister) digest(m *Message) uint64 {
 		mix(maphash.String(l.seed, r.Address))
 		mix(maphash.String(l.seed, r.Reason))
 	}
-	return h
+	return max(h, 1) // 0 means none
 }
 
 // builder makes Messages from what the model holds, in display form.
@@ -444,9 +465,20 @@ var permutations = func() (p [maxPermuted + 1][][]int) {
 	return p
 }()
 
+// onDisk reports whether a reason of v is one the model keeps only in
+// the defer log.
+func (b *builder) onDisk(v *model.ListingMessage) bool {
+	for i := range v.Rcpts {
+		if v.Rcpts[i].ReasonOnDisk {
+			return true
+		}
+	}
+	return false
+}
+
 // match returns the message v shows, with the defer-log entries in the
 // order whose digest is want, or nil when the model cannot give it.
-func (b *builder) match(e *spool.Entry, v *model.ListingMessage, want uint64, digest func(*Message) uint64) *Message {
+func (b *builder) match(queue, id string, v *model.ListingMessage, want uint64, digest func(*Message) uint64) *Message {
 	b.logged = b.logged[:0]
 	for i := range v.Rcpts {
 		if r := &v.Rcpts[i]; r.Logged {
@@ -461,22 +493,33 @@ func (b *builder) match(e *spool.Entry, v *model.ListingMessage, want uint64, di
 		for i := range b.logged {
 			b.order = append(b.order, i)
 		}
-		if m := b.build(e, v, b.order); digest(m) == want {
+		if m := b.build(queue, id, v, b.order); digest(m) == want {
 			return m
 		}
 		return nil
 	}
 	for _, order := range permutations[len(b.logged)] {
-		if m := b.build(e, v, order); digest(m) == want {
+		if m := b.build(queue, id, v, order); digest(m) == want {
 			return m
 		}
 	}
 	return nil
 }
 
+// buildLogged makes the message v shows with the entries of its defer
+// log as read from the file (in display form).
+func (b *builder) buildLogged(queue, id string, v *model.ListingMessage, logged []Recipient) *Message {
+	b.rcpts = append(b.rcpts[:0], logged...)
+	b.seen.reset(len(logged) > 0, b.limit)
+	for i := range logged {
+		b.seen.add(logged[i].Address)
+	}
+	return b.finish(queue, id, v)
+}
+
 // build makes the message v shows with the defer-log entries in order
 // (indexes into b.logged), as readFile and readDeferLog list a file.
-func (b *builder) build(e *spool.Entry, v *model.ListingMessage, order []int) *Message {
+func (b *builder) build(queue, id string, v *model.ListingMessage, order []int) *Message {
 	d := &b.disp
 	b.rcpts = b.rcpts[:0]
 	b.seen.reset(false, 0)
@@ -496,6 +539,13 @@ func (b *builder) build(e *spool.Entry, v *model.ListingMessage, order []int) *M
 		b.rcpts = append(b.rcpts, Recipient{Address: addr, Reason: reason, Logged: true})
 		b.seen.add(addr)
 	}
+	return b.finish(queue, id, v)
+}
+
+// finish adds v's undelivered recipients that the log did not name, and
+// the envelope.
+func (b *builder) finish(queue, id string, v *model.ListingMessage) *Message {
+	d := &b.disp
 	for i := range v.Rcpts {
 		r := &v.Rcpts[i]
 		if r.Done {
@@ -506,7 +556,7 @@ func (b *builder) build(e *spool.Entry, v *model.ListingMessage, order []int) *M
 		}
 	}
 	b.msg = Message{
-		Queue: e.Queue, ID: e.ID, Arrival: v.Arrival, Size: v.Size,
+		Queue: queue, ID: id, Arrival: v.Arrival, Size: v.Size,
 		ForcedExpire: v.Forced, Sender: d.addressString(v.Sender), Recipients: b.rcpts,
 	}
 	return &b.msg

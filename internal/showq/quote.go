@@ -118,7 +118,20 @@ func makePrintable(b []byte, utf8 bool) {
 
 // isPrintable reports whether makePrintable would leave b unchanged.
 func isPrintable[T ~string | ~[]byte](b T, utf8 bool) bool {
-	for i := 0; i < len(b); {
+	i := 0
+	// Eight bytes at a time while they are all printable ASCII: a
+	// listing checks a hundred thousand reasons of a hundred bytes.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
+			uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56
+		del := x ^ 0x7f*ones
+		// A byte below 0x20, a DEL, or one with its high bit set.
+		if ((x-0x20*ones)&^x|(del-ones)&^del|x)&highs != 0 {
+			break
+		}
+	}
+	for i < len(b) {
 		c := b[i]
 		if c >= 0x20 && c < 0x7f {
 			i++

@@ -383,6 +383,17 @@ func (w *worker) readDeferLog(m *Message) {
 	})
 }
 
+// logEntries returns the entries of the defer log of id, as readFile
+// lists them, and whether they could be read without a warning. They
+// are valid until the worker's next use.
+func (w *worker) logEntries(queue, id string) ([]Recipient, bool) {
+	w.warns = nil
+	clear(w.rcpts)
+	w.rcpts = w.rcpts[:0]
+	w.readDeferLog(&Message{Queue: queue, ID: id})
+	return w.rcpts, len(w.warns) == 0
+}
+
 // intern returns b as a string, shared with earlier equal ones: a queue
 // holds a few reasons, statuses and actions many times over.
 func (w *worker) intern(b []byte) string {
