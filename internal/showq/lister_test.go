@@ -280,22 +280,31 @@ func TestListerVanishedFiles(t *testing.T) {
 	msgs := randomSpool(t, sp, rng, 60, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	l := NewLister(sp, buildModel(t, sp))
 	compareListings(t, "start", sp, l, DefaultOptions(), false, time.UTC)
+	removeAndHold(t, sp, msgs, 3)
+	compareListings(t, "after removals and holds", sp, l, DefaultOptions(), false, time.UTC)
+}
+
+// removeAndHold does what Postfix's postsuper does, behind the daemon's
+// back: removes the files of every k-th message, and puts the deferred
+// one after each on hold.
+func removeAndHold(t *testing.T, sp *spool.Spool, msgs []tmsg, k int) {
+	t.Helper()
 	for i := range msgs {
 		x := &msgs[i]
 		switch {
 		case x.queue == spool.Maildrop:
-		case i%3 == 0:
+		case i%k == 0:
 			if err := sp.Remove(x.queue, x.id); err != nil {
 				t.Fatal(err)
 			}
 			sp.RemoveLog(spool.Defer, x.id)
-		case i%3 == 1 && x.queue != spool.Hold:
+		case i%k == 1 && x.queue == spool.Deferred:
 			if err := sp.Move(x.id, x.queue, spool.Hold); err != nil {
 				t.Fatal(err)
 			}
+			x.queue = spool.Hold
 		}
 	}
-	compareListings(t, "after removals and holds", sp, l, DefaultOptions(), false, time.UTC)
 }
 
 // TestListerChangedInPlace: a file changed behind the daemon's back,
@@ -460,19 +469,6 @@ func TestListerSettledDirectories(t *testing.T) {
 		t.Fatal("no directory reading was kept")
 	}
 	randomSpool(t, sp, rng, 5, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
-	for i := range msgs {
-		x := &msgs[i]
-		switch {
-		case x.queue == spool.Maildrop:
-		case i%4 == 0:
-			if err := sp.Remove(x.queue, x.id); err != nil {
-				t.Fatal(err)
-			}
-		case i%4 == 1 && x.queue == spool.Deferred:
-			if err := sp.Move(x.id, x.queue, spool.Hold); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	removeAndHold(t, sp, msgs, 4)
 	compareListings(t, "changed", sp, l, DefaultOptions(), false, time.UTC)
 }
