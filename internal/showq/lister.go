@@ -96,7 +96,7 @@ const (
 	Protocol
 )
 
-// chunkSize is how many directory entries one piece of work lists.
+// chunkSize is the most directory entries one piece of work lists.
 const chunkSize = 2048
 
 // Write lists the queues of opt (Scan's default when nil) to w in the
@@ -123,16 +123,19 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	rd := newFileReader(l.sp, &opt)
 	defer rd.close()
 
-	nchunks := (len(entries) + chunkSize - 1) / chunkSize
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	// Pieces of at most chunkSize entries, and a few per worker so that
+	// they share a small queue too.
+	size := min(chunkSize, max(64, len(entries)/(4*workers)))
+	nchunks := (len(entries) + size - 1) / size
 	workers = max(1, min(workers, nchunks))
 	chunks := make([]*chunk, nchunks)
 	for i := range chunks {
-		end := min(len(entries), (i+1)*chunkSize)
-		chunks[i] = &chunk{entries: entries[i*chunkSize : end], done: make(chan struct{})}
+		end := min(len(entries), (i+1)*size)
+		chunks[i] = &chunk{entries: entries[i*size : end], done: make(chan struct{})}
 		if b, ok := l.bufs.Get().(*[]byte); ok {
 			chunks[i].out = (*b)[:0]
 		}

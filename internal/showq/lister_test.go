@@ -472,3 +472,36 @@ func TestListerSettledDirectories(t *testing.T) {
 	removeAndHold(t, sp, msgs, 4)
 	compareListings(t, "changed", sp, l, DefaultOptions(), false, time.UTC)
 }
+
+// TestListerConcurrent: listings at the same time (the control socket
+// and public/showq share one Lister) give the same bytes.
+func TestListerConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	sp := spool.New(t.TempDir())
+	sp.NoSync = true
+	randomSpool(t, sp, rng, 300, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	l := NewLister(sp, buildModel(t, sp))
+	want, _ := scanOutput(t, sp, DefaultOptions(), Format{Kind: JSON})
+	errs := make(chan string, 8)
+	for range 8 {
+		go func() {
+			var out bytes.Buffer
+			opt := DefaultOptions()
+			opt.Workers = 3
+			if err := l.Write(&out, opt, Format{Kind: JSON}); err != nil {
+				errs <- err.Error()
+				return
+			}
+			if out.String() != want {
+				errs <- "a concurrent listing differs from a scan"
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
