@@ -32,53 +32,63 @@ type ListingRcpt struct {
 	ReasonOnDisk bool
 }
 
-// EachListing looks up ids(i) for i = 0, 1, ... n-1, under one read
+// EachListing looks up ids(i) for i = 0, 1, ... n-1, under the read
 // lock, and calls fn with what the model holds of each, until fn returns
 // false: v is nil for a message the model does not hold, or holds by its
 // ID only (corrupt/, unreadable). v and its Rcpts are reused from call to
 // call: fn must neither keep them nor call the model, and should not
-// wait (writers wait for the lock meanwhile).
+// wait (writers wait for the lock meanwhile). The lock is let go every
+// listingBatch messages, so two messages may be seen at different
+// moments, as a scan of the files sees them.
 func (m *Model) EachListing(n int, ids func(i int) string, fn func(i int, v *ListingMessage) bool) {
 	var v ListingMessage
 	var batch [listingBatch]*msg
+	for start := 0; start < n; start += listingBatch {
+		if !m.eachListingBatch(&v, batch[:min(n, start+listingBatch)-start], start, ids, fn) {
+			return
+		}
+	}
+}
+
+// eachListingBatch is EachListing for the ids from start on, as many as xs
+// holds, under the read lock (taken once a batch, so that writers wait
+// for one batch at most); false when fn said stop.
+func (m *Model) eachListingBatch(v *ListingMessage, xs []*msg, start int, ids func(int) string, fn func(int, *ListingMessage) bool) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for start := 0; start < n; start += listingBatch {
-		end := min(n, start+listingBatch)
-		// The messages of a listing come in directory order, which is
-		// not the order they sit in memory: nearly every one is a
-		// cache miss, and so are its recipients and their strings.
-		// Looking them all up first, then touching what the listing
-		// will read, lets the processor wait for many at once.
-		xs := batch[:end-start]
-		for i := range xs {
-			xs[i] = m.msgs.get(ids(start + i))
+	// The messages of a listing come in directory order, which is
+	// not the order they sit in memory: nearly every one is a
+	// cache miss, and so are its recipients and their strings.
+	// Looking them all up first, then touching what the listing
+	// will read, lets the processor wait for many at once.
+	for i := range xs {
+		xs[i] = m.msgs.get(ids(start + i))
+	}
+	var sink byte
+	for _, x := range xs {
+		if x == nil || x.bare {
+			continue
 		}
-		var sink byte
-		for _, x := range xs {
-			if x == nil || x.bare {
-				continue
-			}
-			if s := m.syms.str(x.sender); s != "" {
-				sink += s[0]
-			}
-			for k := range x.rcpts {
-				r := &x.rcpts[k]
-				if r.addr != "" {
-					sink += r.addr[0]
-				}
-				if s := m.syms.str(r.reason); s != "" {
-					sink += s[0] + s[len(s)/2] + s[len(s)-1] // a reason spans cache lines
-				}
-			}
+		if s := m.syms.str(x.sender); s != "" {
+			sink += s[0]
 		}
-		v.touched = sink
-		for i, x := range xs {
-			if !fn(start+i, m.listing(&v, x)) {
-				return
+		for k := range x.rcpts {
+			r := &x.rcpts[k]
+			if r.addr != "" {
+				sink += r.addr[0]
+			}
+			if s := m.syms.str(r.reason); s != "" {
+				sink += s[0] + s[len(s)/2] + s[len(s)-1] // a reason spans cache lines
 			}
 		}
 	}
+	v.touched = sink
+	for i, x := range xs {
+		if !fn(start+i, m.listing(v, x)) {
+			return false
+		}
+	}
+	return true
 }
 
 // listingBatch is how many messages EachListing looks up at once.
