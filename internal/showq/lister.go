@@ -14,7 +14,8 @@ import (
 
 // Lister lists the queue for the running daemon from its live model of
 // the queue (package model), with the same bytes a scan of the files
-// gives (Scan), at the cost of reading the queue directories only.
+// gives (Scan), at the cost of looking at the queue directories (and
+// reading again those that changed: see dirMemo).
 //
 // The directories give the order and the membership: showq lists each
 // queue in raw directory order, which only the directory knows, and a
@@ -23,7 +24,7 @@ import (
 // by ID, when the model is sure to say what its file says:
 //
 //   - the model holds the message, in the queue whose directory it is in;
-//   - its arrival is known and every reason it names is in memory;
+//   - its arrival is known;
 //   - and what the model gives, shown, has the digest of what the
 //     message's files gave the last time they were read. The model cannot
 //     say everything a file holds: the order of the defer log's entries
@@ -31,7 +32,11 @@ import (
 //     last reason, not the order), an entry the model did not match to a
 //     recipient, a second sender record, a size record the model reads
 //     otherwise. Each message's digest (a 64-bit hash of its listing) is
-//     all the Lister keeps.
+//     all the Lister keeps of it, beside its name in the directory's.
+//
+// The model keeps a bounded number of distinct reason texts; a message
+// with a reason past that bound is listed from the model with its defer
+// log read (one small file instead of two).
 //
 // Anything else — a message the model does not hold (yet), maildrop/
 // (not in the model), a digest that differs (the message changed since
