@@ -505,3 +505,43 @@ func TestListerConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONStringEveryByte: the eight-bytes-at-a-time scan escapes every
+// byte value at every position as the byte loop does.
+func TestJSONStringEveryByte(t *testing.T) {
+	slow := func(s string) string {
+		var b []byte
+		b = append(b, '"')
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\b':
+				b = append(b, `\b`...)
+			case c == '\f':
+				b = append(b, `\f`...)
+			case c == '\n':
+				b = append(b, `\n`...)
+			case c == '\r':
+				b = append(b, `\r`...)
+			case c == '\t':
+				b = append(b, `\t`...)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, fmt.Sprintf(`\u%04X`, c)...)
+			default:
+				b = append(b, c)
+			}
+		}
+		return string(append(b, '"'))
+	}
+	base := []byte("connect to mx.example.com[192.0.2.1]:25: refused")
+	for pos := range base {
+		for v := range 256 {
+			b := append([]byte(nil), base...)
+			b[pos] = byte(v)
+			if got, want := string(appendJSONString(nil, string(b))), slow(string(b)); got != want {
+				t.Fatalf("%q: %s, want %s", b, got, want)
+			}
+		}
+	}
+}
