@@ -8,8 +8,10 @@
 # (default 5).
 #
 # Compared: mailq, postqueue -j, qshape deferred, qshape -s deferred (each
-# also through a running `sluice serve`: mailq and postqueue -j from its
-# listing cache, qshape from its live model), `sluice queue summary`
+# also through a running `sluice serve`, which answers from its live model
+# of the queue: mailq and postqueue -j in the queue directories' order,
+# reading the files of messages the model cannot give, see showq.Lister),
+# `sluice queue summary`
 # against Postfix's qshape (the nearest Postfix has to "why is it stuck"),
 # postcat -q ID, and deleting the mail of one recipient (sluice queue
 # delete rcpt=… against the man page's mailq|awk|postsuper -d - pipeline).

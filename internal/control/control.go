@@ -3,9 +3,8 @@
 // `sluice serve` runs, the tools (postsuper, postqueue -f/-i, sluice
 // queue ...) act through it, so every change to the queue goes through the
 // queue manager's coordinator and never races a delivery. mailq,
-// postqueue -p/-j and qshape get their output from it: the daemon keeps
-// what it read of each queue file and reads again only the files that
-// changed (render.go).
+// postqueue -p/-j and qshape get their output from it: the daemon answers
+// from its live model of the queue (render.go).
 //
 // Who may do what follows Postfix: changing the queue is for root and the
 // mail owner; listing is for everyone (authorized_mailq_users defaults to
@@ -28,7 +27,6 @@ import (
 
 	"sluice/internal/manage"
 	"sluice/internal/model"
-	"sluice/internal/qshape"
 	"sluice/internal/showq"
 	"sluice/internal/spool"
 	"sluice/internal/suspend"
@@ -51,11 +49,10 @@ type Backend struct {
 	// flush (authorized_mailq_users, authorized_flush_users); its error
 	// is the refusal's wording. Nil lets everyone.
 	Authorize func(uid int, what Access) error
-	// Showq and Qshape keep what listings read of the queue files; nil
-	// means the daemon does not serve listings (the tools then read the
-	// files themselves).
-	Showq  *showq.Cache
-	Qshape *qshape.Cache
+	// Listing lists the queue from the model (render.go); nil means the
+	// daemon does not serve listings (the tools then read the files
+	// themselves).
+	Listing *showq.Lister
 	// Now is the daemon's clock, qshape's "now"; nil means time.Now.
 	Now func() time.Time
 	// Model is the daemon's live model of the queue (model.go); nil

@@ -31,7 +31,7 @@ func TestQshapeFromModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := control.Listen(f.sp.Root, control.Backend{
-		Queue: &manage.Queue{Spool: f.sp}, Qshape: &qshape.Cache{}, Model: m,
+		Queue: &manage.Queue{Spool: f.sp}, Model: m,
 		Now: func() time.Time { return f.now },
 	})
 	if err != nil {

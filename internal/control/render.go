@@ -20,9 +20,11 @@ import (
 )
 
 // The listing (mailq, postqueue -p, postqueue -j) and qshape are served
-// from the daemon's caches (showq.Cache, qshape.Cache), which keep what
-// was read of each queue file and re-read only files whose status
-// changed. The daemon renders the same bytes the tool would print from a
+// from the daemon's live model of the queue: the listing through
+// showq.Lister (the model, with the directories' order), qshape from the
+// model's counts (model.EachQShape); what the model cannot answer (it is
+// still loading, qshape -N, a queue it does not hold) is read from the
+// files. The daemon renders the same bytes the tool would print from a
 // scan of its own; the tool sends the parameters of its configuration and
 // environment and copies the answer out.
 //
@@ -113,7 +115,7 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if s.b.Showq == nil {
+	if s.b.Listing == nil {
 		http.Error(w, "listing not available", http.StatusNotImplemented)
 		return
 	}
@@ -122,30 +124,30 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 	opt := showq.DefaultOptions()
 	opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8 = req.EmptyAddress, req.DupFilterLimit, req.UTF8
 	opt.Warn = st.warn
-	var render func(*showq.Message) error
-	var closeOut func() error
+	f := showq.Format{Kind: showq.Text, Long: req.LongIDs, Loc: showq.Zone(req.TZ)}
 	if req.JSON {
-		jw := showq.NewJSONWriter(st.out)
-		render, closeOut = jw.Write, jw.Close
-	} else {
-		tw := showq.NewTextWriter(st.out, req.LongIDs, showq.Zone(req.TZ))
-		render, closeOut = tw.Write, tw.Close
+		f.Kind = showq.JSON
 	}
-	var outErr error
-	err := s.b.Showq.Scan(s.b.Queue.Spool, opt, func(m *showq.Message) error {
-		if outErr = render(m); outErr != nil {
-			return outErr
-		}
-		return nil
-	})
-	if err != nil {
-		if outErr == nil {
-			closeOut()
-			st.fatal("Queue report unavailable: " + err.Error())
-		}
-		return
+	out := &errWriter{w: st.out}
+	if err := s.b.Listing.Write(out, opt, f); err != nil && out.err == nil {
+		// The queue could not be read: nothing was written (no
+		// "Mail queue is empty" or summary before the error).
+		st.fatal("Queue report unavailable: " + err.Error())
 	}
-	closeOut()
+}
+
+// errWriter remembers a write error, to tell it from a failure to read.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
@@ -155,10 +157,6 @@ func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
 	var req QshapeRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if s.b.Qshape == nil {
-		http.Error(w, "qshape not available", http.StatusNotImplemented)
 		return
 	}
 	flags, err := qshapeFlags(req.Flags)
@@ -189,7 +187,7 @@ func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := s.b.Qshape.Run(opt, req.Queues, st.out); err != nil {
+	if err := qshape.Run(opt, req.Queues, st.out); err != nil {
 		st.fatal(err.Error())
 	}
 }

@@ -33,19 +33,11 @@ type result struct {
 	bucket  int      // interim mode only: the message's age bucket,
 	naddr   int      // its number of addresses,
 	keys    []string // and the rows to bump
-	// With a cache: the file's path and what to keep of it.
-	path string
-	keep *spool.MemoEntry[cached]
 }
 
 // Run reads the queue files under the given directories (absolute, or
 // relative to the working directory) and writes the table to out.
 func Run(opt Options, queues []string, out io.Writer) error {
-	return run(opt, queues, out, nil)
-}
-
-// run is Run, through the cache generation gen when it is not nil.
-func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]) error {
 	if opt.Buckets.F > maxBuckets {
 		return fmt.Errorf("bucket count %s is too large (at most %d)", perlFloat(opt.Buckets.F), maxBuckets)
 	}
@@ -76,14 +68,11 @@ func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]
 	work := func(e spool.Entry) (result, bool) {
 		w := <-free
 		defer func() { free <- w }()
-		return w.count(files, e, &opt, now, interim, gen)
+		return w.count(files, e, &opt, now, interim)
 	}
 	t := newTable(&opt)
 	var counted int64
 	emit := func(_ spool.Entry, r result) error {
-		if r.keep != nil {
-			gen.Keep(r.path, r.keep)
-		}
 		if r.warn != "" {
 			warnf("%s", r.warn)
 		}
@@ -106,9 +95,6 @@ func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]
 	if err := spool.ForEach(files.entries, n, work, emit); err != nil {
 		return err
 	}
-	if gen != nil {
-		gen.Commit(queues)
-	}
 	for _, w := range workers {
 		t.merge(w.tbl)
 	}
@@ -117,20 +103,13 @@ func run(opt Options, queues []string, out io.Writer, gen *spool.MemoRun[cached]
 
 // count reads one file and counts its addresses into the worker's table,
 // or, in interim mode, returns them for emit to count in file order.
-func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool, gen *spool.MemoRun[cached]) (result, bool) {
+func (w *worker) count(files *listing, e spool.Entry, opt *Options, now int64, interim bool) (result, bool) {
 	var r result
 	m := &w.msg
 	dirfd, name := files.open(e)
-	var err error
-	if gen != nil {
-		r.path = e.Queue + "/" + e.ID
-		err = w.readCached(gen, dirfd, name, &r, m)
-	} else {
-		err = w.readMessage(dirfd, name, m)
-	}
-	if err != nil {
+	if err := w.readMessage(dirfd, name, m); err != nil {
 		if errors.Is(err, errSkip) {
-			return r, r.keep != nil
+			return r, false
 		}
 		r.warn = fmt.Sprintf("%s/%s: %v", e.Queue, e.ID, err)
 		if !m.bogus {

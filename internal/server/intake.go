@@ -7,7 +7,6 @@ import (
 
 	"sluice/internal/control"
 	"sluice/internal/httpapi"
-	"sluice/internal/qshape"
 	"sluice/internal/showq"
 )
 
@@ -46,7 +45,9 @@ func (s *Server) startIntake() (err error) {
 	if err != nil {
 		return err
 	}
-	listings := &showq.Cache{}
+	// One Lister for the control socket and public/showq, so both
+	// share what it knows of the files.
+	listings := showq.NewLister(s.sp, s.model)
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    s.manageQueue(),
 		FlushAll: s.qm.FlushAll,
@@ -56,8 +57,7 @@ func (s *Server) startIntake() (err error) {
 		},
 		MailOwner: mailOwner(s.opt.Config.Get("mail_owner")),
 		Authorize: authorize,
-		Showq:     listings,
-		Qshape:    &qshape.Cache{},
+		Listing:   listings,
 		Now:       s.clk.Now,
 		Model:     s.model,
 

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 
@@ -35,11 +36,11 @@ func (s *Server) authorizer() (func(uid int, what control.Access) error, error) 
 }
 
 // startShowq serves public/showq: the queue listing in Postfix's showq
-// protocol, so that Postfix's postqueue -p/-j and mailq work on this
-// spool while the daemon runs. Users authorized_mailq_users leaves out
+// protocol (from listings, as the control socket's), so that Postfix's
+// postqueue -p/-j and mailq work on this spool while the daemon runs. Users authorized_mailq_users leaves out
 // are disconnected (Postfix's postqueue refuses them before it
 // connects).
-func (s *Server) startShowq(ctl *showq.Cache) error {
+func (s *Server) startShowq(listings *showq.Lister) error {
 	ln, err := spool.ListenSocket(filepath.Join(s.sp.Root, "public", "showq"))
 	if err != nil {
 		return fmt.Errorf("showq: %w", err)
@@ -59,11 +60,23 @@ func (s *Server) startShowq(ctl *showq.Cache) error {
 	allow := func(c net.Conn) bool { return p.MayList(control.PeerUID(c)) }
 	s.showqLn = ln
 	s.showqDone = make(chan struct{})
+	done := s.showqDone
 	go func() {
-		defer close(s.showqDone)
-		showq.Serve(ln, allow, func(emit func(*showq.Message) error) error {
-			return ctl.Scan(s.sp, opt, emit)
+		defer close(done)
+		showq.Serve(ln, allow, func(w io.Writer) error {
+			return listings.Write(w, opt, showq.Format{Kind: showq.Protocol})
 		})
+	}()
+	// Once the model has loaded, one listing reads every file, so that
+	// the first mailq answers from the model already (see showq.Lister).
+	go func() {
+		select {
+		case <-s.model.Loaded():
+			warm := opt
+			warm.Warn = nil // the listings that people ask for warn
+			listings.Write(io.Discard, warm, showq.Format{Kind: showq.Protocol})
+		case <-done:
+		}
 	}()
 	return nil
 }

@@ -9,10 +9,15 @@ type logEntry struct {
 }
 
 // Placeholders Postfix's log reader puts in fields an entry lacks.
+const (
+	noReasonText    = "(description unavailable)"
+	nullAddressText = "(MAILER-DAEMON)"
+)
+
 var (
 	noAddress   = []byte("(recipient address unavailable)")
-	noReason    = []byte("(description unavailable)")
-	nullAddress = []byte("(MAILER-DAEMON)")
+	noReason    = []byte(noReasonText)
+	nullAddress = []byte(nullAddressText)
 )
 
 // parseDeferLog reads a defer log with spool.ScanLog the way Postfix's

@@ -49,6 +49,15 @@
 // line, in Postfix's key order and escaping, and nothing for an empty
 // queue.
 //
+// # In the daemon
+//
+// Lister lists for a running daemon with the same bytes: the order and
+// the membership from the queue directories (read again only when they
+// changed), each message from the daemon's live model of the queue when
+// the model gives what the message's files gave when last read (a
+// digest of the listing is kept per message), else from its files. See
+// Lister for the rules.
+//
 // Reading is parallel (spool.ForEach) and allocation-light: each worker
 // reuses its buffers, queue files are read through one window with the
 // content skipped, directories stay open so each file is found by one

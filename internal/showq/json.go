@@ -20,7 +20,13 @@ func NewJSONWriter(w io.Writer) *JSONWriter {
 
 // Write renders one message as one line.
 func (j *JSONWriter) Write(m *Message) error {
-	b := j.buf[:0]
+	j.buf = appendJSON(j.buf[:0], m)
+	_, err := j.w.Write(j.buf)
+	return err
+}
+
+// appendJSON appends m as one line of postqueue -j.
+func appendJSON(b []byte, m *Message) []byte {
 	b = append(b, `{"queue_name": `...)
 	b = appendJSONString(b, m.Queue)
 	b = append(b, `, "queue_id": `...)
@@ -47,10 +53,7 @@ func (j *JSONWriter) Write(m *Message) error {
 		}
 		b = append(b, '}')
 	}
-	b = append(b, "]}\n"...)
-	j.buf = b
-	_, err := j.w.Write(b)
-	return err
+	return append(b, "]}\n"...)
 }
 
 // Close flushes. An empty queue gives no output at all.
@@ -66,6 +69,13 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		// Eight bytes at a time while none needs escaping.
+		for i+8 <= len(s) && !needsEscape8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c >= 0x20 && c != 0x7f && c != '"' && c != '\\' {
 			continue
@@ -91,4 +101,15 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// needsEscape8 reports whether one of the eight bytes of s may need
+// escaping: a control character, DEL, '"' or '\'. It may say yes for
+// bytes that do not (the caller then looks at each).
+func needsEscape8(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	zero := func(y uint64) uint64 { return (y - ones) &^ y }
+	return ((x-0x20*ones)&^x|zero(x^0x22*ones)|zero(x^0x5c*ones)|zero(x^0x7f*ones))&highs != 0
 }

@@ -11,9 +11,9 @@ package showq
 // at the first NUL byte.
 
 // cString returns b up to its first NUL byte.
-func cString(b []byte) []byte {
-	for i, c := range b {
-		if c == 0 {
+func cString[T ~string | ~[]byte](b T) T {
+	for i := 0; i < len(b); i++ {
+		if b[i] == 0 {
 			return b[:i]
 		}
 	}
@@ -37,12 +37,12 @@ var needsQuote = func() (t [256]bool) {
 
 // isDotString reports whether local is an RFC 822 dot-string: non-empty,
 // no leading, trailing or doubled dots, no specials, spaces or controls.
-func isDotString(local []byte) bool {
+func isDotString[T ~string | ~[]byte](local T) bool {
 	if len(local) == 0 || local[0] == '.' || local[len(local)-1] == '.' {
 		return false
 	}
-	for i, c := range local {
-		if needsQuote[c] || c == '.' && i+1 < len(local) && local[i+1] == '.' {
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; needsQuote[c] || c == '.' && i+1 < len(local) && local[i+1] == '.' {
 			return false
 		}
 	}
@@ -52,10 +52,10 @@ func isDotString(local []byte) bool {
 // localPart returns the bounds of the local part of addr: after a source
 // route ("@a,@b:") if there is one, up to the last '@' after that, or to
 // the end when there is none.
-func localPart(addr []byte) (start, end int) {
+func localPart[T ~string | ~[]byte](addr T) (start, end int) {
 	if len(addr) > 0 && addr[0] == '@' {
-		for i, c := range addr {
-			if c == ':' {
+		for i := 0; i < len(addr); i++ {
+			if addr[i] == ':' {
 				start = i + 1
 				break
 			}
@@ -117,8 +117,21 @@ func makePrintable(b []byte, utf8 bool) {
 }
 
 // isPrintable reports whether makePrintable would leave b unchanged.
-func isPrintable(b []byte, utf8 bool) bool {
-	for i := 0; i < len(b); {
+func isPrintable[T ~string | ~[]byte](b T, utf8 bool) bool {
+	i := 0
+	// Eight bytes at a time while they are all printable ASCII: a
+	// listing checks a hundred thousand reasons of a hundred bytes.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
+			uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56
+		del := x ^ 0x7f*ones
+		// A byte below 0x20, a DEL, or one with its high bit set.
+		if ((x-0x20*ones)&^x|(del-ones)&^del|x)&highs != 0 {
+			break
+		}
+	}
+	for i < len(b) {
 		c := b[i]
 		if c >= 0x20 && c < 0x7f {
 			i++
@@ -191,4 +204,29 @@ func (d *displayer) text(b []byte) string {
 	d.scratch = append(d.scratch[:0], b...)
 	makePrintable(d.scratch, d.utf8)
 	return string(d.scratch)
+}
+
+// addressString is address for a string, without an allocation when the
+// address is shown as it is.
+func (d *displayer) addressString(raw string) string {
+	raw = cString(raw)
+	if len(raw) == 0 && d.empty != "" {
+		return d.empty
+	}
+	start, end := localPart(raw)
+	if isDotString(raw[start:end]) && isPrintable(raw, d.utf8) {
+		return raw
+	}
+	return d.address([]byte(raw))
+}
+
+// textString returns s made printable, without an allocation when it
+// already is.
+func (d *displayer) textString(s string) string {
+	if isPrintable(s, d.utf8) {
+		return s
+	}
+	b := []byte(s)
+	makePrintable(b, d.utf8)
+	return string(b)
 }

@@ -66,33 +66,21 @@ func Scan(sp *spool.Spool, opt Options, emit func(*Message) error) error {
 
 // ScanEntries lists the given entries, in their order, as Scan does.
 func ScanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, emit func(*Message) error) error {
-	return scanEntries(sp, entries, opt, nil, emit)
-}
-
-// scanEntries is ScanEntries, through the cache generation gen when it
-// is not nil: every entry's result then reaches gen, listed or not.
-func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *spool.MemoRun[listed], emit func(*Message) error) error {
 	workers := opt.Workers
 	if workers <= 0 {
 		// Reading is mostly system calls; a few more goroutines than
 		// CPUs keep the disk busy when the files are not cached.
 		workers = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	dirs := &dirCache{root: sp.Root, fds: map[string]dirFD{}}
-	defer dirs.close()
-	pool := sync.Pool{New: func() any {
-		return &worker{sp: sp, opt: &opt, dirs: dirs, disp: newDisplayer(opt.EmptyAddress, opt.UTF8), gen: gen}
-	}}
+	rd := newFileReader(sp, &opt)
+	defer rd.close()
 	work := func(e spool.Entry) (result, bool) {
-		w := pool.Get().(*worker)
+		w := rd.get()
 		r := w.read(e)
-		pool.Put(w)
-		return r, r.msg != nil || len(r.warnings) > 0 || r.keep != nil
+		rd.put(w)
+		return r, r.msg != nil || len(r.warnings) > 0
 	}
 	return spool.ForEach(entries, workers, work, func(e spool.Entry, r result) error {
-		if r.keep != nil {
-			gen.Keep(e.Rel, r.keep)
-		}
 		if opt.Warn != nil {
 			for _, s := range r.warnings {
 				opt.Warn(s)
@@ -104,6 +92,26 @@ func scanEntries(sp *spool.Spool, entries []spool.Entry, opt Options, gen *spool
 		return emit(r.msg)
 	})
 }
+
+// fileReader reads queue files for a listing: the open directories are
+// shared, the workers (with their buffers) are reused.
+type fileReader struct {
+	dirs *dirCache
+	pool sync.Pool
+}
+
+func newFileReader(sp *spool.Spool, opt *Options) *fileReader {
+	dirs := &dirCache{root: sp.Root, fds: map[string]dirFD{}}
+	rd := &fileReader{dirs: dirs}
+	rd.pool.New = func() any {
+		return &worker{sp: sp, opt: opt, dirs: dirs, disp: newDisplayer(opt.EmptyAddress, opt.UTF8)}
+	}
+	return rd
+}
+
+func (rd *fileReader) get() *worker  { return rd.pool.Get().(*worker) }
+func (rd *fileReader) put(w *worker) { rd.pool.Put(w) }
+func (rd *fileReader) close()        { rd.dirs.close() }
 
 // dirCache holds open queue directories, so that each file is found by
 // one name relative to its directory rather than by walking its whole
@@ -147,7 +155,6 @@ func (d *dirCache) close() {
 type result struct {
 	msg      *Message
 	warnings []string
-	keep     *spool.MemoEntry[listed] // for the cache run, when there is one
 }
 
 // worker holds the buffers one reading goroutine reuses.
@@ -163,18 +170,15 @@ type worker struct {
 	seen   addrSet
 	strs   map[string]string // interned log texts
 	warns  []string
-	name   []byte                 // room for a NUL-terminated file name
-	fields []spool.LogField       // room for a defer-log entry's fields
-	gen    *spool.MemoRun[listed] // the daemon's cache, or nil
+	name   []byte           // room for a NUL-terminated file name
+	fields []spool.LogField // room for a defer-log entry's fields
 }
 
 func (w *worker) warnf(format string, args ...any) {
 	w.warns = append(w.warns, fmt.Sprintf(format, args...))
 }
 
-// read lists one queue file the way showq does (reference §4.1), or
-// takes what the cache holds for it when the file and its defer log are
-// as they were.
+// read lists one queue file the way showq does (reference §4.1).
 func (w *worker) read(e spool.Entry) result {
 	w.warns = nil
 	var st syscall.Stat_t
@@ -182,18 +186,7 @@ func (w *worker) read(e spool.Entry) result {
 	if !ok {
 		return result{warnings: w.warns}
 	}
-	if w.gen == nil {
-		return result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
-	}
-	key, cacheable := w.key(e, &st)
-	if c := w.gen.Get(e.Rel, key); c != nil {
-		return result{msg: c.Value.msg, warnings: c.Value.warnings, keep: c}
-	}
-	r := result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
-	if cacheable && w.gen.Settled(key) {
-		r.keep = &spool.MemoEntry[listed]{Key: key, Value: listed{r.msg, r.warnings}}
-	}
-	return r
+	return result{msg: w.readFile(e, dfd, &st), warnings: w.warns}
 }
 
 // lookup finds e's file: it fills st (lstat) and returns the descriptor
@@ -390,6 +383,17 @@ func (w *worker) readDeferLog(m *Message) {
 	})
 }
 
+// logEntries returns the entries of the defer log of id, as readFile
+// lists them, and whether they could be read without a warning. They
+// are valid until the worker's next use.
+func (w *worker) logEntries(queue, id string) ([]Recipient, bool) {
+	w.warns = nil
+	clear(w.rcpts)
+	w.rcpts = w.rcpts[:0]
+	w.readDeferLog(&Message{Queue: queue, ID: id})
+	return w.rcpts, len(w.warns) == 0
+}
+
 // intern returns b as a string, shared with earlier equal ones: a queue
 // holds a few reasons, statuses and actions many times over.
 func (w *worker) intern(b []byte) string {
@@ -453,8 +457,26 @@ func (s *addrSet) has(a []byte) bool {
 	return false
 }
 
+// hasString is has for a string.
+
+func (s *addrSet) hasString(a string) bool {
+	if !s.active {
+		return false
+	}
+	for _, x := range s.small {
+		if x == a {
+			return true
+		}
+	}
+	if len(s.big) > 0 {
+		_, ok := s.big[a]
+		return ok
+	}
+	return false
+}
+
 func (s *addrSet) add(a string) {
-	if s.limit > 0 && s.len() >= s.limit || s.has([]byte(a)) {
+	if s.limit > 0 && s.len() >= s.limit || s.hasString(a) {
 		return
 	}
 	if len(s.small) < 16 {

@@ -33,27 +33,15 @@ const ProtocolName = "mail_queue_list_protocol"
 // scan calls emit once per message, in listing order.
 func WriteProtocol(w io.Writer, scan func(emit func(*Message) error) error) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
-	attr(bw, "protocol", ProtocolName)
-	bw.WriteByte(0)
+	buf := appendProtocolStart(nil)
+	bw.Write(buf)
 	if err := bw.Flush(); err != nil {
 		return err
 	}
 	err := scan(func(m *Message) error {
-		attr(bw, "queue_name", m.Queue)
-		attr(bw, "queue_id", m.ID)
-		attr(bw, "time", strconv.FormatInt(m.Arrival, 10))
-		attr(bw, "size", strconv.FormatInt(m.Size, 10))
-		fe := "0"
-		if m.ForcedExpire {
-			fe = "1"
-		}
-		attr(bw, "forced_expire", fe)
-		attr(bw, "sender", m.Sender)
-		for _, r := range m.Recipients {
-			attr(bw, "recipient", r.Address)
-			attr(bw, "reason", r.Reason)
-		}
-		return bw.WriteByte(0)
+		buf = appendProtocol(buf[:0], m)
+		_, err := bw.Write(buf)
+		return err
 	})
 	if err != nil {
 		// A listing cut short must not look complete: the client sees
@@ -65,27 +53,55 @@ func WriteProtocol(w io.Writer, scan func(emit func(*Message) error) error) erro
 	return bw.Flush()
 }
 
-// attr writes name=value in attr0 form. A NUL inside a value would end
-// it early; display forms have none (they are made printable), but a
-// stray one is replaced rather than trusted.
-func attr(w *bufio.Writer, name, value string) {
-	w.WriteString(name)
-	w.WriteByte(0)
-	for i := 0; i < len(value); i++ {
-		if value[i] == 0 {
-			w.WriteByte('?')
-		} else {
-			w.WriteByte(value[i])
-		}
-	}
-	w.WriteByte(0)
+// appendProtocolStart appends the protocol announcement.
+func appendProtocolStart(b []byte) []byte {
+	return append(appendAttr(b, "protocol", ProtocolName), 0)
 }
 
-// Serve answers every connection on l with the listing scan produces
-// (see WriteProtocol), one connection at a time per goroutine, until l
-// is closed. allow, when set, is asked with the connection before
-// anything is sent; a refused client is disconnected.
-func Serve(l net.Listener, allow func(net.Conn) bool, scan func(emit func(*Message) error) error) error {
+// appendProtocol appends one message's attribute group.
+func appendProtocol(b []byte, m *Message) []byte {
+	b = appendAttr(b, "queue_name", m.Queue)
+	b = appendAttr(b, "queue_id", m.ID)
+	b = append(b, "time\x00"...)
+	b = strconv.AppendInt(b, m.Arrival, 10)
+	b = append(b, "\x00size\x00"...)
+	b = strconv.AppendInt(b, m.Size, 10)
+	b = append(b, "\x00forced_expire\x00"...)
+	if m.ForcedExpire {
+		b = append(b, '1', 0)
+	} else {
+		b = append(b, '0', 0)
+	}
+	b = appendAttr(b, "sender", m.Sender)
+	for i := range m.Recipients {
+		b = appendAttr(b, "recipient", m.Recipients[i].Address)
+		b = appendAttr(b, "reason", m.Recipients[i].Reason)
+	}
+	return append(b, 0)
+}
+
+// appendAttr appends name=value in attr0 form. A NUL inside a value
+// would end it early; display forms have none (they are made printable),
+// but a stray one is replaced rather than trusted.
+func appendAttr(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, 0)
+	start := len(b)
+	b = append(b, value...)
+	for i := start; i < len(b); i++ {
+		if b[i] == 0 {
+			b[i] = '?'
+		}
+	}
+	return append(b, 0)
+}
+
+// Serve answers every connection on l with the listing list writes in
+// the showq protocol (see WriteProtocol and Lister.Write), one
+// connection at a time per goroutine, until l is closed. allow, when
+// set, is asked with the connection before anything is sent; a refused
+// client is disconnected.
+func Serve(l net.Listener, allow func(net.Conn) bool, list func(w io.Writer) error) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -99,7 +115,7 @@ func Serve(l net.Listener, allow func(net.Conn) bool, scan func(emit func(*Messa
 			if allow != nil && !allow(c) {
 				return
 			}
-			WriteProtocol(c, scan)
+			list(c)
 		}()
 	}
 }

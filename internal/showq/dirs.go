@@ -1,0 +1,252 @@
+package showq
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"sluice/internal/spool"
+)
+
+// dirMemo keeps what each queue directory listed, so that a listing
+// reads again only the directories that changed since. Reading a
+// directory of a hundred thousand names costs tens of milliseconds;
+// looking at its status costs microseconds. Beside each name it keeps
+// the digest of what that message's files gave when last read (see
+// Lister); a new reading of a directory takes them over for the names
+// still there.
+//
+// A directory's modification time changes with every name added,
+// removed or renamed in it, but the kernel stamps it from a coarse clock:
+// two changes within one tick leave the same time. So a reading is kept
+// only when the directory's status, taken before the names were read,
+// was at least settle old: any later change then stamps a newer time. A
+// directory that changes all the time is read every time.
+type dirMemo struct {
+	mu    sync.Mutex
+	dirs  map[string]*dirList // by path relative to the spool root
+	epoch uint64              // see forget
+}
+
+// settle is how old a directory's modification must be before its
+// reading is kept (well above any kernel timestamp granularity).
+const settle = time.Second
+
+// dirList is one reading of a directory: its names in directory order,
+// all in one string.
+type dirList struct {
+	queue, rel string
+	stamp      dirStamp
+	settled    bool // the reading may be used again while stamp holds
+	names      string
+	items      []dirItem
+	epoch      atomic.Uint64 // the memo's epoch its digests belong to
+}
+
+// dirItem is one name: names[start:end], and what it is.
+type dirItem struct {
+	start, end uint32
+	kind       uint8
+	// digest is that of the message's listing when its files were last
+	// read; 0 when none is known.
+	digest atomic.Uint64
+}
+
+const (
+	itemSkip    uint8 = iota // not a queue ID
+	itemFile                 // a queue ID where its ID puts it
+	itemMisfile              // a queue ID elsewhere (showq does not list it)
+	itemSubdir               // a hash subdirectory, walked
+)
+
+func (d *dirList) name(i int) string {
+	it := &d.items[i]
+	return d.names[it.start:it.end]
+}
+
+// dirStamp is what a directory's status says of its contents.
+type dirStamp struct {
+	dev, ino, nlink uint64
+	size            int64
+	mtime, ctime    syscall.Timespec
+}
+
+func stampOf(st *syscall.Stat_t) dirStamp {
+	return dirStamp{dev: uint64(st.Dev), ino: st.Ino, nlink: uint64(st.Nlink), size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// qentry is one candidate queue file of a listing: item i of dir.
+type qentry struct {
+	dir *dirList
+	i   int32
+}
+
+func (e qentry) id() string { return e.dir.name(int(e.i)) }
+
+// entry is e as the file reader takes it.
+func (e qentry) entry() spool.Entry {
+	id := e.id()
+	return spool.Entry{Queue: e.dir.queue, ID: id, Rel: e.dir.rel + "/" + id}
+}
+
+// list appends the entries of queue to out in raw directory order,
+// walking hash subdirectories where they are met, as spool.List does.
+func (m *dirMemo) list(sp *spool.Spool, queue string, out []qentry) ([]qentry, error) {
+	return m.walk(sp, queue, queue, 0, out)
+}
+
+func (m *dirMemo) walk(sp *spool.Spool, queue, rel string, depth int, out []qentry) ([]qentry, error) {
+	d, err := m.dir(sp, queue, rel)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || (depth > 0 && errors.Is(err, syscall.ENOTDIR)) {
+			return out, nil
+		}
+		return out, fmt.Errorf("spool: scan %s: %w", rel, err)
+	}
+	for i := range d.items {
+		switch d.items[i].kind {
+		case itemSubdir:
+			if depth >= 16 {
+				continue
+			}
+			if out, err = m.walk(sp, queue, rel+"/"+d.name(i), depth+1, out); err != nil {
+				return out, err
+			}
+		case itemFile, itemMisfile:
+			out = append(out, qentry{dir: d, i: int32(i)})
+		}
+	}
+	return out, nil
+}
+
+// dir returns the reading of rel: the kept one when the directory has
+// not changed, else a fresh one.
+func (m *dirMemo) dir(sp *spool.Spool, queue, rel string) (*dirList, error) {
+	path := sp.Root + "/" + rel
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return nil, syscall.ENOTDIR
+	}
+	stamp := stampOf(&st)
+	m.mu.Lock()
+	old := m.dirs[rel]
+	epoch := m.epoch
+	m.mu.Unlock()
+	if old != nil && old.settled && old.stamp == stamp && old.queue == queue {
+		if old.epoch.Load() != epoch {
+			old.forget(epoch)
+		}
+		return old, nil
+	}
+	d, err := readDir(sp, queue, rel)
+	if err != nil {
+		return nil, err
+	}
+	d.stamp = stamp
+	d.epoch.Store(epoch)
+	d.settled = time.Since(time.Unix(st.Mtim.Unix())) >= settle && time.Since(time.Unix(st.Ctim.Unix())) >= settle
+	if old != nil && old.queue == queue && old.epoch.Load() == epoch {
+		d.takeDigests(old)
+	}
+	m.mu.Lock()
+	if m.dirs == nil {
+		m.dirs = map[string]*dirList{}
+	}
+	m.dirs[rel] = d
+	m.mu.Unlock()
+	return d, nil
+}
+
+// forget drops every digest: a new epoch has begun (Lister.Write).
+func (m *dirMemo) forget() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.epoch++
+}
+
+// forget drops d's digests, which belong to an epoch before epoch. Two
+// listings may do it at once: both store zeros.
+func (d *dirList) forget(epoch uint64) {
+	for i := range d.items {
+		d.items[i].digest.Store(0)
+	}
+	d.epoch.Store(epoch)
+}
+
+// takeDigests takes over the digests old has for the names d still has.
+func (d *dirList) takeDigests(old *dirList) {
+	known := make(map[string]uint64, len(old.items))
+	for i := range old.items {
+		if v := old.items[i].digest.Load(); v != 0 {
+			known[old.name(i)] = v
+		}
+	}
+	if len(known) == 0 {
+		return
+	}
+	for i := range d.items {
+		if v, ok := known[d.name(i)]; ok {
+			d.items[i].digest.Store(v)
+		}
+	}
+}
+
+// readDir reads the names of rel. A one-character name is looked at: a
+// directory is a hash subdirectory, as Postfix's scanners have it.
+func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
+	f, err := os.Open(sp.Root + "/" + rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d := &dirList{queue: queue, rel: rel}
+	var b strings.Builder
+	hashed := sp.Hashed(queue)
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			it := struct {
+				start, end uint32
+				kind       uint8
+			}{start: uint32(b.Len())}
+			b.WriteString(n)
+			it.end = uint32(b.Len())
+			switch {
+			case len(n) == 1 && isDir(sp.Root+"/"+rel+"/"+n):
+				it.kind = itemSubdir
+			case !spool.ValidID(n):
+				it.kind = itemSkip
+			case hashed && sp.Dir(queue, n) != rel, !hashed && rel != queue:
+				// showq opens a file by the path its queue and ID map
+				// to, so one in the wrong hash directory, or in a
+				// subdirectory of an unhashed queue, is not listed.
+				it.kind = itemMisfile
+			default:
+				it.kind = itemFile
+			}
+			d.items = append(d.items, dirItem{start: it.start, end: it.end, kind: it.kind})
+		}
+		if errors.Is(err, io.EOF) || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	d.names = b.String()
+	return d, nil
+}
+
+func isDir(path string) bool {
+	var st syscall.Stat_t
+	return syscall.Lstat(path, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+}
