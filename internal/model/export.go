@@ -29,7 +29,7 @@ func (m *Model) EachQShape(queues []string, senders bool, fn func(domain string,
 
 // MessagesInMemory returns every message as Message does, in no order,
 // without touching the file system: a reason the model does not keep in
-// memory (past maxReasons distinct texts) is left empty, while its Class
+// memory (past maxReasonBytes of texts) is left empty, while its Class
 // is set. A caller that shows reasons asks Message for those it shows.
 func (m *Model) MessagesInMemory() []Message {
 	out := make([]Message, 0, m.msgs.len())

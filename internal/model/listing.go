@@ -28,7 +28,7 @@ type ListingRcpt struct {
 	Logged bool
 	Reason string
 	// ReasonOnDisk: the entry's reason is one the model does not keep in
-	// memory (see maxReasons); only the defer log has it.
+	// memory (see maxReasonBytes); only the defer log has it.
 	ReasonOnDisk bool
 }
 

@@ -221,28 +221,42 @@ type sym uint32
 // onDisk marks a reason that the model does not keep.
 const onDisk sym = 1<<32 - 1
 
-// maxReasons caps the distinct reason texts kept in memory.
-const maxReasons = 1 << 16
+// Reasons kept in memory are bounded by their bytes, not their number:
+// a queue whose reasons are short and alike keeps them all, and one whose
+// replies name each message (an IP address, a queue ID) keeps as many as
+// fit in maxReasonBytes. Each counts its text plus reasonOverhead, what
+// its string header, reference count and index entry take. 32 MiB holds
+// about 190,000 reasons of 110 bytes: every reason of a 100,000-message
+// queue even when nearly all differ, and at a million messages the
+// model stays within its memory bound (bench/model-daemon.sh).
+const (
+	maxReasonBytes = 32 << 20
+	reasonOverhead = 64
+	maxReasons     = 1 << 22 // and a count, for tests to lower
+)
 
 type symbols struct {
-	strs    []string
-	refs    []int32
-	idx     map[string]sym
-	free    []sym
-	reasons int // distinct reason texts held
-	limit   int // at most this many (maxReasons; tests lower it)
-	capped  []bool
+	strs        []string
+	refs        []int32
+	idx         map[string]sym
+	free        []sym
+	reasons     int // distinct reason texts held
+	reasonBytes int // their cost (text plus reasonOverhead each)
+	limit       int // at most this many (maxReasons; tests lower it)
+	byteLimit   int // costing at most this (maxReasonBytes)
+	capped      []bool
 }
 
 func (s *symbols) init() {
 	s.strs, s.refs, s.capped = []string{""}, []int32{1}, []bool{false}
 	s.idx = map[string]sym{"": 0}
-	s.limit = maxReasons
+	s.limit, s.byteLimit = maxReasons, maxReasonBytes
 }
 
 func (s *symbols) get(str string) sym { return s.intern(str, false) }
 
-// getCapped interns a reason, or returns onDisk when maxReasons are held.
+// getCapped interns a reason, or returns onDisk when the reasons held
+// are at their bound (maxReasonBytes).
 func (s *symbols) getCapped(str string) sym { return s.intern(str, true) }
 
 func (s *symbols) intern(str string, reason bool) sym {
@@ -254,10 +268,12 @@ func (s *symbols) intern(str string, reason bool) sym {
 		return v
 	}
 	if reason {
-		if s.reasons >= s.limit {
+		cost := len(str) + reasonOverhead
+		if s.reasons >= s.limit || s.reasonBytes+cost > s.byteLimit {
 			return onDisk
 		}
 		s.reasons++
+		s.reasonBytes += cost
 	}
 	var v sym
 	if n := len(s.free); n > 0 {
@@ -287,6 +303,7 @@ func (s *symbols) release(v sym) {
 	delete(s.idx, s.strs[v])
 	if s.capped[v] {
 		s.reasons--
+		s.reasonBytes -= len(s.strs[v]) + reasonOverhead
 	}
 	s.strs[v] = ""
 	s.free = append(s.free, v)

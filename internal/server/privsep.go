@@ -67,16 +67,8 @@ func (s *Server) startShowq(listings *showq.Lister) error {
 			return listings.Write(w, opt, showq.Format{Kind: showq.Protocol})
 		})
 	}()
-	// Once the model has loaded, one listing reads every file, so that
-	// the first mailq answers from the model already (see showq.Lister).
-	go func() {
-		select {
-		case <-s.model.Loaded():
-			warm := opt
-			warm.Warn = nil // the listings that people ask for warn
-			listings.Write(io.Discard, warm, showq.Format{Kind: showq.Protocol})
-		case <-done:
-		}
-	}()
+	// No listing is made ahead of time: the first one after a start
+	// reads every file (see showq.Lister), when someone asks, rather
+	// than competing with the start's own work and the first actions.
 	return nil
 }

@@ -34,7 +34,7 @@ import (
 //     otherwise. Each message's digest (a 64-bit hash of its listing) is
 //     all the Lister keeps of it, beside its name in the directory's.
 //
-// The model keeps a bounded number of distinct reason texts; a message
+// The model keeps reason texts up to a bound on their bytes; a message
 // with a reason past that bound is listed from the model with its defer
 // log read (one small file instead of two).
 //
