@@ -225,12 +225,13 @@ const onDisk sym = 1<<32 - 1
 // a queue whose reasons are short and alike keeps them all, and one whose
 // replies name each message (an IP address, a queue ID) keeps as many as
 // fit in maxReasonBytes. Each counts its text plus reasonOverhead, what
-// its string header, reference count and index entry take. 32 MiB holds
-// about 190,000 reasons of 110 bytes: every reason of a 100,000-message
-// queue even when nearly all differ, and at a million messages the
-// model stays within its memory bound (bench/model-daemon.sh).
+// its string header, reference count and index entry take. 24 MiB holds
+// about 140,000 reasons of 110 bytes: nearly every reason of a
+// 100,000-message queue even when nearly all differ (bench/queue.sh),
+// while at a million messages whose reasons all differ the model stays
+// within its memory bound (bench/model-daemon.sh).
 const (
-	maxReasonBytes = 32 << 20
+	maxReasonBytes = 24 << 20
 	reasonOverhead = 64
 	maxReasons     = 1 << 22 // and a count, for tests to lower
 )
