@@ -225,13 +225,13 @@ const onDisk sym = 1<<32 - 1
 // a queue whose reasons are short and alike keeps them all, and one whose
 // replies name each message (an IP address, a queue ID) keeps as many as
 // fit in maxReasonBytes. Each counts its text plus reasonOverhead, what
-// its string header, reference count and index entry take. 24 MiB holds
-// about 140,000 reasons of 110 bytes: nearly every reason of a
-// 100,000-message queue even when nearly all differ (bench/queue.sh),
-// while at a million messages whose reasons all differ the model stays
-// within its memory bound (bench/model-daemon.sh).
+// its string header, reference count and index entry take. 16 MiB holds
+// about 96,000 reasons of 110 bytes. The bound is what a million
+// messages leave of the daemon's memory (bench/model-daemon.sh): at
+// 24 MiB a million messages whose reasons all differ took the daemon to
+// 400 MB and its collector to a cycle every tenth of a second.
 const (
-	maxReasonBytes = 24 << 20
+	maxReasonBytes = 16 << 20
 	reasonOverhead = 64
 	maxReasons     = 1 << 22 // and a count, for tests to lower
 )
