@@ -33,11 +33,18 @@ const NoReasonYet = "(no reason yet)"
 
 // ProbeDomain is the mail domain a probe target names, lower case
 // without a trailing dot; "" for an address literal or a host with a
-// port, which name no domain of the queue.
+// port, which name no domain of the queue, and for anything that is no
+// host name at all: the domain becomes a selector term, and white space,
+// '=' or a wildcard would make it another selection.
 func ProbeDomain(target string) string {
 	t := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(target), "."))
-	if t == "" || strings.ContainsAny(t, "[]:") || net.ParseIP(t) != nil {
+	if t == "" || net.ParseIP(t) != nil {
 		return ""
+	}
+	for _, c := range []byte(t) {
+		if c <= ' ' || c == 0x7f || strings.IndexByte("[]:=,*?\"'()<>@/", c) >= 0 {
+			return ""
+		}
 	}
 	return t
 }
