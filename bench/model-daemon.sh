@@ -85,5 +85,12 @@ done
 echo "daemon after the summaries: $(grep -E 'VmRSS' "/proc/$DAEMON/status" | tr -s ' \t' ' ')"
 t0=$(now_ms); for _ in $(seq 5); do "$S" qshape -c "$ETC" deferred >/dev/null; done
 echo "qshape deferred (a process, through the daemon): $(( ($(now_ms) - t0) / 5 )) ms"
+# The listing: the first after a start reads every file (see
+# showq.Lister), the next ones take what they can from the model.
+for run in first second; do
+	t0=$(now_ms); "$S" mailq -C "$ETC" >/dev/null
+	echo "mailq (a process, through the daemon), $run: $(( $(now_ms) - t0 )) ms"
+done
+echo "daemon after the listings: $(grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 q "http://sluice/api/v1/summary?by=reason" | head -c 600; echo
 q http://sluice/v1/model/summary; echo

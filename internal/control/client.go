@@ -23,8 +23,9 @@ var ErrNoDaemon = errors.New("control: no daemon is running on this spool")
 
 // Client talks to a daemon's control socket.
 type Client struct {
-	hc   *http.Client
-	path string
+	hc    *http.Client
+	path  string
+	first chan net.Conn // the connection Dial made, until a request takes it
 }
 
 // Dial connects to the daemon of the spool at root. It returns ErrNoDaemon
@@ -35,18 +36,37 @@ func Dial(root string) (*Client, error) {
 	if err != nil {
 		return nil, ErrNoDaemon
 	}
-	c.Close()
+	// The first connection serves the first request, as in DialWith.
+	first := make(chan net.Conn, 1)
+	first <- c
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			select {
+			case c := <-first:
+				return wrapConn(c), nil
+			default:
+			}
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			return wrapConn(c), nil
 		},
 	}
-	return &Client{hc: &http.Client{Transport: tr}, path: path}, nil
+	return &Client{hc: &http.Client{Transport: tr}, path: path, first: first}, nil
 }
 
-// Close releases idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+// Close releases idle connections, and the first one if no request took
+// it.
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+	select {
+	case conn := <-c.first:
+		conn.Close()
+	default:
+	}
+}
 
 func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader

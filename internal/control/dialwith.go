@@ -24,11 +24,15 @@ func DialWith(name string, dial func() (net.Conn, error)) (*Client, error) {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			select {
 			case c := <-first:
-				return c, nil
+				return wrapConn(c), nil
 			default:
 			}
-			return dial()
+			c, err := dial()
+			if err != nil {
+				return nil, err
+			}
+			return wrapConn(c), nil
 		},
 	}
-	return &Client{hc: &http.Client{Transport: tr}, path: name}, nil
+	return &Client{hc: &http.Client{Transport: tr}, path: name, first: first}, nil
 }

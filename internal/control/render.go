@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"sluice/internal/qshape"
@@ -31,11 +34,23 @@ import (
 // The answer is a stream of frames, each a kind byte, a 4-byte big-endian
 // length and that many bytes: 'o' output for standard output, 'w' one
 // warning (without the "tool: warning: " prefix), 'f' a fatal error that
-// ends the answer.
+// ends the answer, and for a listing 'F', output that is part of a file
+// passed with the frame: the directories' renderings the daemon keeps
+// (showq's segments, sealed memory files). The tool copies those to its
+// standard output with sendfile(2), so a listing of an unchanged queue
+// is neither rendered again nor copied through the socket. For 'F' the
+// daemon takes the connection over from the HTTP server (the response
+// then has no length and ends when the connection closes), as files
+// pass only on the unix socket itself (SCM_RIGHTS).
 const (
 	frameOut   = 'o'
 	frameWarn  = 'w'
 	frameFatal = 'f'
+	// frameFile: bytes of a file passed with the frame (SCM_RIGHTS): the
+	// payload is the offset and the length, 8 bytes each, big-endian.
+	// Only to a tool that asked for them (ListingRequest.Segments),
+	// on a unix socket.
+	frameFile = 'F'
 )
 
 // ListingRequest asks for the queue listing: its parameters come from the
@@ -47,6 +62,9 @@ type ListingRequest struct {
 	EmptyAddress   string `json:"empty_address"`
 	DupFilterLimit int    `json:"dup_filter_limit"`
 	UTF8           bool   `json:"utf8"`
+	// Segments: the tool takes the daemon's kept renderings as files
+	// (frameFile), and copies them out itself (see showq.SegmentWriter).
+	Segments bool `json:"segments"`
 }
 
 // QshapeRequest asks for qshape's table.
@@ -100,6 +118,64 @@ func newStream(w http.ResponseWriter) *stream {
 	return &stream{bw: bw, out: frameWriter{bw, frameOut}}
 }
 
+// segmentStream is a stream written on the unix socket itself (the
+// HTTP connection taken over), which passes files: a showq.SegmentWriter.
+type segmentStream struct {
+	frameWriter
+	bw *bufio.Writer
+	uc *net.UnixConn
+}
+
+func (s *segmentStream) WriteSegment(f *os.File, off, n int64) error {
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	var hdr [5 + 16]byte
+	hdr[0] = frameFile
+	binary.BigEndian.PutUint32(hdr[1:], 16)
+	binary.BigEndian.PutUint64(hdr[5:], uint64(off))
+	binary.BigEndian.PutUint64(hdr[13:], uint64(n))
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	// Control holds the file open while it is passed.
+	err = rc.Control(func(fd uintptr) {
+		_, _, werr = s.uc.WriteMsgUnix(hdr[:], syscall.UnixRights(int(fd)), nil)
+	})
+	if err != nil {
+		return err
+	}
+	return werr
+}
+
+// takeOver answers on the connection itself, for a listing that passes
+// files: the HTTP response is a head with no length (its body ends when
+// the connection closes) and the frames follow. ok is false when the
+// connection is not a unix socket or cannot be taken over; nothing has
+// been written then.
+func takeOver(w http.ResponseWriter) (st *stream, done func(), ok bool) {
+	hj, isHJ := w.(http.Hijacker)
+	if !isHJ {
+		return nil, nil, false
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	uc, isUnix := conn.(*net.UnixConn)
+	if !isUnix {
+		conn.Close()
+		return nil, nil, false
+	}
+	conn.SetDeadline(time.Time{})
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/x-sluice-frames\r\nConnection: close\r\n\r\n")
+	seg := &segmentStream{frameWriter: frameWriter{bw, frameOut}, bw: bw, uc: uc}
+	return &stream{bw: bw, out: seg}, func() { bw.Flush(); conn.Close() }, true
+}
+
 func (s *stream) warn(msg string) { writeFrame(s.bw, frameWarn, []byte(msg)) }
 
 func (s *stream) fatal(msg string) { writeFrame(s.bw, frameFatal, []byte(msg)) }
@@ -119,8 +195,18 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "listing not available", http.StatusNotImplemented)
 		return
 	}
-	st := newStream(w)
-	defer st.close()
+	var st *stream
+	if req.Segments {
+		var done func()
+		var ok bool
+		if st, done, ok = takeOver(w); ok {
+			defer done()
+		}
+	}
+	if st == nil {
+		st = newStream(w)
+		defer st.close()
+	}
 	opt := showq.DefaultOptions()
 	opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8 = req.EmptyAddress, req.DupFilterLimit, req.UTF8
 	opt.Warn = st.warn
@@ -128,8 +214,11 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 	if req.JSON {
 		f.Kind = showq.JSON
 	}
-	out := &errWriter{w: st.out}
-	if err := s.b.Listing.Write(out, opt, f); err != nil && out.err == nil {
+	var out io.Writer = &errWriter{w: st.out}
+	if sw, ok := st.out.(showq.SegmentWriter); ok {
+		out = &segErrWriter{errWriter{w: st.out}, sw}
+	}
+	if err := s.b.Listing.Write(out, opt, f); err != nil && writeErr(out) == nil {
 		// The queue could not be read: nothing was written (no
 		// "Mail queue is empty" or summary before the error).
 		st.fatal("Queue report unavailable: " + err.Error())
@@ -148,6 +237,31 @@ func (e *errWriter) Write(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// segErrWriter is an errWriter that passes segments on.
+type segErrWriter struct {
+	errWriter
+	sw showq.SegmentWriter
+}
+
+func (e *segErrWriter) WriteSegment(f *os.File, off, n int64) error {
+	err := e.sw.WriteSegment(f, off, n)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return err
+}
+
+// writeErr is the write error an errWriter or segErrWriter remembers.
+func writeErr(w io.Writer) error {
+	switch e := w.(type) {
+	case *errWriter:
+		return e.err
+	case *segErrWriter:
+		return e.err
+	}
+	return nil
 }
 
 func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {
@@ -251,6 +365,7 @@ func (s *Server) inSpool(queues []string) error {
 // is false and err is not a *FatalError, the caller may read the queue
 // itself instead.
 func (c *Client) Listing(req ListingRequest, out io.Writer, warn func(string)) (started bool, err error) {
+	req.Segments = true
 	return c.stream("/v1/listing", req, out, warn)
 }
 
@@ -260,7 +375,11 @@ func (c *Client) Qshape(req QshapeRequest, out io.Writer, warn func(string)) (st
 }
 
 func (c *Client) stream(path string, req any, out io.Writer, warn func(string)) (started bool, err error) {
-	resp, err := c.do(context.Background(), http.MethodPost, path, req)
+	var conn *fdConn
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { conn, _ = info.Conn.(*fdConn) },
+	})
+	resp, err := c.do(ctx, http.MethodPost, path, req)
 	if err != nil {
 		return false, err
 	}
@@ -294,6 +413,21 @@ func (c *Client) stream(path string, req any, out io.Writer, warn func(string)) 
 			warn(string(buf))
 		case frameFatal:
 			return started, &FatalError{string(buf)}
+		case frameFile:
+			var f *os.File
+			if conn != nil {
+				f = conn.takeFile()
+			}
+			if f == nil || len(buf) != 16 {
+				return started, errors.New("control: read answer: a file frame without its file")
+			}
+			started = true
+			off, n := int64(binary.BigEndian.Uint64(buf)), int64(binary.BigEndian.Uint64(buf[8:]))
+			err := copyFile(out, f, off, n)
+			f.Close()
+			if err != nil {
+				return true, &OutputError{err}
+			}
 		default:
 			return started, fmt.Errorf("control: bad frame %q", hdr[0])
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -354,5 +355,72 @@ func TestQshapeOutsideSpool(t *testing.T) {
 	started, err := f.c.Qshape(control.QshapeRequest{Queues: []string{"/etc"}}, &out, func(string) {})
 	if err == nil || started || out.Len() > 0 {
 		t.Fatalf("qshape /etc through the daemon: started %v, err %v, output %q", started, err, out.String())
+	}
+}
+
+// TestListingPassesKeptRenderings: once the daemon keeps the rendering
+// of the queue's directories (showq's segments), it passes them to the
+// tool as files, which the tool copies out itself (sendfile to a file
+// or a pipe, a read and write to anything else), and the listing stays
+// a scan's, byte for byte.
+func TestListingPassesKeptRenderings(t *testing.T) {
+	f := newCacheFixture(t)
+	for i := range 40 {
+		id := f.inject(spool.Deferred, 1+i%3)
+		if i%2 == 0 {
+			f.logDefer(spool.Deferred, id, fmt.Sprintf("connect to mx%d.example.com[192.0.2.%d]:25: Connection refused", i, i))
+		}
+	}
+	if _, err := f.m.Reconcile(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Directories changed in the last second are read again at each
+	// listing, and their renderings not kept.
+	time.Sleep(1100 * time.Millisecond)
+	f.checkListing("start")
+	hits, kept := f.ls.CacheStats()
+	if kept == 0 {
+		t.Fatal("nothing kept")
+	}
+	taken := control.FilesTaken()
+	for _, asJSON := range []bool{false, true} {
+		want, _ := f.directListing(asJSON)
+		req := control.ListingRequest{JSON: asJSON, TZ: "UTC", EmptyAddress: showq.DefaultOptions().EmptyAddress, DupFilterLimit: showq.DefaultOptions().DupFilterLimit}
+
+		file, err := os.CreateTemp(t.TempDir(), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		file.WriteString("before\n")
+		if _, err := f.c.Listing(req, file, func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+		file.Close()
+		if got, _ := os.ReadFile(file.Name()); string(got) != "before\n"+want {
+			t.Errorf("json=%v: into a file:\n%s\nwant\n%s", asJSON, got, want)
+		}
+
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan []byte)
+		go func() {
+			b, _ := io.ReadAll(pr)
+			read <- b
+		}()
+		if _, err := f.c.Listing(req, pw, func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		if got := <-read; string(got) != want {
+			t.Errorf("json=%v: into a pipe:\n%s\nwant\n%s", asJSON, got, want)
+		}
+	}
+	if h, _ := f.ls.CacheStats(); h <= hits {
+		t.Error("the listings took no kept rendering")
+	}
+	if control.FilesTaken() == taken {
+		t.Error("no kept rendering was passed as a file")
 	}
 }

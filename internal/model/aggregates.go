@@ -53,6 +53,7 @@ func (m *Model) count(x *msg, d int32) {
 	if m.bulk {
 		return // counted at the end of the first build (Build)
 	}
+	m.bumpDir(x)
 	q := &m.agg.queue[x.queue]
 	q.memo.clear()
 	q.msgs += int64(d)

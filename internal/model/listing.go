@@ -129,3 +129,26 @@ func (m *Model) ListingEpoch() uint8 {
 	defer m.mu.RUnlock()
 	return m.epoch
 }
+
+// DirGens sets gens[i] to the generation of the queue directory rels[i]
+// (a path relative to the spool root, such as "deferred/A"): a number
+// that changes whenever a message the model holds in that directory is
+// added, changed or taken away, after the first Build has loaded. A
+// listing that keeps what it rendered of a directory uses it again only
+// while the directory's generation (and the directory) stays the same.
+func (m *Model) DirGens(rels []string, gens []uint64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for i, rel := range rels {
+		gens[i] = m.dirGens[rel]
+	}
+}
+
+// bumpDir marks a change to x in its directory (see DirGens); the
+// caller holds the write lock.
+func (m *Model) bumpDir(x *msg) {
+	if m.cfg.Spool == nil || int(x.queue) >= len(Queues) {
+		return
+	}
+	m.dirGens[m.cfg.Spool.Dir(Queues[x.queue], x.id)]++
+}

@@ -93,6 +93,9 @@ type Model struct {
 	// at its end (Build); the messages it reads are allocated from slab.
 	bulk bool
 	slab slab
+	// dirGens counts the changes to the messages of each queue
+	// directory (by its path relative to the spool root): see DirGens.
+	dirGens map[string]uint64
 
 	bufs sync.Pool // *readBuf for the scan's workers
 
@@ -140,7 +143,7 @@ func New(cfg Config) *Model {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Model{cfg: cfg, msgs: newIndex(), loaded: make(chan struct{})}
+	m := &Model{cfg: cfg, msgs: newIndex(), loaded: make(chan struct{}), dirGens: map[string]uint64{}}
 	m.bufs.New = func() any { return &readBuf{} }
 	m.syms.init()
 	m.agg.init()

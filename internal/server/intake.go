@@ -48,6 +48,7 @@ func (s *Server) startIntake() (err error) {
 	// One Lister for the control socket and public/showq, so both
 	// share what it knows of the files.
 	listings := showq.NewLister(s.sp, s.model)
+	listings.SetCacheLimit(s.listingCacheLimit)
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    s.manageQueue(),
 		FlushAll: s.qm.FlushAll,

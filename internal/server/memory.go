@@ -36,25 +36,61 @@ func limitFor(live uint64) int64 {
 	return max(memoryFloor, int64(live+live/4))
 }
 
-// tuneMemory keeps the soft memory limit at limitFor(live heap) until ctx
-// ends; it does nothing when GOMEMLIMIT set one.
-func (s *Server) tuneMemory(ctx context.Context) {
-	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
-		return
+// The listings' kept renderings (showq's segments, memory files outside
+// the heap) get what the heap leaves of listingRoom, up to
+// listingCacheMax: 64 MB holds the listing of 160,000 messages, and
+// a daemon whose model is large (a million messages take about 300 MB
+// of heap) keeps none, so that its memory stays what it was without
+// them. The heap is the live heap the collector last measured.
+const (
+	listingRoom     = memoryFloor / 2
+	listingCacheMax = 64 << 20
+)
+
+// listingCacheLimit is the bound on the kept renderings now.
+func (s *Server) listingCacheLimit() int64 {
+	return listingCacheFor(s.liveHeap.Load())
+}
+
+func listingCacheFor(live uint64) int64 {
+	return min(listingCacheMax, max(0, listingRoom-int64(live)))
+}
+
+// sampleLive sets s.liveHeap to the live heap the collector last
+// measured.
+func (s *Server) sampleLive(sample []metrics.Sample) (uint64, bool) {
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
 	}
-	debug.SetMemoryLimit(memoryFloor)
+	live := sample[0].Value.Uint64()
+	s.liveHeap.Store(live)
+	return live, true
+}
+
+// tuneMemory keeps the soft memory limit at limitFor(live heap) until ctx
+// ends, and s.liveHeap current; it leaves the limit alone when
+// GOMEMLIMIT set one.
+func (s *Server) tuneMemory(ctx context.Context) {
+	tune := debug.SetMemoryLimit(-1) == math.MaxInt64
+	if tune {
+		debug.SetMemoryLimit(memoryFloor)
+	}
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	s.sampleLive(sample)
+	// The process's own time, not the daemon's clock (s.clk): memory is
+	// real, and a test's fake clock must not find this timer among the
+	// queue manager's.
+	t := time.NewTicker(memoryEvery)
+	defer t.Stop()
 	for {
-		t := s.clk.NewTimer(memoryEvery)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return
-		case <-t.C():
+		case <-t.C:
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			debug.SetMemoryLimit(limitFor(sample[0].Value.Uint64()))
+		if live, ok := s.sampleLive(sample); ok && tune {
+			debug.SetMemoryLimit(limitFor(live))
 		}
 	}
 }

@@ -111,13 +111,15 @@ type Options struct {
 
 // Server is a running mail system.
 type Server struct {
-	opt    Options
-	sp     *spool.Spool
-	clk    clock.Clock
-	log    *maillog.Logger
-	logBuf *maillog.Buffer
-	pid    *spool.PIDLock
-	qm     *qmgr.Manager
+	opt Options
+	sp  *spool.Spool
+	clk clock.Clock
+	// liveHeap is the live heap last measured (memory.go).
+	liveHeap atomic.Uint64
+	log      *maillog.Logger
+	logBuf   *maillog.Buffer
+	pid      *spool.PIDLock
+	qm       *qmgr.Manager
 	// events joins what cleanup, the queue manager and bounce publish
 	// to the mail log and the model.
 	events *event.Bus

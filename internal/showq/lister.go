@@ -1,6 +1,7 @@
 package showq
 
 import (
+	"fmt"
 	"hash/maphash"
 	"io"
 	"runtime"
@@ -56,13 +57,19 @@ import (
 // When the defer-log entries of a message are not in recipient order,
 // the other orders of up to maxPermuted entries are tried against the
 // digest before the file is read.
+//
+// What a directory rendered to is kept, while the directory and the
+// model's messages in it stay the same, and taken as it is by the next
+// listing in the same format (segment.go): a listing of a queue that has
+// not changed renders nothing.
 type Lister struct {
 	sp    *spool.Spool
 	model *model.Model
 	seed  maphash.Seed
 
-	dirs dirMemo   // the directories' names, and the digests
-	bufs sync.Pool // *[]byte: chunks' output
+	dirs  dirMemo      // the directories' names, and the digests
+	bufs  sync.Pool    // *[]byte: chunks' output
+	cache segmentCache // the directories' renderings (segment.go)
 
 	mu    sync.Mutex
 	epoch uint8 // the model's ListingEpoch the digests belong to
@@ -112,12 +119,13 @@ const chunkSize = 2048
 // lacks its final terminator).
 func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	useModel := l.model != nil && !l.model.Loading()
+	var mepoch uint8
 	if useModel {
-		ep := l.model.ListingEpoch()
+		mepoch = l.model.ListingEpoch()
 		l.mu.Lock()
-		if ep != l.epoch {
+		if mepoch != l.epoch {
 			l.dirs.forget()
-			l.epoch = ep
+			l.epoch = mepoch
 		}
 		l.mu.Unlock()
 	}
@@ -125,26 +133,43 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	if err != nil {
 		return err
 	}
+	runs := l.runs(entries, useModel, mepoch, f, &opt)
+	defer func() {
+		for i := range runs {
+			if s := runs[i].seg; s != nil {
+				l.cache.release(s)
+			}
+		}
+	}()
 	rd := newFileReader(l.sp, &opt)
 	defer rd.close()
 
+	// The runs without a kept rendering are rendered, in chunks.
+	rendered := 0
+	for i := range runs {
+		if runs[i].seg == nil {
+			rendered += len(runs[i].entries)
+		}
+	}
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	// Pieces of at most chunkSize entries, and a few per worker so that
-	// they share a small queue too.
-	size := min(chunkSize, max(64, len(entries)/(4*workers)))
-	nchunks := (len(entries) + size - 1) / size
-	workers = max(1, min(workers, nchunks))
-	chunks := make([]*chunk, nchunks)
-	for i := range chunks {
-		end := min(len(entries), (i+1)*size)
-		chunks[i] = &chunk{entries: entries[i*size : end], done: make(chan struct{})}
-		if b, ok := l.bufs.Get().(*[]byte); ok {
-			chunks[i].out = (*b)[:0]
+	// they share a small queue too; a piece is of one run.
+	size := min(chunkSize, max(64, rendered/(4*workers)))
+	var chunks []*chunk
+	for i := range runs {
+		r := &runs[i]
+		if r.seg != nil {
+			continue
+		}
+		for start := 0; start < len(r.entries); start += size {
+			chunks = append(chunks, &chunk{entries: r.entries[start:min(len(r.entries), start+size)], run: i, done: make(chan struct{})})
 		}
 	}
+	nchunks := len(chunks)
+	workers = max(1, min(workers, nchunks))
 	// Workers run at most ahead chunks in front of the writer, so a slow
 	// reader of the listing does not make the whole of it pile up here.
 	ahead := 2 * workers
@@ -158,6 +183,11 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 			st := l.newState(rd, &opt, f)
 			for c := range jobs {
 				if !stop.Load() {
+					// The buffer is taken when the chunk is rendered, so
+					// the few in flight (ahead) go round.
+					if b, ok := l.bufs.Get().(*[]byte); ok {
+						c.out = (*b)[:0]
+					}
 					l.listChunk(st, c, useModel)
 				}
 				close(c.done)
@@ -183,39 +213,127 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 		}
 	}
 	var count, bytes int64
-	for i, c := range chunks {
-		<-c.done
-		if i+ahead < nchunks {
-			jobs <- chunks[i+ahead]
+	// emit writes out, the heading first: the first message of the
+	// listing has the heading where every other one has its blank line.
+	emit := func(out []byte) error {
+		if len(out) == 0 {
+			return nil
 		}
-		for _, p := range c.pieces {
-			if p.warn != "" {
-				if opt.Warn != nil {
-					opt.Warn(p.warn)
-				}
-				continue
-			}
-			out := c.out[p.start:p.end]
-			if len(out) == 0 {
-				continue
-			}
-			if head != nil {
-				// The first message of the listing has the heading
-				// where every other one has its blank line.
-				if _, err := w.Write(head); err != nil {
-					return err
-				}
-				head, out = nil, out[1:]
-			}
-			if _, err := w.Write(out); err != nil {
+		if head != nil {
+			if _, err := w.Write(head); err != nil {
 				return err
 			}
+			head, out = nil, out[1:]
 		}
-		count += c.count
-		bytes += c.bytes
-		buf := c.out[:0]
-		l.bufs.Put(&buf)
-		c.out, c.pieces = nil, nil
+		_, err := w.Write(out)
+		return err
+	}
+	emitSeg := func(s *segment, from, to int64) error {
+		if to <= from {
+			return nil
+		}
+		if head != nil {
+			if _, err := w.Write(head); err != nil {
+				return err
+			}
+			head, from = nil, from+1
+		}
+		return writeSegment(w, s, from, to)
+	}
+	// A kept rendering's holes are read from their files again, here.
+	var hst *state
+	var hc chunk
+	emitHole := func(h hole) error {
+		if hst == nil {
+			hst = l.newState(rd, &opt, f)
+		}
+		hc.out, hc.pieces, hc.count, hc.bytes = hc.out[:0], hc.pieces[:0], 0, 0
+		l.fromFile(hst, &hc, h.e)
+		for _, p := range hc.pieces {
+			if p.warn != "" && opt.Warn != nil {
+				opt.Warn(p.warn)
+			}
+		}
+		count += hc.count
+		bytes += hc.bytes
+		return emit(hc.out)
+	}
+	next := 0 // the next chunk to write
+	for ri := range runs {
+		r := &runs[ri]
+		if s := r.seg; s != nil {
+			var at int64
+			for _, h := range s.holes {
+				if err := emitSeg(s, at, h.at); err != nil {
+					return err
+				}
+				if err := emitHole(h); err != nil {
+					return err
+				}
+				at = h.at
+			}
+			if err := emitSeg(s, at, s.size); err != nil {
+				return err
+			}
+			count += s.count
+			bytes += s.bytes
+			continue
+		}
+		var keep *segmentFile
+		if r.keepable {
+			keep = newSegmentFile()
+		}
+		var rcount, rbytes int64
+		var holes []hole
+		var hcount, hbytes int64
+		for ; next < nchunks && chunks[next].run == ri; next++ {
+			c := chunks[next]
+			<-c.done
+			if next+ahead < nchunks {
+				jobs <- chunks[next+ahead]
+			}
+			for _, p := range c.pieces {
+				if p.warn != "" {
+					if opt.Warn != nil {
+						opt.Warn(p.warn)
+					}
+					continue
+				}
+				out := c.out[p.start:p.end]
+				if keep != nil {
+					if p.file {
+						holes = append(holes, hole{at: keep.n, e: p.e})
+						hcount += p.n
+						hbytes += p.size
+					} else {
+						keep.write(out)
+					}
+				}
+				if err := emit(out); err != nil {
+					keep.close()
+					return err
+				}
+			}
+			rcount += c.count
+			rbytes += c.bytes
+			buf := c.out[:0]
+			l.bufs.Put(&buf)
+			c.out, c.pieces = nil, nil
+		}
+		count += rcount
+		bytes += rbytes
+		if keep != nil {
+			// Not kept: nothing from the model, or many messages to read
+			// again each time.
+			if keep.n == 0 || len(holes) > len(r.entries)/8 || keep.seal() != nil {
+				keep.discard()
+				continue
+			}
+			l.cache.put(r.key, &segment{
+				f: keep.f, size: keep.n, count: rcount - hcount, bytes: rbytes - hbytes, holes: holes,
+				dir: r.dir, first: r.first, n: len(r.entries), gen: r.gen, epoch: r.epoch, mepoch: mepoch,
+			}, r.seq)
+		}
 	}
 	var tail []byte
 	switch f.Kind {
@@ -228,10 +346,76 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	return err
 }
 
+// run is a stretch of a listing's entries from one directory reading:
+// the unit whose rendering is kept (segment.go).
+type run struct {
+	dir     *dirList
+	first   int32 // the first entry's item in dir
+	entries []qentry
+	// When renderings may be kept or taken (keepable): what they are
+	// checked against.
+	keepable bool
+	key      segKey
+	gen      uint64
+	epoch    uint64
+	seq      uint64
+	seg      *segment // the kept rendering taken, or nil
+}
+
+// runs splits entries into runs, and takes the kept rendering of each
+// that has one still good. Renderings are kept only of what the model
+// gives: never while it loads, nor of maildrop/.
+func (l *Lister) runs(entries []qentry, useModel bool, mepoch uint8, f Format, opt *Options) []run {
+	var runs []run
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].dir == entries[i].dir {
+			j++
+		}
+		d := entries[i].dir
+		runs = append(runs, run{dir: d, first: entries[i].i, entries: entries[i:j], epoch: d.epoch.Load()})
+		i = j
+	}
+	if !useModel || len(runs) == 0 {
+		return runs
+	}
+	seq := l.cache.begin()
+	rels := make([]string, len(runs))
+	gens := make([]uint64, len(runs))
+	for i := range runs {
+		rels[i] = runs[i].dir.rel
+	}
+	l.model.DirGens(rels, gens)
+	format := f.key(opt)
+	for i := range runs {
+		r := &runs[i]
+		if r.dir.queue == spool.Maildrop {
+			continue
+		}
+		r.keepable = true
+		r.key = segKey{format: format, rel: r.dir.rel, first: r.first}
+		r.gen, r.seq = gens[i], seq
+		r.seg = l.cache.get(r.key, r, r.gen, mepoch, seq)
+	}
+	return runs
+}
+
+// key names everything a rendering in f with opt depends on besides the
+// messages.
+func (f Format) key(opt *Options) string {
+	loc := ""
+	if f.Loc != nil {
+		loc = f.Loc.String()
+	}
+	return fmt.Sprintf("%d %t %q %q %d %t", f.Kind, f.Long, loc, opt.EmptyAddress, opt.DupFilterLimit, opt.UTF8)
+}
+
 // chunk is one piece of a listing: its entries, then what they gave:
 // the output is pieces of out, and warnings, in listing order.
 type chunk struct {
 	entries      []qentry
+	run          int // its index in the listing's runs
+	files        int // entries read from their files
 	out          []byte
 	pieces       []piece
 	count, bytes int64
@@ -243,6 +427,11 @@ type chunk struct {
 type piece struct {
 	start, end int
 	warn       string
+	// file: the output of entry e, read from its file: n messages (0
+	// or 1) of size bytes.
+	file    bool
+	e       qentry
+	n, size int64
 }
 
 // doubt is an entry the model did not give in the first pass over a
@@ -322,10 +511,13 @@ func (l *Lister) listChunk(st *state, c *chunk, useModel bool) {
 			at = d.at
 		}
 		start := len(c.out)
-		if !d.onLog || !l.fromLog(st, c, d.e) {
-			l.fromFile(st, c, d.e)
+		if d.onLog && l.fromLog(st, c, d.e) {
+			c.pieces = append(c.pieces, piece{start: start, end: len(c.out)})
+			continue
 		}
-		c.pieces = append(c.pieces, piece{start: start, end: len(c.out)})
+		n, size := c.count, c.bytes
+		l.fromFile(st, c, d.e)
+		c.pieces = append(c.pieces, piece{start: start, end: len(c.out), file: true, e: d.e, n: c.count - n, size: c.bytes - size})
 	}
 	c.pieces = append(c.pieces, piece{start: at, end: modelEnd})
 }
@@ -394,6 +586,7 @@ func (l *Lister) fromLog(st *state, c *chunk, e qentry) bool {
 // file is read, and warned about, every time.
 func (l *Lister) fromFile(st *state, c *chunk, qe qentry) {
 	l.fromFiles.Add(1)
+	c.files++
 	if st.file == nil {
 		st.file = st.rd.get()
 	}
