@@ -3,8 +3,9 @@
 # deferred spool that bench/model.sh builds (default 1000000) and
 # measures, through the running daemon: how soon SMTP answers after the
 # start, how long the queue model takes to load, the daemon's RSS
-# (now and peak), and the time of a summary and a qshape answered from
-# the model over the control socket. Run as root (serve drops to
+# (now and peak), the time of a summary and a qshape answered from the
+# model over the control socket, and of two mailq listings (the first
+# after a start reads every file), with the peak after them. Run as root (serve drops to
 # mail_owner, postfix). Environment: BENCH_DIR (default
 # /tmp/sluice-bench-model), GOMEMLIMIT (passed on to the daemon).
 set -euo pipefail

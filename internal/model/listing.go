@@ -91,6 +91,15 @@ func (m *Model) eachListingBatch(v *ListingMessage, xs []*msg, start int, ids fu
 	return true
 }
 
+// ListingInto fills v with what the model holds of id, as EachListing
+// gives it, reusing v's recipients; false when the model does not hold
+// id (or holds its ID only).
+func (m *Model) ListingInto(id string, v *ListingMessage) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.listing(v, m.msgs.get(id)) != nil
+}
+
 // listingBatch is how many messages EachListing looks up at once.
 const listingBatch = 32
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,10 +48,11 @@ type dirList struct {
 	epoch      atomic.Uint64 // the memo's epoch its digests belong to
 }
 
-// dirItem is one name: names[start:end], and what it is.
+// dirItem is one name: names from the previous item's end to end, and
+// what it is (16 bytes: a million of them take 16 MB).
 type dirItem struct {
-	start, end uint32
-	kind       uint8
+	end  uint32
+	kind uint8
 	// digest is that of the message's listing when its files were last
 	// read; 0 when none is known.
 	digest atomic.Uint64
@@ -66,8 +66,11 @@ const (
 )
 
 func (d *dirList) name(i int) string {
-	it := &d.items[i]
-	return d.names[it.start:it.end]
+	start := uint32(0)
+	if i > 0 {
+		start = d.items[i-1].end
+	}
+	return d.names[start:d.items[i].end]
 }
 
 // dirStamp is what a directory's status says of its contents.
@@ -209,17 +212,18 @@ func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
 	}
 	defer f.Close()
 	d := &dirList{queue: queue, rel: rel}
-	var b strings.Builder
+	var b []byte
+	type item struct {
+		end  uint32
+		kind uint8
+	}
+	var items []item
 	hashed := sp.Hashed(queue)
 	for {
 		names, err := f.Readdirnames(1024)
 		for _, n := range names {
-			it := struct {
-				start, end uint32
-				kind       uint8
-			}{start: uint32(b.Len())}
-			b.WriteString(n)
-			it.end = uint32(b.Len())
+			b = append(b, n...)
+			it := item{end: uint32(len(b))}
 			switch {
 			case len(n) == 1 && isDir(sp.Root+"/"+rel+"/"+n):
 				it.kind = itemSubdir
@@ -233,7 +237,7 @@ func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
 			default:
 				it.kind = itemFile
 			}
-			d.items = append(d.items, dirItem{start: it.start, end: it.end, kind: it.kind})
+			items = append(items, it)
 		}
 		if errors.Is(err, io.EOF) || len(names) == 0 {
 			break
@@ -242,7 +246,13 @@ func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
 			return nil, err
 		}
 	}
-	d.names = b.String()
+	// Kept at their size: a reading lives as long as the directory
+	// stays as it is.
+	d.names = string(b)
+	d.items = make([]dirItem, len(items))
+	for i, it := range items {
+		d.items[i].end, d.items[i].kind = it.end, it.kind
+	}
 	return d, nil
 }
 

@@ -68,13 +68,14 @@ type Lister struct {
 	seed  maphash.Seed
 
 	dirs  dirMemo      // the directories' names, and the digests
-	bufs  sync.Pool    // *[]byte: chunks' output
+	bufs  sync.Pool    // *chunkBufs: chunks' slices
 	cache segmentCache // the directories' renderings (segment.go)
 
 	mu    sync.Mutex
 	epoch uint8 // the model's ListingEpoch the digests belong to
 
 	fromModel, fromFiles atomic.Int64
+	lastEntries          atomic.Int64 // the last listing's, for list
 }
 
 // NewLister returns a Lister of sp's queues backed by m; with m nil every
@@ -185,8 +186,8 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 				if !stop.Load() {
 					// The buffer is taken when the chunk is rendered, so
 					// the few in flight (ahead) go round.
-					if b, ok := l.bufs.Get().(*[]byte); ok {
-						c.out = (*b)[:0]
+					if b, ok := l.bufs.Get().(*chunkBufs); ok {
+						c.out, c.pieces, c.doubts = b.out[:0], b.pieces[:0], b.doubts[:0]
 					}
 					l.listChunk(st, c, useModel)
 				}
@@ -316,9 +317,8 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 			}
 			rcount += c.count
 			rbytes += c.bytes
-			buf := c.out[:0]
-			l.bufs.Put(&buf)
-			c.out, c.pieces = nil, nil
+			l.bufs.Put(&chunkBufs{out: c.out, pieces: c.pieces, doubts: c.doubts})
+			c.out, c.pieces, c.doubts = nil, nil, nil
 		}
 		count += rcount
 		bytes += rbytes
@@ -387,12 +387,13 @@ func (l *Lister) runs(entries []qentry, useModel bool, mepoch uint8, f Format, o
 	}
 	l.model.DirGens(rels, gens)
 	format := f.key(opt)
+	room := l.cache.room()
 	for i := range runs {
 		r := &runs[i]
 		if r.dir.queue == spool.Maildrop {
 			continue
 		}
-		r.keepable = true
+		r.keepable = room
 		r.key = segKey{format: format, rel: r.dir.rel, first: r.first}
 		r.gen, r.seq = gens[i], seq
 		r.seg = l.cache.get(r.key, r, r.gen, mepoch, seq)
@@ -423,6 +424,13 @@ type chunk struct {
 	doubts       []doubt
 }
 
+// chunkBufs are a chunk's slices, kept for the next chunk (Lister.bufs).
+type chunkBufs struct {
+	out    []byte
+	pieces []piece
+	doubts []doubt
+}
+
 // piece is out[start:end], or a warning.
 type piece struct {
 	start, end int
@@ -448,13 +456,17 @@ func (l *Lister) list(opt Options) ([]qentry, error) {
 	if queues == nil {
 		queues = spool.MessageQueues
 	}
-	var entries []qentry
+	// Room for as many as last time, and some: a queue of a million
+	// would otherwise grow its slice some twenty times over.
+	hint := l.lastEntries.Load()
+	entries := make([]qentry, 0, hint+hint/8)
 	for _, q := range queues {
 		var err error
 		if entries, err = l.dirs.list(l.sp, q, entries); err != nil {
 			return nil, err
 		}
 	}
+	l.lastEntries.Store(int64(len(entries)))
 	return entries, nil
 }
 
@@ -466,6 +478,7 @@ type state struct {
 	text   textFormat
 	b      builder
 	digest func(*Message) uint64
+	v      model.ListingMessage // fromLog's
 }
 
 func (l *Lister) newState(rd *fileReader, opt *Options, f Format) *state {
@@ -564,21 +577,17 @@ func (l *Lister) fromLog(st *state, c *chunk, e qentry) bool {
 	}
 	d := e.dir
 	want := d.items[e.i].digest.Load()
-	done := false
-	l.model.EachListing(1, func(int) string { return e.id() }, func(_ int, v *model.ListingMessage) bool {
-		if v == nil || v.Queue != d.queue || want == 0 {
-			return false
-		}
-		if m := st.b.buildLogged(d.queue, e.id(), v, logged); st.digest(m) == want {
-			st.render(c, m)
-			done = true
-		}
+	v := &st.v
+	if want == 0 || !l.model.ListingInto(e.id(), v) || v.Queue != d.queue {
 		return false
-	})
-	if done {
-		l.fromModel.Add(1)
 	}
-	return done
+	m := st.b.buildLogged(d.queue, e.id(), v, logged)
+	if st.digest(m) != want {
+		return false
+	}
+	st.render(c, m)
+	l.fromModel.Add(1)
+	return true
 }
 
 // fromFile lists e from its file and keeps its digest for the next

@@ -404,8 +404,10 @@ func (w *worker) intern(b []byte) string {
 		return s
 	}
 	s := string(b)
-	if w.strs == nil || len(w.strs) >= 4096 {
+	if w.strs == nil {
 		w.strs = make(map[string]string)
+	} else if len(w.strs) >= 4096 {
+		clear(w.strs) // keeps its room: reasons that all differ come often
 	}
 	w.strs[s] = s
 	return s

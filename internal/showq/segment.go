@@ -118,6 +118,13 @@ func (c *segmentCache) limitNow() int64 {
 	return c.limit()
 }
 
+// room reports whether renderings may be kept now.
+func (c *segmentCache) room() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limitNow() > 0
+}
+
 // begin starts a listing: its sequence number.
 func (c *segmentCache) begin() uint64 {
 	c.mu.Lock()
