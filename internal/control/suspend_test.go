@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +24,11 @@ func TestSuspensionsAndAudit(t *testing.T) {
 	sp := spool.New(root)
 	sp.Create()
 	a := queued(t, sp, "a@example.com")
-	changes := 0
-	st, err := suspend.Open(suspend.Config{Path: suspend.Path(root), NoSync: true, OnChange: func() { changes++ }})
+	// The store calls OnChange on the server's goroutine: the count is
+	// atomic, as the socket between them is no synchronization the race
+	// detector sees.
+	var changes atomic.Int64
+	st, err := suspend.Open(suspend.Config{Path: suspend.Path(root), NoSync: true, OnChange: func() { changes.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +67,8 @@ func TestSuspensionsAndAudit(t *testing.T) {
 		t.Error("resumed a suspension that does not exist")
 	}
 	ended, err := c.Resume(ctx, 1)
-	if err != nil || len(ended) != 1 || ended[0].ID != 1 || changes != 2 {
-		t.Fatalf("resume: %+v %v (changes %d)", ended, err, changes)
+	if err != nil || len(ended) != 1 || ended[0].ID != 1 || changes.Load() != 2 {
+		t.Fatalf("resume: %+v %v (changes %d)", ended, err, changes.Load())
 	}
 	if l, _ := c.Suspensions(ctx); len(l) != 0 {
 		t.Errorf("still listed: %+v", l)
