@@ -127,6 +127,10 @@ type segmentStream struct {
 }
 
 func (s *segmentStream) WriteSegment(f *os.File, off, n int64) error {
+	if s.uc == nil {
+		_, err := io.Copy(s.frameWriter, io.NewSectionReader(f, off, n))
+		return err
+	}
 	if err := s.bw.Flush(); err != nil {
 		return err
 	}
@@ -152,26 +156,21 @@ func (s *segmentStream) WriteSegment(f *os.File, off, n int64) error {
 
 // takeOver answers on the connection itself, for a listing that passes
 // files: the HTTP response is a head with no length (its body ends when
-// the connection closes) and the frames follow. ok is false when the
-// connection is not a unix socket or cannot be taken over; nothing has
-// been written then.
-func takeOver(w http.ResponseWriter) (st *stream, done func(), ok bool) {
+// the connection closes) and the frames follow. ok is false, and nothing
+// is done, when the connection is not a unix socket.
+func takeOver(w http.ResponseWriter, r *http.Request) (st *stream, done func(), ok bool) {
 	hj, isHJ := w.(http.Hijacker)
-	if !isHJ {
+	if _, isUnix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); !isHJ || !isUnix {
 		return nil, nil, false
 	}
 	conn, _, err := hj.Hijack()
 	if err != nil {
 		return nil, nil, false
 	}
-	uc, isUnix := conn.(*net.UnixConn)
-	if !isUnix {
-		conn.Close()
-		return nil, nil, false
-	}
 	conn.SetDeadline(time.Time{})
 	bw := bufio.NewWriterSize(conn, 64<<10)
 	bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/x-sluice-frames\r\nConnection: close\r\n\r\n")
+	uc, _ := conn.(*net.UnixConn)
 	seg := &segmentStream{frameWriter: frameWriter{bw, frameOut}, bw: bw, uc: uc}
 	return &stream{bw: bw, out: seg}, func() { bw.Flush(); conn.Close() }, true
 }
@@ -199,7 +198,7 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 	if req.Segments {
 		var done func()
 		var ok bool
-		if st, done, ok = takeOver(w); ok {
+		if st, done, ok = takeOver(w, r); ok {
 			defer done()
 		}
 	}
@@ -214,11 +213,8 @@ func (s *Server) handleListing(w http.ResponseWriter, r *http.Request) {
 	if req.JSON {
 		f.Kind = showq.JSON
 	}
-	var out io.Writer = &errWriter{w: st.out}
-	if sw, ok := st.out.(showq.SegmentWriter); ok {
-		out = &segErrWriter{errWriter{w: st.out}, sw}
-	}
-	if err := s.b.Listing.Write(out, opt, f); err != nil && writeErr(out) == nil {
+	out := &errWriter{w: st.out}
+	if err := s.b.Listing.Write(out, opt, f); err != nil && out.err == nil {
 		// The queue could not be read: nothing was written (no
 		// "Mail queue is empty" or summary before the error).
 		st.fatal("Queue report unavailable: " + err.Error())
@@ -239,29 +235,19 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// segErrWriter is an errWriter that passes segments on.
-type segErrWriter struct {
-	errWriter
-	sw showq.SegmentWriter
-}
-
-func (e *segErrWriter) WriteSegment(f *os.File, off, n int64) error {
-	err := e.sw.WriteSegment(f, off, n)
+// WriteSegment passes a listing's segment on as a file when the stream
+// takes files (segmentStream), else writes its bytes.
+func (e *errWriter) WriteSegment(f *os.File, off, n int64) error {
+	var err error
+	if sw, ok := e.w.(showq.SegmentWriter); ok {
+		err = sw.WriteSegment(f, off, n)
+	} else {
+		_, err = io.Copy(e.w, io.NewSectionReader(f, off, n))
+	}
 	if err != nil && e.err == nil {
 		e.err = err
 	}
 	return err
-}
-
-// writeErr is the write error an errWriter or segErrWriter remembers.
-func writeErr(w io.Writer) error {
-	switch e := w.(type) {
-	case *errWriter:
-		return e.err
-	case *segErrWriter:
-		return e.err
-	}
-	return nil
 }
 
 func (s *Server) handleQshape(w http.ResponseWriter, r *http.Request) {

@@ -52,7 +52,7 @@ type segment struct {
 	// read again, and its rendering put at its offset.
 	holes []hole
 
-	// What it was made from; see Lister.cached.
+	// What it was made from; see segmentCache.get.
 	dir    *dirList
 	first  int32 // the first entry's item in dir
 	n      int   // entries
