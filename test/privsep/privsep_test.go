@@ -388,6 +388,15 @@ func TestLeastPrivilege(t *testing.T) {
 		if j.code != 0 || strings.Count(j.stdout, "\n") != len(e.queueIDs()) {
 			t.Errorf("postqueue -j as a user: %+v", j)
 		}
+		// Once the directories have settled the daemon keeps their
+		// renderings and passes them as files, here through the setgid
+		// helper's connection.
+		time.Sleep(1100 * time.Millisecond)
+		for round := range 3 {
+			if usr := e.as(e.userUID, "", "mailq", "-C", e.conf); usr.code != 0 || usr.stdout != root.stdout {
+				t.Errorf("mailq as a user, round %d, directories settled: %+v\nroot sees:\n%s", round, usr, root.stdout)
+			}
+		}
 		q := e.as(e.userUID, "", "qshape", "-c", e.conf, "deferred")
 		if q.code != 0 || !strings.Contains(q.stdout, "example.com") {
 			t.Errorf("qshape as a user: %+v", q)
