@@ -603,6 +603,7 @@ func testDiskFull(t *testing.T, m func() *Message, method string) {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	fx := newFixtureAt(t, dir, func(c *Config) { c.MessageSizeLimit = 0; c.CommitMethod = method })
+	t.Cleanup(func() { fx.sp.Close() })              // its syncfs descriptor, before the umount
 	body := strings.Repeat("0123456789abcdef", 1024) // 16 KB per message
 	var ids []string
 	var err error

@@ -72,7 +72,7 @@ func (m *Manager) take(entries []spool.Entry) {
 			continue // gone (postsuper, a flush) or still being written
 		}
 		dst := m.sp.Path(spool.Active, e.ID)
-		if err := os.Rename(src, dst); err != nil {
+		if err := spool.Rename(src, dst); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				m.log.Warn("qmgr", "%s: move to active: %v", e.ID, err)
 			}

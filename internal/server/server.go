@@ -591,6 +591,9 @@ func (s *Server) close() {
 	}
 	s.mu.Unlock()
 	s.pid.Release()
+	if s.sp != nil {
+		s.sp.Close()
+	}
 }
 
 var errNotReady = errors.New("server: not ready")

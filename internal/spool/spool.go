@@ -63,6 +63,10 @@ type Spool struct {
 
 	tmpSeq  atomic.Uint64 // makes temporary file names unique in this process
 	writers sync.Pool     // *bufio.Writer for new queue files, reused across files
+
+	rootMu   sync.Mutex
+	root     int  // the spool directory's descriptor, for syncfs
+	rootOpen bool // root is open
 }
 
 // New returns a Spool at root with Postfix's default layout parameters.
@@ -147,13 +151,13 @@ func (s *Spool) Locate(id string, queues ...string) (string, error) {
 // when needed, and syncs both directories so the move survives a crash.
 func (s *Spool) Move(id, from, to string) error {
 	src, dst := s.Path(from, id), s.Path(to, id)
-	err := os.Rename(src, dst)
+	err := Rename(src, dst)
 	if errors.Is(err, fs.ErrNotExist) && s.Hashed(to) {
 		if _, serr := os.Lstat(src); serr == nil {
 			if merr := s.MakeHashDir(to, id); merr != nil {
 				return fmt.Errorf("spool: move %s to %s: %w", id, to, merr)
 			}
-			err = os.Rename(src, dst)
+			err = Rename(src, dst)
 		}
 	}
 	if err != nil {
@@ -164,6 +168,16 @@ func (s *Spool) Move(id, from, to string) error {
 	}
 	if filepath.Dir(src) != filepath.Dir(dst) {
 		return s.syncDir(filepath.Dir(src))
+	}
+	return nil
+}
+
+// Rename is rename(2) of one queue file to another name, as os.Rename
+// without the look at the new name it takes first (to refuse replacing
+// a directory, which no queue ID names): one system call per move.
+func Rename(src, dst string) error {
+	if err := syscall.Rename(src, dst); err != nil {
+		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: err}
 	}
 	return nil
 }

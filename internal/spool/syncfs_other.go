@@ -12,3 +12,6 @@ func (s *Spool) SyncFS() error {
 	}
 	return errors.New("spool: syncfs is only available on Linux; set sluice_commit_method = fsync")
 }
+
+// Close does nothing here: SyncFS keeps no descriptor.
+func (s *Spool) Close() error { return nil }
