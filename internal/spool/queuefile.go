@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SizeRecord is the fixed-width C record (reference §2.3).
@@ -297,13 +299,21 @@ func ReadFile(path string, opt ReadOptions) (*Envelope, fs.FileInfo, error) {
 // delivered, by overwriting its type byte with D (reference §2.5), and
 // syncs the file. Lengths do not change, so no other offset moves.
 func MarkDone(path string, offset int64, sync bool) error {
-	f, err := OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("spool: mark done: %w", err)
+	// Plain descriptors: a delivery marks each recipient so, and an
+	// *os.File would cost a fcntl and a finalizer each time.
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		fd, err = unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	}
-	defer f.Close()
+	if err != nil {
+		return fmt.Errorf("spool: mark done: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer unix.Close(fd)
 	var b [1]byte
-	if _, err := f.ReadAt(b[:], offset); err != nil {
+	if n, err := unix.Pread(fd, b[:], offset); err != nil || n != 1 {
+		if err == nil {
+			err = io.EOF
+		}
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
 	switch b[0] {
@@ -313,11 +323,11 @@ func MarkDone(path string, offset int64, sync bool) error {
 	default:
 		return fmt.Errorf("spool: mark done %s at %d: %w: record type %d is not a recipient", path, offset, ErrCorrupt, b[0])
 	}
-	if _, err := f.WriteAt([]byte{RecDone}, offset); err != nil {
+	if _, err := unix.Pwrite(fd, []byte{RecDone}, offset); err != nil {
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
 	if sync {
-		if err := f.Sync(); err != nil {
+		if err := unix.Fsync(fd); err != nil {
 			return fmt.Errorf("spool: mark done %s: sync: %w", path, err)
 		}
 	}

@@ -284,3 +284,29 @@ func mustStat(t *testing.T, f *os.File) os.FileInfo {
 	}
 	return fi
 }
+
+// TestMarkDone: an R record becomes D in place, once; anything else at
+// the offset, or no file, is an error that says so.
+func TestMarkDone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ABCDEF12345")
+	if err := os.WriteFile(path, []byte{RecRcpt, 1, 'x', RecSize, 1, '0'}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := MarkDone(path, 0, true); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); b[0] != RecDone {
+			t.Fatalf("record type %q, want D", b[0])
+		}
+	}
+	if err := MarkDone(path, 3, false); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a size record marked: %v", err)
+	}
+	if err := MarkDone(path, 100, false); err == nil {
+		t.Error("an offset past the end marked")
+	}
+	if err := MarkDone(path+"-gone", 0, false); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
+	}
+}
