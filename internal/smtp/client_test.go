@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -364,9 +365,19 @@ func TestReplies(t *testing.T) {
 				}
 			}
 			for _, s := range srv.Sessions() {
-				for _, cmd := range s.Commands {
-					if tt.noDATA && cmd == "DATA" {
-						t.Errorf("DATA sent: %q", s.Commands)
+				if !tt.noDATA {
+					continue
+				}
+				// DATA may end the pipelined group of MAIL FROM and RCPT
+				// TO, to be refused; no text may follow it.
+				for i, cmd := range s.Commands {
+					if cmd == "DATA" && (!s.Pipelined || i == 0 || !strings.HasPrefix(s.Commands[i-1], "RCPT TO:")) {
+						t.Errorf("DATA sent on its own: %q", s.Commands)
+					}
+				}
+				for _, m := range s.Mails {
+					if m.Raw != nil || m.DataReply != "" {
+						t.Errorf("message text sent: %q", s.Commands)
 					}
 				}
 			}
@@ -798,5 +809,80 @@ func TestDNSFailuresMatchPostfix(t *testing.T) {
 	}
 	if cases != 5 {
 		t.Errorf("%d cases in the capture", cases)
+	}
+}
+
+// TestDataAheadAnswered354 is a server that answers the DATA sent with
+// the recipients with 354 although it refused every recipient. The
+// client must end that empty text at once, send nothing of the message,
+// and not use the connection again.
+func TestDataAheadAnswered354(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				var lines []string
+				defer func() { got <- lines }()
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 odd.test ESMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					line = strings.TrimRight(line, "\r\n")
+					lines = append(lines, line)
+					verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
+					switch {
+					case strings.HasPrefix(verb, "EHLO"):
+						io.WriteString(c, "250-odd.test\r\n250 PIPELINING\r\n")
+					case verb == "RCPT":
+						io.WriteString(c, "550 5.1.1 no such user\r\n")
+					case verb == "DATA":
+						io.WriteString(c, "354 go on\r\n")
+					case verb == "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						io.WriteString(c, "250 ok\r\n")
+					}
+				}
+			}(c)
+		}
+	}()
+	n := newNet(t)
+	n.route("127.0.0.9:25", ln.Addr().String())
+	c := n.client()
+	defer c.Close()
+	for round := 0; round < 2; round++ {
+		res := deliver(t, c, "[127.0.0.9]", message(testText, "a@example.test"))
+		check(t, res, want{Bounced, "5.1.1", "", ""})
+	}
+	c.Close()
+	for i := 0; i < 2; i++ {
+		select {
+		case lines := <-got:
+			want := []string{"EHLO sluice.test", "MAIL FROM:<a@src.test>", "RCPT TO:<a@example.test>", "DATA", "."}
+			if len(lines) < len(want) || strings.Join(lines[:len(want)], "|") != strings.Join(want, "|") {
+				t.Errorf("session %d: %q, want %q then nothing of the text", i, lines, want)
+			}
+			for _, l := range lines[min(len(lines), len(want)):] {
+				if l != "QUIT" {
+					t.Errorf("session %d went on after the empty text: %q", i, lines)
+				}
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d sessions seen, want 2 (the first is not used again)", i)
+		}
 	}
 }

@@ -4,7 +4,16 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"sync"
 )
+
+// writeBuffer is the size of a session's write buffer: a message of up
+// to about this size goes to the server in one write, with its final dot.
+const writeBuffer = 32 << 10
+
+// textReaders are writeData's buffers over message texts, kept from one
+// message to the next.
+var textReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
 // writeData copies the message text src (LF line ends) to w as the body
 // of DATA: CRLF line ends, a dot doubled at the start of a line (RFC 5321
@@ -13,7 +22,12 @@ import (
 // terminating ".\r\n". It returns the error reading src and the error
 // writing w separately: the caller handles them differently.
 func writeData(w *bufio.Writer, src io.Reader) (readErr, writeErr error) {
-	br := bufio.NewReaderSize(src, 32<<10)
+	br := textReaders.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() {
+		br.Reset(nil)
+		textReaders.Put(br)
+	}()
 	col := 0 // bytes on the current output line
 	for {
 		chunk, err := br.ReadSlice('\n')

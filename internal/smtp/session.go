@@ -226,7 +226,7 @@ func (c *Client) connect(ctx context.Context, t target, plaintext bool, nexthop 
 	raw := &timedConn{Conn: nc, timeout: c.commandTimeout()}
 	s := &session{
 		c: c, raw: raw, conn: raw, t: t, relay: t.relay(), born: time.Now(), nexthop: nexthop,
-		r: bufio.NewReader(raw), w: bufio.NewWriter(raw),
+		r: bufio.NewReader(raw), w: bufio.NewWriterSize(raw, writeBuffer),
 	}
 	unbind := s.bind(ctx)
 	f, retryPlain := s.handshake(plaintext)
@@ -362,7 +362,7 @@ func (s *session) startTLS() error {
 		return err
 	}
 	s.conn, s.tls = tc, true
-	s.r, s.w = bufio.NewReader(tc), bufio.NewWriter(tc)
+	s.r, s.w = bufio.NewReader(tc), bufio.NewWriterSize(tc, writeBuffer)
 	return nil
 }
 
@@ -422,4 +422,23 @@ func capitalize(s string) string {
 	r := []rune(s)
 	r[0] = unicode.ToUpper(r[0])
 	return string(r)
+}
+
+// endData reads the reply to a DATA sent ahead of its recipients' replies
+// when no recipient was accepted. A server should refuse that DATA; one
+// that answers 354 gets an empty text, ended at once, and the session is
+// not used again, since what the server made of it is unknown.
+func (s *session) endData() {
+	rep, err := s.read()
+	if err != nil {
+		s.broken = true
+		return
+	}
+	if rep.class() == 3 {
+		s.broken = true
+		s.w.WriteString(".\r\n")
+		if s.flush() == nil {
+			s.read()
+		}
+	}
 }
