@@ -84,7 +84,9 @@ type Config struct {
 	Log              *maillog.Logger
 	// Notify is called with the queue ID of every message committed to
 	// incoming/, after the commit; the queue manager's "scan incoming".
-	Notify func(queueID string)
+	// image is the file as written (spool.File.Image), or nil when it
+	// was too big to keep.
+	Notify func(queueID string, image []byte)
 	// Events, when set, receives a Received for every queue file
 	// committed and synced, before Notify is called.
 	Events event.Observer
@@ -234,6 +236,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 	}
+	f.KeepImage = queue == spool.Incoming && c.cfg.Notify != nil
 	id, hops, verdict, rcv, err := c.write(ctx, f, m, r, now, arrival)
 	if err != nil {
 		f.Abort()
@@ -268,7 +271,7 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		return id, nil
 	}
 	if queue == spool.Incoming && c.cfg.Notify != nil {
-		c.cfg.Notify(id)
+		c.cfg.Notify(id, f.Image())
 	}
 	return id, nil
 }

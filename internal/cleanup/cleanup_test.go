@@ -29,6 +29,7 @@ type fixture struct {
 	c        *Cleanup
 	log      *bytes.Buffer
 	notified []string
+	images   [][]byte // what Notify was given with each ID
 	mu       sync.Mutex
 }
 
@@ -49,7 +50,11 @@ func newFixtureAt(t *testing.T, root string, mod func(*Config)) *fixture {
 	cfg := Config{
 		Spool: sp, MyHostname: "facts.test", MyOrigin: "facts.test", MessageSizeLimit: 10240000,
 		Now: func() time.Time { return testNow }, Log: lg,
-		Notify: func(id string) { fx.mu.Lock(); fx.notified = append(fx.notified, id); fx.mu.Unlock() },
+		Notify: func(id string, image []byte) {
+			fx.mu.Lock()
+			fx.notified, fx.images = append(fx.notified, id), append(fx.images, image)
+			fx.mu.Unlock()
+		},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -208,6 +213,9 @@ func TestLocalSubmission(t *testing.T) {
 			}
 			if len(fx.notified) != 1 || fx.notified[0] != id {
 				t.Errorf("notified %v, want [%s]", fx.notified, id)
+			} else if disk, err := os.ReadFile(path); err != nil || string(fx.images[0]) != string(disk) {
+				// The queue manager reads the new message from this.
+				t.Errorf("notified with an image of %d bytes that is not the file's %d (%v)", len(fx.images[0]), len(disk), err)
 			}
 			postcatCheck(t, path)
 		})

@@ -76,7 +76,7 @@ func (w *world) start() {
 		w.t.Fatal(err)
 	}
 	w.mgr = mgr
-	w.cl = cleanup.New(cleanup.Config{Spool: w.sp, MyHostname: "test.example", Now: w.clk.Now, Log: logger, Events: bus, Notify: mgr.Notify})
+	w.cl = cleanup.New(cleanup.Config{Spool: w.sp, MyHostname: "test.example", Now: w.clk.Now, Log: logger, Events: bus, Notify: mgr.NotifyNew})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	armed := w.clk.Armed()

@@ -15,11 +15,14 @@ import (
 
 // message is a queue file in active/ and what the manager knows of it.
 type message struct {
-	id        string
-	path      string
-	env       *spool.Envelope
-	arrival   time.Time // T record: the delay in log lines counts from here
-	activeAt  time.Time
+	id       string
+	path     string
+	env      *spool.Envelope
+	arrival  time.Time // T record: the delay in log lines counts from here
+	activeAt time.Time
+	// image is the file as cleanup wrote it, for the delivery to read
+	// the text from (NotifyNew); nil to read the file.
+	image     []byte
 	forced    bool             // g+x: forced expiry
 	past      bool             // may have logs from earlier attempts (see take)
 	pending   int              // recipients pending when it was taken
@@ -50,6 +53,7 @@ func (m *Manager) take(entries []spool.Entry) {
 		past    bool
 		oldLog  []spool.LogEntry
 		env     *spool.Envelope
+		image   []byte
 	}
 	var got []moved
 	dirs := map[string]bool{}
@@ -71,15 +75,27 @@ func (m *Manager) take(entries []spool.Entry) {
 		if err != nil || !spool.IsReady(fi.Mode()) {
 			continue // gone (postsuper, a flush) or still being written
 		}
+		image := m.newImages[e.ID]
+		if image != nil {
+			delete(m.newImages, e.ID)
+			if e.Queue != spool.Incoming || fi.Size() != int64(len(image)) {
+				// Not the file cleanup wrote.
+				m.imageBytes.Add(-int64(len(image)))
+				image = nil
+			}
+		}
 		dst := m.sp.Path(spool.Active, e.ID)
 		if err := spool.Rename(src, dst); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				m.log.Warn("qmgr", "%s: move to active: %v", e.ID, err)
 			}
+			if image != nil {
+				m.imageBytes.Add(-int64(len(image)))
+			}
 			continue
 		}
 		dirs[filepath.Dir(src)] = true
-		mv := moved{e: e, env: env, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
+		mv := moved{e: e, env: env, image: image, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
 		// A message may have logs from earlier attempts unless it comes
 		// fresh from cleanup: in incoming/, not flushed back there from
 		// deferred/ (flushing sets the unthrottle bit), not recovered
@@ -111,21 +127,29 @@ func (m *Manager) take(entries []spool.Entry) {
 		m.syncLater(dirs)
 	}
 	for _, mv := range got {
-		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog, mv.env)
+		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog, mv.env, mv.image)
 	}
 }
 
 // activate reads a file that is now in active/ and queues its deliveries.
 // env is the envelope when take has read it already (renaming the file
-// changes nothing in it), else nil.
-func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry, env *spool.Envelope) {
+// changes nothing in it), else nil; image the file as cleanup wrote it,
+// else nil. The message owns the image's share of imageBytes.
+func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry, env *spool.Envelope, image []byte) {
 	path := m.sp.Path(spool.Active, id)
 	var err error
-	if env == nil {
+	switch {
+	case env != nil:
+	case image != nil:
+		env, err = spool.ReadEnvelope(spool.NewBytesReader(image), spool.ReadOptions{SkipContent: true})
+	default:
 		env, _, err = spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	}
 	if err == nil {
 		err = checkEnvelope(env)
+	}
+	if err != nil && image != nil {
+		m.imageBytes.Add(-int64(len(image)))
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -141,7 +165,7 @@ func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLo
 		return
 	}
 	now := m.clk.Now()
-	msg := &message{id: id, path: path, env: env, arrival: env.Arrival, activeAt: now, forced: forced, past: past, expireLog: oldLog}
+	msg := &message{id: id, path: path, env: env, image: image, arrival: env.Arrival, activeAt: now, forced: forced, past: past, expireLog: oldLog}
 	size := env.Size.ContentLen
 	if size == 0 {
 		size = env.Size.MessageLen
@@ -304,6 +328,10 @@ func lower(c byte) byte {
 // messageGone forgets a message that has left active/.
 func (m *Manager) messageGone(msg *message) {
 	m.wg.Done()
+	if msg.image != nil {
+		m.imageBytes.Add(-int64(len(msg.image)))
+		msg.image = nil
+	}
 	for _, w := range msg.waiters {
 		close(w)
 	}

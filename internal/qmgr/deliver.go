@@ -23,6 +23,9 @@ type Delivery struct {
 	Transport  string // "local" or "smtp": which deliverer, and the mail log's service name
 	Envelope   *spool.Envelope
 	Recipients []spool.Recipient // all for Nexthop, sorted
+	// Image is the queue file as cleanup wrote it, to read the text
+	// from (spool.ContentOf); nil when the file must be read.
+	Image []byte
 }
 
 // Status is what became of one recipient.
@@ -133,7 +136,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 		}
 	} else {
 		results = m.cfg.Deliverer.Deliver(ctx, &Delivery{
-			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Transport: service, Envelope: msg.env, Recipients: j.rcpts,
+			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Transport: service, Envelope: msg.env, Recipients: j.rcpts, Image: msg.image,
 		})
 	}
 	byOffset := make(map[int64]*Result, len(results))

@@ -111,13 +111,18 @@ type Manager struct {
 
 	// Triggers from other goroutines. wake is a one-slot channel, so any
 	// number of triggers before the loop looks collapse into one.
-	wake      chan struct{}
-	trigMu    sync.Mutex
-	notified  []string // IDs cleanup put in incoming/
-	scanIn    bool
-	scanDefer bool
-	flushAll  bool
-	unparkAll bool
+	wake     chan struct{}
+	trigMu   sync.Mutex
+	notified []string // IDs cleanup put in incoming/
+	// images are new files as cleanup wrote them (NotifyNew), by ID,
+	// until the next take; imageBytes counts these and those of active
+	// messages, within imageBudget.
+	images     map[string][]byte
+	imageBytes atomic.Int64
+	scanIn     bool
+	scanDefer  bool
+	flushAll   bool
+	unparkAll  bool
 
 	ctl     chan func()   // work for the loop from other goroutines (Acquire)
 	stopped chan struct{} // closed when Run returns
@@ -148,6 +153,9 @@ type Manager struct {
 	recovered map[string]bool // moved back from active/ at start
 
 	parked map[string]parked // held back by suspensions (suspend.go)
+	// newImages are the images of NotifyNew for the take that triggers
+	// runs; take moves each one it uses to its message.
+	newImages map[string][]byte
 
 	// timesMu guards the backoff and lifetime limits in cfg, which
 	// finish reads off the loop and Reconfigure changes; every other
@@ -201,6 +209,28 @@ func (m *Manager) Notify(id string) {
 	m.notified = append(m.notified, id)
 	m.trigMu.Unlock()
 	m.poke()
+}
+
+// imageBudget bounds the memory of the queue files kept as cleanup wrote
+// them. Past it, new messages are read from their files, as before.
+const imageBudget = 32 << 20
+
+// NotifyNew is Notify with the file's bytes as cleanup wrote them
+// (spool.File.Image), nil when it kept none: taking the message then
+// reads its envelope, and the delivery its text, from memory rather
+// than opening the file twice.
+func (m *Manager) NotifyNew(id string, image []byte) {
+	if image != nil && m.imageBytes.Add(int64(len(image))) <= imageBudget {
+		m.trigMu.Lock()
+		if m.images == nil {
+			m.images = map[string][]byte{}
+		}
+		m.images[id] = image
+		m.trigMu.Unlock()
+	} else if image != nil {
+		m.imageBytes.Add(-int64(len(image)))
+	}
+	m.Notify(id)
 }
 
 // Wake asks for a scan of incoming/ (Postfix's I trigger).
@@ -326,6 +356,8 @@ func (m *Manager) triggers() {
 	m.trigMu.Lock()
 	ids := m.notified
 	m.notified = nil
+	images := m.images
+	m.images = nil
 	scanIn, scanDefer, flush, susp := m.scanIn, m.scanDefer, m.flushAll, m.unparkAll
 	m.scanIn, m.scanDefer, m.flushAll, m.unparkAll = false, false, false, false
 	m.trigMu.Unlock()
@@ -337,11 +369,18 @@ func (m *Manager) triggers() {
 			d.revive()
 		}
 	}
+	m.newImages = images
 	if scanIn {
 		m.scanIncoming()
 	} else if len(ids) > 0 {
 		m.takeIncoming(ids)
 	}
+	// Images the take did not use (a message it could not take now) are
+	// let go: that message is read from its file when it is taken.
+	for _, img := range m.newImages {
+		m.imageBytes.Add(-int64(len(img)))
+	}
+	m.newImages = nil
 	if scanDefer {
 		m.scanDeferred(flush)
 	}

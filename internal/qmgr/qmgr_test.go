@@ -3,6 +3,7 @@ package qmgr
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,7 @@ type fakeDeliverer struct {
 	mu      sync.Mutex
 	script  map[string][]Result
 	calls   []call
+	texts   []string      // per call: the text read from Delivery.Image, "" when it had none
 	block   chan struct{} // when set, deliveries wait on it
 	running int
 	maxRun  int
@@ -63,6 +65,14 @@ func (f *fakeDeliverer) Deliver(ctx context.Context, d *Delivery) []Result {
 		out = append(out, res)
 	}
 	f.calls = append(f.calls, c)
+	text := ""
+	if d.Image != nil {
+		if c, err := spool.ContentOf(d.Image); err == nil {
+			b, _ := io.ReadAll(c)
+			text = string(b)
+		}
+	}
+	f.texts = append(f.texts, text)
 	block := f.block
 	f.mu.Unlock()
 	if block != nil {
@@ -282,6 +292,42 @@ func TestDeliverAllAndRemove(t *testing.T) {
 		if !h.logHas(s) {
 			t.Errorf("log lacks %q:\n%s", s, h.logbuf.String())
 		}
+	}
+}
+
+// TestNewMessageFromImage: a message cleanup announced with the file's
+// bytes is taken and delivered from them; an image that is not the
+// file's (its size differs) is not used. Either way the memory they held
+// is counted back once the message is gone.
+func TestNewMessageFromImage(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	// A first message, so that the scan at start is over: it would
+	// take the next ones from their files before they are announced.
+	first := h.queue(spool.Incoming, "alice@src.example", "x@b.example")
+	h.m.Notify(first)
+	h.settle("removal", func() bool { return h.gone(first) })
+	for _, good := range []bool{true, false} {
+		id := h.queue(spool.Incoming, "alice@src.example", "x@b.example")
+		image, err := os.ReadFile(h.sp.Path(spool.Incoming, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !good {
+			image = image[:len(image)-1]
+		}
+		h.m.NotifyNew(id, image)
+		h.settle("removal", func() bool { return h.gone(id) })
+		h.del.mu.Lock()
+		text := h.del.texts[len(h.del.texts)-1]
+		h.del.mu.Unlock()
+		if good && !strings.HasPrefix(text, "Subject: ") {
+			t.Errorf("delivery text from the image: %q", text)
+		}
+		if !good && text != "" {
+			t.Errorf("an image not the file's was delivered from: %q", text)
+		}
+		h.settle("images let go", func() bool { return h.m.imageBytes.Load() == 0 })
 	}
 }
 

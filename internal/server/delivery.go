@@ -33,6 +33,9 @@ func (d *smtpDeliverer) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.
 		EnvID:    env.DSNEnvID,
 		Ret:      env.DSNRet,
 		Open: func() (io.ReadCloser, error) {
+			if req.Image != nil {
+				return spool.ContentOf(req.Image)
+			}
 			return spool.OpenContent(req.Path)
 		},
 	}

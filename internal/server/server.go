@@ -247,9 +247,9 @@ func (s *Server) newCleanup(set *settings) *cleanup.Cleanup {
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
 		HopcountLimit: set.hopLimit, Notifier: notifier{s},
 		Now: s.clk.Now, Log: s.log, Events: s.events, CommitMethod: set.commit,
-		Notify: func(id string) {
+		Notify: func(id string, image []byte) {
 			if s.qm != nil {
-				s.qm.Notify(id)
+				s.qm.NotifyNew(id, image)
 			}
 		},
 	})

@@ -64,6 +64,16 @@ func ReadContent(f *os.File) (*Content, error) {
 // pread instead of one per pass. Most mail is far smaller.
 const wholeRead = 128 << 10
 
+// ContentOf is a Content over a queue file's bytes in memory (as
+// spool.File.Image keeps them); Close has nothing to release.
+func ContentOf(image []byte) (*Content, error) {
+	c, err := contentFrom(nil, func() *Reader { return NewBytesReader(image) })
+	if err != nil {
+		return nil, fmt.Errorf("spool: read content: %w", err)
+	}
+	return c, nil
+}
+
 func newContent(f *os.File) (*Content, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -77,6 +87,12 @@ func newContent(f *os.File) (*Content, error) {
 		}
 		reader = func() *Reader { return NewBytesReader(b) }
 	}
+	return contentFrom(f, reader)
+}
+
+// contentFrom reads the envelope and measures the text through readers
+// of one file, f (nil for one in memory).
+func contentFrom(f *os.File, reader func() *Reader) (*Content, error) {
 	env, err := ReadEnvelope(reader(), ReadOptions{SkipContent: true})
 	if err != nil {
 		return nil, err
@@ -177,11 +193,8 @@ func (c *Content) next() {
 
 // Close closes the queue file (ReadContent's: only ends the reading).
 func (c *Content) Close() error {
-	if c.f == nil {
-		return nil
-	}
 	var err error
-	if !c.shared {
+	if c.f != nil && !c.shared {
 		err = c.f.Close()
 	}
 	c.f, c.r, c.pending, c.newline = nil, nil, nil, false

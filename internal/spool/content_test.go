@@ -209,20 +209,36 @@ func TestContentFromWriter(t *testing.T) {
 	for _, l := range lines {
 		f.WriteLine([]byte(l))
 	}
+	f.KeepImage = true
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := OpenContent(f.Path)
+	// The same text from the file and from the image Commit kept.
+	fromFile, err := OpenContent(f.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	got, err := io.ReadAll(c)
+	fromImage, err := ContentOf(f.Image())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := strings.Join(lines, "\n") + "\n"; string(got) != want {
-		t.Errorf("text = %q, want %q", got, want)
+	for _, c := range []*Content{fromFile, fromImage} {
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Join(lines, "\n") + "\n"; string(got) != want || c.Size != int64(len(want)) {
+			t.Errorf("text = %q (size %d), want %q", got, c.Size, want)
+		}
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+		if n, err := c.Read(make([]byte, 10)); n != 0 || err == nil {
+			t.Errorf("read after close = %d, %v", n, err)
+		}
+	}
+	if _, err := ContentOf([]byte("garbage")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("content of a damaged image: %v", err)
 	}
 }
 

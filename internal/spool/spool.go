@@ -62,7 +62,7 @@ type Spool struct {
 	Inode func(fs.FileInfo) uint64
 
 	tmpSeq  atomic.Uint64 // makes temporary file names unique in this process
-	writers sync.Pool     // *bufio.Writer for new queue files, reused across files
+	buffers sync.Pool     // *[]byte: new queue files' buffers, reused across files
 
 	rootMu   sync.Mutex
 	root     int  // the spool directory's descriptor, for syncfs

@@ -310,3 +310,50 @@ func TestMarkDone(t *testing.T) {
 		t.Errorf("a missing file: %v", err)
 	}
 }
+
+// TestImage: a small file committed with KeepImage is written in one
+// piece and its image is the file's bytes, size record included; a file
+// past the buffer is written as it grows, gets its size record in place
+// afterwards, and has no image.
+func TestImage(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	for _, lines := range []int{3, 200} {
+		f, err := s.NewFile(Incoming, time.Unix(1795964910, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.KeepImage = true
+		if err := f.WriteEnvelope(&NewEnvelope{Arrival: time.Unix(1795964910, 0), Sender: "a@b.test", Recipients: []NewRecipient{{Address: "c@d.test"}}}); err != nil {
+			t.Fatal(err)
+		}
+		f.WriteLine([]byte("Subject: image"))
+		f.WriteLine(nil)
+		for i := 0; i < lines; i++ {
+			f.WriteLine([]byte(strings.Repeat("z", 500)))
+		}
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		disk, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := f.Image()
+		switch {
+		case len(disk) <= spillAt && string(img) != string(disk):
+			t.Errorf("%d lines: image of %d bytes differs from the file's %d", lines, len(img), len(disk))
+		case len(disk) > spillAt && img != nil:
+			t.Errorf("%d lines: a %d-byte file has an image", lines, len(disk))
+		}
+		e, _, err := ReadFile(f.Path, ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(RecordSize(14) + RecordSize(0) + lines*RecordSize(500)); e.Size.MessageLen != want {
+			t.Errorf("%d lines: size record says %d content bytes, want %d", lines, e.Size.MessageLen, want)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,18 +41,30 @@ type NewEnvelope struct {
 // write content lines, then Commit; Abort removes it. Until Commit the
 // file has mode 0600, so every reader skips it.
 type File struct {
-	ID      string
-	Queue   string
-	Path    string
-	sp      *Spool
-	f       *os.File
-	w       *bufio.Writer
-	off     int64
-	size    SizeRecord
-	inBody  bool
-	scratch []byte
-	done    bool
+	ID     string
+	Queue  string
+	Path   string
+	sp     *Spool
+	f      *os.File
+	buf    *[]byte // what is not written yet; from sp.buffers
+	err    error   // the first write error, reported at Commit
+	off    int64
+	size   SizeRecord
+	inBody bool
+	done   bool
+	// spilled: some of the file was written before Commit, so buf does
+	// not hold it whole.
+	spilled bool
+	// KeepImage asks Commit to keep a copy of the whole file, for Image,
+	// when it is small enough to have been written in one piece.
+	KeepImage bool
+	image     []byte
 }
+
+// spillAt is how much of a new queue file is kept in memory before it is
+// written out. A file no bigger is written with one write, its size
+// record already in place.
+const spillAt = 64 << 10
 
 // NewFile creates an embryonic queue file in queue and names it by its
 // queue ID. The caller writes the envelope and content and then commits.
@@ -62,13 +73,12 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, _ := s.writers.Get().(*bufio.Writer)
-	if w == nil {
-		w = bufio.NewWriterSize(f, 64<<10)
-	} else {
-		w.Reset(f)
+	buf, _ := s.buffers.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, 0, spillAt+4<<10)
+		buf = &b
 	}
-	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, w: w}, nil
+	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, buf: buf}, nil
 }
 
 // CreateNamed creates a new file in queue with mode perm and names it by
@@ -145,20 +155,44 @@ func (s *Spool) name(f *os.File, queue string, now time.Time, link func(name str
 	return id, nil
 }
 
-// releaseWriter gives the file's buffer back for the next new file.
-func (q *File) releaseWriter() {
-	if q.w == nil {
+// releaseBuffer gives the file's buffer back for the next new file.
+func (q *File) releaseBuffer() {
+	if q.buf == nil {
 		return
 	}
-	q.w.Reset(nil)
-	q.sp.writers.Put(q.w)
-	q.w = nil
+	*q.buf = (*q.buf)[:0]
+	q.sp.buffers.Put(q.buf)
+	q.buf = nil
+}
+
+// appended accounts for bytes appended to the buffer, and writes the
+// buffer out when it is full.
+func (q *File) appended(n int) {
+	q.off += int64(n)
+	if len(*q.buf) >= spillAt {
+		q.spill()
+	}
+}
+
+// spill writes out what the buffer holds.
+func (q *File) spill() {
+	if q.err == nil && len(*q.buf) > 0 {
+		_, q.err = q.f.Write(*q.buf)
+	}
+	q.spilled = true
+	*q.buf = (*q.buf)[:0]
 }
 
 func (q *File) put(typ byte, data string) {
-	q.scratch = AppendRecordString(q.scratch[:0], typ, data)
-	q.w.Write(q.scratch)
-	q.off += int64(len(q.scratch))
+	n := len(*q.buf)
+	*q.buf = AppendRecordString(*q.buf, typ, data)
+	q.appended(len(*q.buf) - n)
+}
+
+func (q *File) putBytes(typ byte, data []byte) {
+	n := len(*q.buf)
+	*q.buf = AppendRecord(*q.buf, typ, data)
+	q.appended(len(*q.buf) - n)
 }
 
 // WriteEnvelope writes the envelope records and the content marker.
@@ -214,14 +248,10 @@ func (q *File) WriteEnvelope(e *NewEnvelope) error {
 // splitting it into L records at LineLengthLimit.
 func (q *File) WriteLine(line []byte) {
 	for len(line) > LineLengthLimit {
-		q.scratch = AppendRecord(q.scratch[:0], RecCont, line[:LineLengthLimit])
-		q.w.Write(q.scratch)
-		q.off += int64(len(q.scratch))
+		q.putBytes(RecCont, line[:LineLengthLimit])
 		line = line[LineLengthLimit:]
 	}
-	q.scratch = AppendRecord(q.scratch[:0], RecNorm, line)
-	q.w.Write(q.scratch)
-	q.off += int64(len(q.scratch))
+	q.putBytes(RecNorm, line)
 }
 
 // WriteCont writes part as one continued-line record (RecCont): the
@@ -230,9 +260,7 @@ func (q *File) WriteLine(line []byte) {
 // sure not to be the line's last, then WriteLine for the rest; the
 // records are those WriteLine writes for the whole line.
 func (q *File) WriteCont(part []byte) {
-	q.scratch = AppendRecord(q.scratch[:0], RecCont, part)
-	q.w.Write(q.scratch)
-	q.off += int64(len(q.scratch))
+	q.putBytes(RecCont, part)
 }
 
 // ContentLen returns the bytes of content written so far, as counted in
@@ -285,13 +313,26 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 	}
 	q.size.RcptCount += int64(len(extracted))
 	q.put(RecEnd, "")
-	if err := q.w.Flush(); err != nil {
-		return q.fail(err)
-	}
-	q.releaseWriter()
 	hdr := AppendRecordString(nil, RecSize, q.size.Format())
-	if _, err := q.f.WriteAt(hdr, 0); err != nil {
-		return q.fail(err)
+	whole := !q.spilled
+	if whole {
+		// The whole file is in the buffer: its size record, written
+		// first as a placeholder of the same length, is filled in
+		// there, and the file goes out in one write.
+		copy(*q.buf, hdr)
+		if q.KeepImage {
+			q.image = append([]byte(nil), *q.buf...)
+		}
+	}
+	q.spill()
+	q.releaseBuffer()
+	if q.err != nil {
+		return q.fail(q.err)
+	}
+	if !whole {
+		if _, err := q.f.WriteAt(hdr, 0); err != nil {
+			return q.fail(err)
+		}
 	}
 	if err := q.f.Chmod(ModeReady); err != nil {
 		return q.fail(err)
@@ -320,6 +361,11 @@ func (s *Spool) SyncQueueDir(queue string) error {
 	return s.syncDir(filepath.Join(s.Root, queue))
 }
 
+// Image is the whole file as Commit wrote it, when KeepImage was set
+// and the file was small enough to be written in one piece; else nil.
+// The queue manager reads a new message from it rather than from disk.
+func (q *File) Image() []byte { return q.image }
+
 func (q *File) fail(err error) error {
 	q.Abort()
 	return fmt.Errorf("spool: write queue file %s: %w", q.ID, err)
@@ -331,7 +377,8 @@ func (q *File) Abort() {
 		return
 	}
 	q.done = true
-	q.releaseWriter()
+	q.image = nil
+	q.releaseBuffer()
 	if q.f != nil {
 		q.f.Close()
 	}
