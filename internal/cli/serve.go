@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -96,7 +97,11 @@ func runServe(env *Env) int {
 	if code, handled := servePrivileged(env, cfg); handled {
 		return code
 	}
-	base, err := inherited(server.Options{LogCopy: env.Stderr})
+	var logCopy io.Writer = env.Stderr
+	if isDevNull(env.Stderr) {
+		logCopy = nil // the copy would cost a write per log batch for nothing
+	}
+	base, err := inherited(server.Options{LogCopy: logCopy})
 	if err != nil {
 		return env.Fatalf(1, "%v", err)
 	}
@@ -157,4 +162,18 @@ func runServe(env *Env) int {
 			}
 		}
 	}
+}
+
+// isDevNull reports whether w is /dev/null opened as a file.
+func isDevNull(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err == nil && os.SameFile(fi, null)
 }
