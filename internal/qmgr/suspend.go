@@ -79,10 +79,14 @@ func (m *Manager) holdBack(e spool.Entry, now time.Time) (keep bool, env *spool.
 	}
 	path := filepath.Join(m.sp.Root, e.Rel)
 	fi, err := os.Lstat(path)
-	if err != nil || !spool.IsReady(fi.Mode()) || spool.IsForcedExpire(fi.Mode()) {
-		// Gone or still being written (take skips it), or postsuper -e:
-		// expiry is not delivery, it goes on.
-		return false, nil
+	if err != nil || !spool.IsReady(fi.Mode()) {
+		// Gone, or still being written: skipped now, taken (and
+		// checked) once it is ready. Letting take look again could
+		// find it ready and deliver it without this check.
+		return true, nil
+	}
+	if spool.IsForcedExpire(fi.Mode()) {
+		return false, nil // postsuper -e: expiry is not delivery, it goes on
 	}
 	env, _, err = spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	if err != nil {
