@@ -49,6 +49,7 @@ func (s *Server) startIntake() (err error) {
 	// share what it knows of the files.
 	listings := showq.NewLister(s.sp, s.model)
 	listings.SetCacheLimit(s.listingCacheLimit)
+	listings.SetOnListing(s.listingBegins)
 	ctl, err := control.Listen(s.sp.Root, control.Backend{
 		Queue:    s.manageQueue(),
 		FlushAll: s.qm.FlushAll,

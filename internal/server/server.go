@@ -116,6 +116,10 @@ type Server struct {
 	clk clock.Clock
 	// liveHeap is the live heap last measured (memory.go).
 	liveHeap atomic.Uint64
+	// memTuned: the daemon sets the soft memory limit (no GOMEMLIMIT);
+	// listings counts the listings running (memory.go).
+	memTuned atomic.Bool
+	listings atomic.Int32
 	log      *maillog.Logger
 	logBuf   *maillog.Buffer
 	pid      *spool.PIDLock

@@ -98,13 +98,33 @@ func (e qentry) entry() spool.Entry {
 	return spool.Entry{Queue: e.dir.queue, ID: id, Rel: e.dir.rel + "/" + id}
 }
 
-// list appends the entries of queue to out in raw directory order,
-// walking hash subdirectories where they are met, as spool.List does.
-func (m *dirMemo) list(sp *spool.Spool, queue string, out []qentry) ([]qentry, error) {
+// span is a stretch of a listing's entries in one directory reading:
+// the file items among items lo to hi-1 of dir, n of them; item lo is
+// the first.
+type span struct {
+	dir    *dirList
+	lo, hi int32
+	n      int
+}
+
+// each calls f with the span's entries in order.
+func (s span) each(f func(qentry)) {
+	for i := s.lo; i < s.hi; i++ {
+		if k := s.dir.items[i].kind; k == itemFile || k == itemMisfile {
+			f(qentry{dir: s.dir, i: i})
+		}
+	}
+}
+
+// list appends the entries of queue to out in raw directory order, as
+// spans, walking hash subdirectories where they are met, as spool.List
+// does. A listing holds its entries as spans of the readings kept here,
+// not one by one: a million entries would take 16 MB.
+func (m *dirMemo) list(sp *spool.Spool, queue string, out []span) ([]span, error) {
 	return m.walk(sp, queue, queue, 0, out)
 }
 
-func (m *dirMemo) walk(sp *spool.Spool, queue, rel string, depth int, out []qentry) ([]qentry, error) {
+func (m *dirMemo) walk(sp *spool.Spool, queue, rel string, depth int, out []span) ([]span, error) {
 	d, err := m.dir(sp, queue, rel)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || (depth > 0 && errors.Is(err, syscall.ENOTDIR)) {
@@ -112,17 +132,28 @@ func (m *dirMemo) walk(sp *spool.Spool, queue, rel string, depth int, out []qent
 		}
 		return out, fmt.Errorf("spool: scan %s: %w", rel, err)
 	}
+	open := false // out's last span is this directory's, and may grow
 	for i := range d.items {
 		switch d.items[i].kind {
 		case itemSubdir:
 			if depth >= 16 {
 				continue
 			}
+			n := len(out)
 			if out, err = m.walk(sp, queue, rel+"/"+d.name(i), depth+1, out); err != nil {
 				return out, err
 			}
+			if len(out) > n {
+				open = false
+			}
 		case itemFile, itemMisfile:
-			out = append(out, qentry{dir: d, i: int32(i)})
+			if open {
+				last := &out[len(out)-1]
+				last.hi, last.n = int32(i+1), last.n+1
+			} else {
+				out = append(out, span{dir: d, lo: int32(i), hi: int32(i + 1), n: 1})
+				open = true
+			}
 		}
 	}
 	return out, nil

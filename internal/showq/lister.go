@@ -74,14 +74,26 @@ type Lister struct {
 	mu    sync.Mutex
 	epoch uint8 // the model's ListingEpoch the digests belong to
 
+	// begin, when set, is called as each listing starts, and what it
+	// returns as it ends (SetOnListing).
+	begin func() (end func())
+
 	fromModel, fromFiles atomic.Int64
-	lastEntries          atomic.Int64 // the last listing's, for list
 }
 
 // NewLister returns a Lister of sp's queues backed by m; with m nil every
 // message is read from its file.
 func NewLister(sp *spool.Spool, m *model.Model) *Lister {
 	return &Lister{sp: sp, model: m, seed: maphash.MakeSeed()}
+}
+
+// SetOnListing has begin called as each listing starts, and the function
+// it returns as that listing ends: the daemon holds its heap tighter
+// while a listing of a large queue runs (server/memory.go).
+func (l *Lister) SetOnListing(begin func() (end func())) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.begin = begin
 }
 
 // Stats returns how many listed messages came from the model and how
@@ -119,6 +131,12 @@ const chunkSize = 2048
 // written; a write error stops the listing (and the protocol stream then
 // lacks its final terminator).
 func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
+	l.mu.Lock()
+	begin := l.begin
+	l.mu.Unlock()
+	if begin != nil {
+		defer begin()()
+	}
 	useModel := l.model != nil && !l.model.Loading()
 	var mepoch uint8
 	if useModel {
@@ -130,11 +148,11 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 		}
 		l.mu.Unlock()
 	}
-	entries, err := l.list(opt)
+	spans, err := l.list(opt)
 	if err != nil {
 		return err
 	}
-	runs := l.runs(entries, useModel, mepoch, f, &opt)
+	runs := l.runs(spans, useModel, mepoch, f, &opt)
 	defer func() {
 		for i := range runs {
 			if s := runs[i].seg; s != nil {
@@ -149,7 +167,7 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 	rendered := 0
 	for i := range runs {
 		if runs[i].seg == nil {
-			rendered += len(runs[i].entries)
+			rendered += runs[i].n
 		}
 	}
 	workers := opt.Workers
@@ -165,8 +183,16 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 		if r.seg != nil {
 			continue
 		}
-		for start := 0; start < len(r.entries); start += size {
-			chunks = append(chunks, &chunk{entries: r.entries[start:min(len(r.entries), start+size)], run: i, done: make(chan struct{})})
+		// Cut after every size entries.
+		lo, n := r.lo, 0
+		for k := r.lo; k < r.hi; k++ {
+			if kind := r.dir.items[k].kind; kind != itemFile && kind != itemMisfile {
+				continue
+			}
+			if n++; n == size || k == r.hi-1 {
+				chunks = append(chunks, &chunk{span: span{dir: r.dir, lo: lo, hi: k + 1, n: n}, run: i, done: make(chan struct{})})
+				lo, n = k+1, 0
+			}
 		}
 	}
 	nchunks := len(chunks)
@@ -187,8 +213,9 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 					// The buffer is taken when the chunk is rendered, so
 					// the few in flight (ahead) go round.
 					if b, ok := l.bufs.Get().(*chunkBufs); ok {
-						c.out, c.pieces, c.doubts = b.out[:0], b.pieces[:0], b.doubts[:0]
+						c.out, c.pieces, c.doubts, c.entries = b.out[:0], b.pieces[:0], b.doubts[:0], b.entries[:0]
 					}
+					c.span.each(func(e qentry) { c.entries = append(c.entries, e) })
 					l.listChunk(st, c, useModel)
 				}
 				close(c.done)
@@ -317,21 +344,21 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 			}
 			rcount += c.count
 			rbytes += c.bytes
-			l.bufs.Put(&chunkBufs{out: c.out, pieces: c.pieces, doubts: c.doubts})
-			c.out, c.pieces, c.doubts = nil, nil, nil
+			l.bufs.Put(&chunkBufs{out: c.out, pieces: c.pieces, doubts: c.doubts, entries: c.entries})
+			c.out, c.pieces, c.doubts, c.entries = nil, nil, nil, nil
 		}
 		count += rcount
 		bytes += rbytes
 		if keep != nil {
 			// Not kept: nothing from the model, or many messages to read
 			// again each time.
-			if keep.n == 0 || len(holes) > len(r.entries)/8 || keep.seal() != nil {
+			if keep.n == 0 || len(holes) > r.n/8 || keep.seal() != nil {
 				keep.discard()
 				continue
 			}
 			l.cache.put(r.key, &segment{
 				f: keep.f, size: keep.n, count: rcount - hcount, bytes: rbytes - hbytes, holes: holes,
-				dir: r.dir, first: r.first, n: len(r.entries), gen: r.gen, epoch: r.epoch, mepoch: mepoch,
+				dir: r.dir, first: r.lo, n: r.n, gen: r.gen, epoch: r.epoch, mepoch: mepoch,
 			}, r.seq)
 		}
 	}
@@ -349,9 +376,7 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 // run is a stretch of a listing's entries from one directory reading:
 // the unit whose rendering is kept (segment.go).
 type run struct {
-	dir     *dirList
-	first   int32 // the first entry's item in dir
-	entries []qentry
+	span
 	// When renderings may be kept or taken (keepable): what they are
 	// checked against.
 	keepable bool
@@ -365,16 +390,10 @@ type run struct {
 // runs splits entries into runs, and takes the kept rendering of each
 // that has one still good. Renderings are kept only of what the model
 // gives: never while it loads, nor of maildrop/.
-func (l *Lister) runs(entries []qentry, useModel bool, mepoch uint8, f Format, opt *Options) []run {
-	var runs []run
-	for i := 0; i < len(entries); {
-		j := i + 1
-		for j < len(entries) && entries[j].dir == entries[i].dir {
-			j++
-		}
-		d := entries[i].dir
-		runs = append(runs, run{dir: d, first: entries[i].i, entries: entries[i:j], epoch: d.epoch.Load()})
-		i = j
+func (l *Lister) runs(spans []span, useModel bool, mepoch uint8, f Format, opt *Options) []run {
+	runs := make([]run, len(spans))
+	for i, s := range spans {
+		runs[i] = run{span: s, epoch: s.dir.epoch.Load()}
 	}
 	if !useModel || len(runs) == 0 {
 		return runs
@@ -394,7 +413,7 @@ func (l *Lister) runs(entries []qentry, useModel bool, mepoch uint8, f Format, o
 			continue
 		}
 		r.keepable = room
-		r.key = segKey{format: format, rel: r.dir.rel, first: r.first}
+		r.key = segKey{format: format, rel: r.dir.rel, first: r.lo}
 		r.gen, r.seq = gens[i], seq
 		r.seg = l.cache.get(r.key, r, r.gen, mepoch, seq)
 	}
@@ -414,9 +433,10 @@ func (f Format) key(opt *Options) string {
 // chunk is one piece of a listing: its entries, then what they gave:
 // the output is pieces of out, and warnings, in listing order.
 type chunk struct {
-	entries      []qentry
-	run          int // its index in the listing's runs
-	files        int // entries read from their files
+	span
+	entries      []qentry // span's, while the chunk is listed
+	run          int      // its index in the listing's runs
+	files        int      // entries read from their files
 	out          []byte
 	pieces       []piece
 	count, bytes int64
@@ -426,9 +446,10 @@ type chunk struct {
 
 // chunkBufs are a chunk's slices, kept for the next chunk (Lister.bufs).
 type chunkBufs struct {
-	out    []byte
-	pieces []piece
-	doubts []doubt
+	out     []byte
+	pieces  []piece
+	doubts  []doubt
+	entries []qentry
 }
 
 // piece is out[start:end], or a warning.
@@ -451,23 +472,19 @@ type doubt struct {
 }
 
 // list reads the directories of opt's queues (see dirMemo).
-func (l *Lister) list(opt Options) ([]qentry, error) {
+func (l *Lister) list(opt Options) ([]span, error) {
 	queues := opt.Queues
 	if queues == nil {
 		queues = spool.MessageQueues
 	}
-	// Room for as many as last time, and some: a queue of a million
-	// would otherwise grow its slice some twenty times over.
-	hint := l.lastEntries.Load()
-	entries := make([]qentry, 0, hint+hint/8)
+	var spans []span
 	for _, q := range queues {
 		var err error
-		if entries, err = l.dirs.list(l.sp, q, entries); err != nil {
+		if spans, err = l.dirs.list(l.sp, q, spans); err != nil {
 			return nil, err
 		}
 	}
-	l.lastEntries.Store(int64(len(entries)))
-	return entries, nil
+	return spans, nil
 }
 
 // state is one worker's: how it shows, renders and reads.

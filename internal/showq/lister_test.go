@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"strings"
@@ -409,9 +410,13 @@ func TestListerFromLog(t *testing.T) {
 	m := buildModel(t, sp)
 	l := NewLister(sp, m)
 	for _, opt := range []Options{DefaultOptions(), {EmptyAddress: "nobody", DupFilterLimit: 1}} {
-		entries, err := l.list(opt)
+		spans, err := l.list(opt)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var entries []qentry
+		for _, s := range spans {
+			s.each(func(e qentry) { entries = append(entries, e) })
 		}
 		rd := newFileReader(sp, &opt)
 		st := l.newState(rd, &opt, Format{Kind: JSON})
@@ -544,4 +549,48 @@ func TestJSONStringEveryByte(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOnListing: the hook's begin runs as a listing starts and its end
+// once the listing is over, written or failed.
+func TestOnListing(t *testing.T) {
+	sc := scenarios[0]
+	sp := sc.spool(t.TempDir())
+	buildSpool(t, sp, sc.msgs())
+	l := NewLister(sp, nil)
+	running, begun := 0, 0
+	l.SetOnListing(func() func() {
+		running++
+		begun++
+		return func() { running-- }
+	})
+	var w duringWriter
+	w.check = func() {
+		if running != 1 {
+			t.Errorf("%d listings marked running while one writes", running)
+		}
+	}
+	if err := l.Write(&w, sc.options(), Format{Kind: Text}); err != nil {
+		t.Fatal(err)
+	}
+	w.fail = true
+	if err := l.Write(&w, sc.options(), Format{Kind: Text}); err == nil {
+		t.Fatal("a failed write reported no error")
+	}
+	if begun != 2 || running != 0 {
+		t.Errorf("begun %d, still running %d; want 2 and 0", begun, running)
+	}
+}
+
+type duringWriter struct {
+	check func()
+	fail  bool
+}
+
+func (w *duringWriter) Write(p []byte) (int, error) {
+	w.check()
+	if w.fail {
+		return 0, io.ErrClosedPipe
+	}
+	return len(p), nil
 }

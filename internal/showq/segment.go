@@ -143,7 +143,7 @@ func (c *segmentCache) get(k segKey, r *run, gen uint64, mepoch uint8, seq uint6
 	if s == nil {
 		return nil
 	}
-	if s.dir != r.dir || s.first != r.first || s.n != len(r.entries) || s.gen != gen ||
+	if s.dir != r.dir || s.first != r.lo || s.n != r.n || s.gen != gen ||
 		s.epoch != r.dir.epoch.Load() || s.mepoch != mepoch || c.limitNow() <= 0 {
 		c.drop(k, s)
 		return nil
