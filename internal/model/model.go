@@ -44,6 +44,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"sluice/internal/event"
 	"sluice/internal/maillog"
@@ -289,6 +290,30 @@ func (s *symbols) intern(str string, reason bool) sym {
 	}
 	s.idx[str] = v
 	return v
+}
+
+// compact copies every string held into blocks of text. The first build
+// interns its strings (senders, domains, reasons) one by one among the
+// scan's garbage, so each ends up alone in a span that is otherwise
+// free: at a million messages some fourteen megabytes the heap keeps and
+// cannot use. Copied, they share a few blocks, and those spans are let
+// go. Storing a string key again replaces the key the index holds, so
+// the index is not made anew (which would cost its size once more).
+func (s *symbols) compact() {
+	var text []byte
+	for v, str := range s.strs {
+		if str == "" || len(str) > slabText/16 {
+			continue
+		}
+		if cap(text)-len(text) < len(str) {
+			text = make([]byte, 0, slabText)
+		}
+		l := len(text)
+		text = append(text, str...)
+		str = unsafe.String(&text[l], len(str))
+		s.strs[v] = str
+		s.idx[str] = sym(v)
+	}
 }
 
 func (s *symbols) retain(v sym) {

@@ -182,6 +182,7 @@ func (m *Model) Build(ctx context.Context) error {
 		m.bulk = false
 		m.slab = slab{}
 		m.recount()
+		m.syms.compact()
 	}
 	m.agg.trim()
 	m.mu.Unlock()

@@ -45,3 +45,41 @@ func TestReasonByteBound(t *testing.T) {
 		t.Errorf("after every release: %d reasons, %d bytes", s.reasons, s.reasonBytes)
 	}
 }
+
+// TestSymbolsCompact: after compact every symbol still names its string,
+// the index finds each by its text, freed slots stay free and usable,
+// and the reason accounting is unchanged.
+func TestSymbolsCompact(t *testing.T) {
+	var s symbols
+	s.init()
+	want := map[sym]string{}
+	for i := 0; i < 5000; i++ {
+		str := strings.Repeat(string(rune('a'+i%26)), 1+i%40) + "-" + strings.Repeat("z", i%7)
+		if i%3 == 0 {
+			want[s.getCapped(str)] = str
+		} else {
+			want[s.get(str)] = str
+		}
+	}
+	long := strings.Repeat("L", slabText) // kept as it is
+	want[s.get(long)] = long
+	gone := s.get("given back")
+	s.release(gone)
+	reasons, bytes := s.reasons, s.reasonBytes
+	s.compact()
+	for v, str := range want {
+		if s.str(v) != str {
+			t.Fatalf("symbol %d is %q after compact, want %q", v, s.str(v), str)
+		}
+		if got := s.get(str); got != v {
+			t.Fatalf("%q found as %d after compact, want %d", str, got, v)
+		}
+		s.release(v)
+	}
+	if _, ok := s.idx["given back"]; ok || s.reasons != reasons || s.reasonBytes != bytes {
+		t.Errorf("compact changed the index or the accounting: %d %d, want %d %d", s.reasons, s.reasonBytes, reasons, bytes)
+	}
+	if v := s.get("new one"); s.str(v) != "new one" || v != gone {
+		t.Errorf("new symbol %d %q, want the freed slot %d", v, s.str(v), gone)
+	}
+}

@@ -44,19 +44,24 @@ type dirList struct {
 	stamp      dirStamp
 	settled    bool // the reading may be used again while stamp holds
 	names      string
-	items      []dirItem
-	epoch      atomic.Uint64 // the memo's epoch its digests belong to
+	// Item i is a name: names from item i-1's end to its own (the low
+	// 30 bits of ends[i]), of the kind in the top two bits; digests[i]
+	// is that of the message's listing when its files were last read,
+	// 0 when none is known. 12 bytes a name: a million take 12 MB.
+	ends    []uint32
+	digests []atomic.Uint64
+	epoch   atomic.Uint64 // the memo's epoch its digests belong to
 }
 
-// dirItem is one name: names from the previous item's end to end, and
-// what it is (16 bytes: a million of them take 16 MB).
-type dirItem struct {
-	end  uint32
-	kind uint8
-	// digest is that of the message's listing when its files were last
-	// read; 0 when none is known.
-	digest atomic.Uint64
-}
+const (
+	kindShift = 30
+	endMask   = 1<<kindShift - 1
+)
+
+func (d *dirList) len() int                      { return len(d.ends) }
+func (d *dirList) kind(i int32) uint8            { return uint8(d.ends[i] >> kindShift) }
+func (d *dirList) end(i int) uint32              { return d.ends[i] & endMask }
+func (d *dirList) digest(i int32) *atomic.Uint64 { return &d.digests[i] }
 
 const (
 	itemSkip    uint8 = iota // not a queue ID
@@ -68,9 +73,9 @@ const (
 func (d *dirList) name(i int) string {
 	start := uint32(0)
 	if i > 0 {
-		start = d.items[i-1].end
+		start = d.end(i - 1)
 	}
-	return d.names[start:d.items[i].end]
+	return d.names[start:d.end(i)]
 }
 
 // dirStamp is what a directory's status says of its contents.
@@ -110,7 +115,7 @@ type span struct {
 // each calls f with the span's entries in order.
 func (s span) each(f func(qentry)) {
 	for i := s.lo; i < s.hi; i++ {
-		if k := s.dir.items[i].kind; k == itemFile || k == itemMisfile {
+		if k := s.dir.kind(i); k == itemFile || k == itemMisfile {
 			f(qentry{dir: s.dir, i: i})
 		}
 	}
@@ -133,8 +138,8 @@ func (m *dirMemo) walk(sp *spool.Spool, queue, rel string, depth int, out []span
 		return out, fmt.Errorf("spool: scan %s: %w", rel, err)
 	}
 	open := false // out's last span is this directory's, and may grow
-	for i := range d.items {
-		switch d.items[i].kind {
+	for i := range d.len() {
+		switch d.kind(int32(i)) {
 		case itemSubdir:
 			if depth >= 16 {
 				continue
@@ -210,26 +215,26 @@ func (m *dirMemo) forget() {
 // forget drops d's digests, which belong to an epoch before epoch. Two
 // listings may do it at once: both store zeros.
 func (d *dirList) forget(epoch uint64) {
-	for i := range d.items {
-		d.items[i].digest.Store(0)
+	for i := range d.digests {
+		d.digests[i].Store(0)
 	}
 	d.epoch.Store(epoch)
 }
 
 // takeDigests takes over the digests old has for the names d still has.
 func (d *dirList) takeDigests(old *dirList) {
-	known := make(map[string]uint64, len(old.items))
-	for i := range old.items {
-		if v := old.items[i].digest.Load(); v != 0 {
+	known := make(map[string]uint64, old.len())
+	for i := range old.digests {
+		if v := old.digests[i].Load(); v != 0 {
 			known[old.name(i)] = v
 		}
 	}
 	if len(known) == 0 {
 		return
 	}
-	for i := range d.items {
+	for i := range d.digests {
 		if v, ok := known[d.name(i)]; ok {
-			d.items[i].digest.Store(v)
+			d.digests[i].Store(v)
 		}
 	}
 }
@@ -254,6 +259,9 @@ func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
 		names, err := f.Readdirnames(1024)
 		for _, n := range names {
 			b = append(b, n...)
+			if len(b) > endMask {
+				return nil, fmt.Errorf("spool: scan %s: more names than a listing holds", rel)
+			}
 			it := item{end: uint32(len(b))}
 			switch {
 			case len(n) == 1 && isDir(sp.Root+"/"+rel+"/"+n):
@@ -280,9 +288,10 @@ func readDir(sp *spool.Spool, queue, rel string) (*dirList, error) {
 	// Kept at their size: a reading lives as long as the directory
 	// stays as it is.
 	d.names = string(b)
-	d.items = make([]dirItem, len(items))
+	d.ends = make([]uint32, len(items))
+	d.digests = make([]atomic.Uint64, len(items))
 	for i, it := range items {
-		d.items[i].end, d.items[i].kind = it.end, it.kind
+		d.ends[i] = it.end | uint32(it.kind)<<kindShift
 	}
 	return d, nil
 }

@@ -51,7 +51,7 @@ func TestSpans(t *testing.T) {
 			// of one directory.
 			between := false
 			for k := spans[i-1].hi; k < s.lo; k++ {
-				if s.dir.items[k].kind == itemSubdir && s.dir.name(int(k)) != "9" {
+				if s.dir.kind(k) == itemSubdir && s.dir.name(int(k)) != "9" {
 					between = true
 				}
 			}

@@ -186,7 +186,7 @@ func (l *Lister) Write(w io.Writer, opt Options, f Format) error {
 		// Cut after every size entries.
 		lo, n := r.lo, 0
 		for k := r.lo; k < r.hi; k++ {
-			if kind := r.dir.items[k].kind; kind != itemFile && kind != itemMisfile {
+			if kind := r.dir.kind(k); kind != itemFile && kind != itemMisfile {
 				continue
 			}
 			if n++; n == size || k == r.hi-1 {
@@ -560,8 +560,8 @@ func (l *Lister) fromModelPass(st *state, c *chunk) int {
 	l.model.EachListing(len(es), func(i int) string { return es[i].id() }, func(i int, v *model.ListingMessage) bool {
 		e := es[i]
 		d := e.dir
-		want := d.items[e.i].digest.Load()
-		if v == nil || v.Queue != d.queue || v.Arrival <= 0 || d.items[e.i].kind != itemFile || want == 0 {
+		want := d.digest(e.i).Load()
+		if v == nil || v.Queue != d.queue || v.Arrival <= 0 || d.kind(e.i) != itemFile || want == 0 {
 			c.doubts = append(c.doubts, doubt{e: e, at: len(c.out)})
 			return true
 		}
@@ -593,7 +593,7 @@ func (l *Lister) fromLog(st *state, c *chunk, e qentry) bool {
 		return false
 	}
 	d := e.dir
-	want := d.items[e.i].digest.Load()
+	want := d.digest(e.i).Load()
 	v := &st.v
 	if want == 0 || !l.model.ListingInto(e.id(), v) || v.Queue != d.queue {
 		return false
@@ -626,7 +626,7 @@ func (l *Lister) fromFile(st *state, c *chunk, qe qentry) {
 	if keep {
 		d = l.digest(r.msg)
 	}
-	qe.dir.items[qe.i].digest.Store(d)
+	qe.dir.digest(qe.i).Store(d)
 	if r.msg != nil {
 		st.render(c, r.msg)
 	}

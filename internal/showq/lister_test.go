@@ -429,7 +429,7 @@ func TestListerFromLog(t *testing.T) {
 			}
 			want := l.digest(r.msg)
 			var c chunk
-			e.dir.items[e.i].digest.Store(want)
+			e.dir.digest(e.i).Store(want)
 			ok := l.fromLog(st, &c, e)
 			// The model does not know entries that name no recipient, or
 			// name one twice; for the others it must match.
