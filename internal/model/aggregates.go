@@ -59,8 +59,8 @@ func (m *Model) count(x *msg, d int32) {
 	q.msgs += int64(d)
 	q.arrivals.add(int64(x.arrival), d)
 	pending := 0
-	for i := range x.rcpts {
-		if !x.rcpts[i].done {
+	for i := range x.rs() {
+		if !x.rs()[i].done {
 			pending++
 		}
 	}
@@ -70,8 +70,8 @@ func (m *Model) count(x *msg, d int32) {
 	}
 	q.bytes += int64(d) * int64(x.size)
 	var seen uint64 // classes seen in this message (fewer than 64)
-	for i := range x.rcpts {
-		r := &x.rcpts[i]
+	for i := range x.rs() {
+		r := &x.rs()[i]
 		if r.done {
 			continue
 		}

@@ -38,9 +38,9 @@ func (m *Model) Observe(e event.Event) {
 			return
 		}
 		x := m.newMsg(e.ID, q, e.Sender, e.Size, e.Arrival.Unix())
-		x.rcpts = make([]rcpt, len(e.Recipients))
+		x.setRcpts(make([]rcpt, len(e.Recipients)))
 		for i, r := range e.Recipients {
-			x.rcpts[i] = m.newRcpt(r.Address, r.Offset, r.Done)
+			x.rs()[i] = m.newRcpt(r.Address, r.Offset, r.Done)
 		}
 		m.put(e.ID, x)
 	case *event.Activated:
@@ -51,17 +51,17 @@ func (m *Model) Observe(e event.Event) {
 		}
 		x := m.newMsg(e.ID, queueActive, e.Sender, e.Size, e.Arrival.Unix())
 		x.forced = e.Forced
-		x.rcpts = make([]rcpt, len(e.Recipients))
+		x.setRcpts(make([]rcpt, len(e.Recipients)))
 		for i, r := range e.Recipients {
-			x.rcpts[i] = m.newRcpt(r.Address, r.Offset, r.Done)
-			if old != nil && !e.LogCleared && i < len(old.rcpts) && old.rcpts[i].addr == r.Address {
-				p := &old.rcpts[i]
-				x.rcpts[i].class, x.rcpts[i].reason, x.rcpts[i].dsn = p.class, p.reason, p.dsn
+			x.rs()[i] = m.newRcpt(r.Address, r.Offset, r.Done)
+			if old != nil && !e.LogCleared && i < len(old.rs()) && old.rs()[i].addr == r.Address {
+				p := &old.rs()[i]
+				x.rs()[i].class, x.rs()[i].reason, x.rs()[i].dsn = p.class, p.reason, p.dsn
 				m.syms.retain(p.reason)
 				m.syms.retain(p.dsn)
 			}
-			if old != nil && i < len(old.rcpts) && old.rcpts[i].addr == r.Address {
-				x.rcpts[i].attempts, x.rcpts[i].last = old.rcpts[i].attempts, old.rcpts[i].last
+			if old != nil && i < len(old.rs()) && old.rs()[i].addr == r.Address {
+				x.rs()[i].attempts, x.rs()[i].last = old.rs()[i].attempts, old.rs()[i].last
 			}
 		}
 		m.put(e.ID, x)
@@ -129,8 +129,8 @@ func (m *Model) newRcpt(addr string, offset int64, done bool) rcpt {
 // attempt applies one recipient's outcome.
 func (m *Model) attempt(a *event.Attempt, done, deferred bool) {
 	m.change(a.ID, func(x *msg) {
-		for i := range x.rcpts {
-			r := &x.rcpts[i]
+		for i := range x.rs() {
+			r := &x.rs()[i]
 			if int64(r.offset) != a.Offset {
 				continue
 			}

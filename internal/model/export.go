@@ -58,7 +58,7 @@ func (m *Model) EachInMemory(fn func(v *Message)) {
 			if x.queue == queueDeferred {
 				v.Next = time.Unix(int64(x.next), 0).UTC()
 			}
-			for _, r := range x.rcpts {
+			for _, r := range x.rs() {
 				rv := Recipient{Address: r.addr, Done: r.done}
 				if !r.done {
 					rv.Reason, rv.DSN, rv.Class = m.syms.str(r.reason), m.syms.str(r.dsn), classNames[r.class]

@@ -72,8 +72,8 @@ func (m *Model) eachListingBatch(v *ListingMessage, xs []*msg, start int, ids fu
 		if s := m.syms.str(x.sender); s != "" {
 			sink += s[0]
 		}
-		for k := range x.rcpts {
-			r := &x.rcpts[k]
+		for k := range x.rs() {
+			r := &x.rs()[k]
 			if r.addr != "" {
 				sink += r.addr[0]
 			}
@@ -113,8 +113,8 @@ func (m *Model) listing(v *ListingMessage, x *msg) *ListingMessage {
 		Queue: Queues[x.queue], Arrival: int64(x.arrival), Size: int64(x.size),
 		Forced: x.forced, Sender: m.syms.str(x.sender), touched: v.touched,
 	}
-	for k := range x.rcpts {
-		r := &x.rcpts[k]
+	for k := range x.rs() {
+		r := &x.rs()[k]
 		lr := ListingRcpt{Addr: r.addr, Done: r.done}
 		if !r.done && (r.reason != 0 || r.dsn != 0) {
 			lr.Logged = true

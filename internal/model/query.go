@@ -228,9 +228,9 @@ func (m *Model) view(x *msg) Message {
 	if x.queue == queueDeferred {
 		v.Next = time.Unix(int64(x.next), 0).UTC()
 	}
-	v.Recipients = make([]Recipient, len(x.rcpts))
+	v.Recipients = make([]Recipient, len(x.rs()))
 	var logged map[int64]string // reasons left in the defer log (onDisk)
-	for i, r := range x.rcpts {
+	for i, r := range x.rs() {
 		rv := Recipient{Address: r.addr, Done: r.done}
 		if !r.done {
 			rv.Reason, rv.DSN, rv.Class = m.syms.str(r.reason), m.syms.str(r.dsn), classNames[r.class]

@@ -134,10 +134,10 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 	if m.bulk {
 		x = m.slab.takeMsg()
 		*x = m.makeMsg(m.slab.copyStr(id), s.queue, s.sender, s.size, s.arrival)
-		x.rcpts = m.slab.takeRcpts(len(s.rcpts))
+		x.setRcpts(m.slab.takeRcpts(len(s.rcpts)))
 	} else {
 		x = m.newMsg(id, s.queue, s.sender, s.size, s.arrival)
-		x.rcpts = make([]rcpt, len(s.rcpts))
+		x.setRcpts(make([]rcpt, len(s.rcpts)))
 	}
 	x.forced, x.next = s.forced, clampSeconds(s.next)
 	for i, r := range s.rcpts {
@@ -145,13 +145,13 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 		if m.bulk {
 			addr = m.slab.copyStr(addr)
 		}
-		x.rcpts[i] = m.newRcpt(addr, r.offset, r.done)
+		x.rs()[i] = m.newRcpt(addr, r.offset, r.done)
 		if r.reason != "" || r.dsn != "" {
-			x.rcpts[i].class = classIndex(r.class)
-			x.rcpts[i].reason, x.rcpts[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
+			x.rs()[i].class = classIndex(r.class)
+			x.rs()[i].reason, x.rs()[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
 		}
-		x.rcpts[i].attempts = uint16(min(r.attempts, 1<<16-1))
-		x.rcpts[i].last = clampSeconds(r.last)
+		x.rs()[i].attempts = uint16(min(r.attempts, 1<<16-1))
+		x.rs()[i].last = clampSeconds(r.last)
 	}
 	return x
 }
@@ -420,11 +420,11 @@ func (m *Model) readID(id string) (scanned, bool) {
 // agrees with it otherwise: cleanup's event cannot know them.
 func (m *Model) keepOffsets(id string, x *msg) {
 	old := m.msgs.get(id)
-	if old == nil || len(old.rcpts) != len(x.rcpts) {
+	if old == nil || len(old.rs()) != len(x.rs()) {
 		return
 	}
-	for i := range old.rcpts {
-		old.rcpts[i].offset = x.rcpts[i].offset
+	for i := range old.rs() {
+		old.rs()[i].offset = x.rs()[i].offset
 	}
 }
 
@@ -451,11 +451,11 @@ func (m *Model) diff(a, b *msg) string {
 		return "envelope changed"
 	case a.queue == queueDeferred && a.next != b.next:
 		return fmt.Sprintf("next attempt %s, file says %s", time.Unix(int64(a.next), 0).UTC().Format(time.RFC3339), time.Unix(int64(b.next), 0).UTC().Format(time.RFC3339))
-	case len(a.rcpts) != len(b.rcpts):
+	case len(a.rs()) != len(b.rs()):
 		return "recipients changed"
 	}
-	for i := range a.rcpts {
-		ra, rb := &a.rcpts[i], &b.rcpts[i]
+	for i := range a.rs() {
+		ra, rb := &a.rs()[i], &b.rs()[i]
 		if ra.addr != rb.addr || ra.done != rb.done {
 			return "recipient " + rb.addr + " changed"
 		}

@@ -133,8 +133,8 @@ func (s *summaryAgg) count(x *msg, sender string, pending int, d int32) {
 	if pending > 16 {
 		doms = make(map[string]bool, pending)
 	}
-	for i := range x.rcpts {
-		r := &x.rcpts[i]
+	for i := range x.rs() {
+		r := &x.rs()[i]
 		if r.done {
 			continue
 		}
@@ -153,7 +153,7 @@ func (s *summaryAgg) count(x *msg, sender string, pending int, d int32) {
 			doms[key] = true
 		} else {
 			for j := range i {
-				if !x.rcpts[j].done && summaryDomain(x.rcpts[j].addr) == key {
+				if !x.rs()[j].done && summaryDomain(x.rs()[j].addr) == key {
 					first = false
 					break
 				}
@@ -314,8 +314,8 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 		rows = make([]SummaryRow, 0, len(s.domains))
 		for k, g := range s.domains {
 			add(k, g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, &g.memo, func(x *msg) bool {
-				for i := range x.rcpts {
-					if !x.rcpts[i].done && summaryDomain(x.rcpts[i].addr) == k {
+				for i := range x.rs() {
+					if !x.rs()[i].done && summaryDomain(x.rs()[i].addr) == k {
 						return true
 					}
 				}
@@ -358,8 +358,8 @@ func (m *Model) Summarize(by string, now time.Time, keys SummaryKeys) (rows []Su
 				continue
 			}
 			add(classNames[c], g.msgs, g.rcpts, &g.arrivals, 0, maxArrival, &g.memo, func(x *msg) bool {
-				for i := range x.rcpts {
-					if !x.rcpts[i].done && int(x.rcpts[i].class) == c {
+				for i := range x.rs() {
+					if !x.rs()[i].done && int(x.rs()[i].class) == c {
 						return true
 					}
 				}
@@ -428,8 +428,8 @@ func (m *Model) summarizeWalk(by string, now time.Time, keys SummaryKeys) (rows 
 	m.msgs.each(func(x *msg) {
 		messages++
 		pending := 0
-		for i := range x.rcpts {
-			if !x.rcpts[i].done {
+		for i := range x.rs() {
+			if !x.rs()[i].done {
 				pending++
 			}
 		}
@@ -442,8 +442,8 @@ func (m *Model) summarizeWalk(by string, now time.Time, keys SummaryKeys) (rows 
 		case "queue":
 			count(acc(Queues[x.queue]), x, pending, true)
 		default: // reason, domain
-			for i := range x.rcpts {
-				r := &x.rcpts[i]
+			for i := range x.rs() {
+				r := &x.rs()[i]
 				if r.done {
 					continue
 				}
@@ -476,8 +476,8 @@ func (m *Model) summarizeWalk(by string, now time.Time, keys SummaryKeys) (rows 
 func (m *Model) describe(row *SummaryRow, x *msg, by string) {
 	row.ExampleID, row.Sender = x.id, m.syms.str(x.sender)
 	n := 0
-	for i := range x.rcpts {
-		r := &x.rcpts[i]
+	for i := range x.rs() {
+		r := &x.rs()[i]
 		if r.done {
 			continue
 		}
