@@ -1,7 +1,8 @@
 package model
 
 // hist counts items by a time in seconds (uint32: until 2106): for each
-// distinct second a count, 8 bytes. The seconds are kept sorted in
+// distinct second a count, 6 bytes (a count that does not fit in 16 bits
+// is kept in big). The seconds are kept sorted in
 // chunks of at most histChunk, so that adding a second in the middle
 // moves at most one chunk: a start-up scan meets arrivals in queue-ID
 // order, not time order, and one flat sorted slice made the scan of a
@@ -20,11 +21,43 @@ type hist struct {
 	keys   int // seconds held, zeros included
 	zeros  int
 	total  int64
+	// big holds the counts of the seconds whose n is bigCount: those
+	// of 65,535 and more (a qshape domain's recipients of one second
+	// rarely reach ten). Seconds are unique, so the second is the key.
+	big map[uint32]int32
 }
 
 type histChunk struct {
 	keys []uint32
-	n    []int32
+	n    []uint16
+}
+
+// bigCount in a chunk's n says the count is in hist.big.
+const bigCount = 1<<16 - 1
+
+// count is the count of c's second i.
+func (h *hist) count(c *histChunk, i int) int32 {
+	if c.n[i] == bigCount {
+		return h.big[c.keys[i]]
+	}
+	return int32(c.n[i])
+}
+
+// setCount makes v the count of c's second i.
+func (h *hist) setCount(c *histChunk, i int, v int32) {
+	k := c.keys[i]
+	if v < 0 || v >= bigCount {
+		if h.big == nil {
+			h.big = map[uint32]int32{}
+		}
+		h.big[k] = v
+		c.n[i] = bigCount
+		return
+	}
+	if c.n[i] == bigCount {
+		delete(h.big, k)
+	}
+	c.n[i] = uint16(v)
 }
 
 // histChunkMax bounds a chunk: an insertion in the middle moves at most
@@ -37,7 +70,8 @@ func (h *hist) add(t int64, d int32) {
 		if d <= 0 {
 			return
 		}
-		h.chunks = []histChunk{{keys: []uint32{k}, n: []int32{d}}}
+		h.chunks = []histChunk{{keys: []uint32{k}, n: []uint16{0}}}
+		h.setCount(&h.chunks[0], 0, d)
 		h.firsts = []uint32{k}
 		h.keys++
 		h.total += int64(d)
@@ -50,12 +84,13 @@ func (h *hist) add(t int64, d int32) {
 		i = searchU32(c.keys, k)
 	}
 	if i < len(c.keys) && c.keys[i] == k {
-		was := c.n[i]
-		c.n[i] += d
+		was := h.count(c, i)
+		now := was + d
+		h.setCount(c, i, now)
 		switch {
-		case was == 0 && c.n[i] != 0:
+		case was == 0 && now != 0:
 			h.zeros--
-		case was != 0 && c.n[i] == 0:
+		case was != 0 && now == 0:
 			h.zeros++
 		}
 		h.total += int64(d)
@@ -72,7 +107,8 @@ func (h *hist) add(t int64, d int32) {
 	if i == len(c.keys) && ci == len(h.chunks)-1 && len(c.keys) >= histChunkMax {
 		// Past the end of a full last chunk: mail arriving in time
 		// order starts a new chunk rather than splitting.
-		h.chunks = append(h.chunks, histChunk{keys: []uint32{k}, n: []int32{d}})
+		h.chunks = append(h.chunks, histChunk{keys: []uint32{k}, n: []uint16{0}})
+		h.setCount(&h.chunks[len(h.chunks)-1], 0, d)
 		h.firsts = append(h.firsts, k)
 		return
 	}
@@ -80,7 +116,8 @@ func (h *hist) add(t int64, d int32) {
 	c.n = append(c.n, 0)
 	copy(c.keys[i+1:], c.keys[i:])
 	copy(c.n[i+1:], c.n[i:])
-	c.keys[i], c.n[i] = k, d
+	c.keys[i], c.n[i] = k, 0
+	h.setCount(c, i, d)
 	if i == 0 {
 		h.firsts[ci] = k
 	}
@@ -130,7 +167,7 @@ func searchU32(keys []uint32, k uint32) int {
 func (h *hist) split(ci int) {
 	c := h.chunks[ci]
 	half := len(c.keys) / 2
-	hi := histChunk{keys: append([]uint32(nil), c.keys[half:]...), n: append([]int32(nil), c.n[half:]...)}
+	hi := histChunk{keys: append([]uint32(nil), c.keys[half:]...), n: append([]uint16(nil), c.n[half:]...)}
 	lo := histChunk{keys: c.keys[:half:half], n: c.n[:half:half]}
 	h.chunks = append(h.chunks, histChunk{})
 	copy(h.chunks[ci+2:], h.chunks[ci+1:])
@@ -156,7 +193,7 @@ func (h *hist) compact() {
 		c.keys, c.n = c.keys[:j], c.n[:j]
 		if cap(c.keys) > 64 && cap(c.keys) > 4*j {
 			c.keys = append([]uint32(nil), c.keys...)
-			c.n = append([]int32(nil), c.n...)
+			c.n = append([]uint16(nil), c.n...)
 		}
 		out = append(out, c)
 	}
@@ -224,7 +261,7 @@ func (h *hist) sumRange(lo, hi int64) int64 {
 		}
 		for i, k := range c.keys {
 			if int64(k) >= lo && int64(k) < hi {
-				s += int64(c.n[i])
+				s += int64(h.count(c, i))
 			}
 		}
 	}
@@ -243,17 +280,18 @@ func (h *hist) countInto(out []int64, thr []int64) {
 			for b < len(out)-1 && t < thr[b] {
 				b++
 			}
-			out[b] += int64(c.n[i])
+			out[b] += int64(h.count(c, i))
 		}
 	}
 }
 
 // each calls f for every time with a count, in time order.
 func (h *hist) each(f func(t uint32, n int32)) {
-	for _, c := range h.chunks {
+	for ci := range h.chunks {
+		c := &h.chunks[ci]
 		for i, k := range c.keys {
 			if c.n[i] != 0 {
-				f(k, c.n[i])
+				f(k, h.count(c, i))
 			}
 		}
 	}
@@ -268,7 +306,7 @@ func (h *hist) trim() {
 		c := &h.chunks[i]
 		if cap(c.keys) > len(c.keys)+len(c.keys)/8 {
 			c.keys = append([]uint32(nil), c.keys...)
-			c.n = append([]int32(nil), c.n...)
+			c.n = append([]uint16(nil), c.n...)
 		}
 	}
 	if cap(h.chunks) > len(h.chunks)+len(h.chunks)/8 {

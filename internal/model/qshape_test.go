@@ -302,3 +302,66 @@ func TestHistRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestHistBigCounts: a second's count past 16 bits is kept exactly (in
+// hist.big), through splits and compaction, and leaves big once it is
+// small again.
+func TestHistBigCounts(t *testing.T) {
+	var h hist
+	want := map[uint32]int64{}
+	add := func(k uint32, d int32) {
+		h.add(int64(k), d)
+		want[k] += int64(d)
+	}
+	for k := uint32(0); k < 3*histChunkMax; k += 2 {
+		add(k, 1)
+	}
+	add(100, 70000)
+	add(101, 1<<20) // a new second, big at once, in the middle: splits
+	add(2*histChunkMax, 65534)
+	add(2*histChunkMax, 1) // exactly bigCount
+	check := func(when string) {
+		t.Helper()
+		got := map[uint32]int64{}
+		h.each(func(k uint32, n int32) { got[k] = int64(n) })
+		var total int64
+		for k, n := range want {
+			total += n
+			if n != 0 && got[k] != n {
+				t.Fatalf("%s: second %d counts %d, want %d", when, k, got[k], n)
+			}
+		}
+		if h.total != total || h.sumRange(0, 1<<32-1) != total {
+			t.Fatalf("%s: total %d, sum %d, want %d", when, h.total, h.sumRange(0, 1<<32-1), total)
+		}
+		out := make([]int64, 3)
+		h.countInto(out, []int64{101, 100})
+		if out[0] != want[101]+sumFrom(want, 102) || out[1] != want[100] {
+			t.Fatalf("%s: countInto %v", when, out)
+		}
+	}
+	check("after adding")
+	if len(h.big) != 3 {
+		t.Errorf("%d counts in big, want 3", len(h.big))
+	}
+	add(100, -69990)
+	add(101, -(1<<20 - 5))
+	add(2*histChunkMax, -65535)
+	for k := uint32(200); k < 3*histChunkMax; k += 2 {
+		add(k, -1) // zeros, compacted away
+	}
+	check("after removing")
+	if len(h.big) != 0 {
+		t.Errorf("%d counts left in big: %v", len(h.big), h.big)
+	}
+}
+
+func sumFrom(m map[uint32]int64, lo uint32) int64 {
+	var s int64
+	for k, n := range m {
+		if k >= lo {
+			s += n
+		}
+	}
+	return s
+}
