@@ -22,7 +22,7 @@ import (
 // then leaves the limit alone.
 
 // memoryFloor is the soft memory limit the daemon starts with: with the
-// model of a million deferred messages live (about 300 MB of heap) the
+// model of a million deferred messages live (about 280 MB of heap) the
 // process's resident size stays under 400 MB (it runs about 13 MiB above
 // the limit: the binary, and what the runtime keeps outside the limit;
 // at 368 MiB the peak was 381 MiB, 399.6 MB, too near the bound).
@@ -38,13 +38,14 @@ func limitFor(live uint64) int64 {
 
 // A listing of the whole queue allocates far more than it keeps: at a
 // million messages some 300 MB in the seconds it takes, over a live heap
-// of about 330 MB. With the limit a quarter above the live heap the heap
-// fills to it, and the process grew to 456 MiB, over the 400 MB the
-// model's memory is meant to stay under. So while a listing runs the
-// limit is at most listingHeadroom above the live heap (never under the
-// floor): the collector runs more often for those seconds (a few tenths
-// of a second each at a million messages), and memory stays where it
-// was. Queues that fit under the floor see no difference.
+// of about 310 MB (the model and the listing's directory readings). With
+// the limit a quarter above the live heap the heap fills to it, and the
+// process went past the 400 MB it is meant to stay under. So while a
+// listing runs the limit is at most listingHeadroom above the live heap
+// (never under the floor): the collector runs more often for those
+// seconds (a few tenths of a second each at a million messages), and
+// memory stays where it was. Queues that fit under the floor see no
+// difference.
 const listingHeadroom = 32 << 20
 
 // listingLimitFor is the soft memory limit while a listing runs.
@@ -78,7 +79,7 @@ func (s *Server) limitNow(live uint64) int64 {
 // The listings' kept renderings (showq's segments, memory files outside
 // the heap) get what the heap leaves of listingRoom, up to
 // listingCacheMax: 64 MB holds the listing of 160,000 messages, and
-// a daemon whose model is large (a million messages take about 300 MB
+// a daemon whose model is large (a million messages take about 280 MB
 // of heap) keeps none, so that its memory stays what it was without
 // them. The heap is the live heap the collector last measured.
 const (
