@@ -311,17 +311,12 @@ func (s *symbols) intern(str string, reason bool) sym {
 // go. Storing a string key again replaces the key the index holds, so
 // the index is not made anew (which would cost its size once more).
 func (s *symbols) compact() {
-	var text []byte
+	var blocks slab
 	for v, str := range s.strs {
-		if str == "" || len(str) > slabText/16 {
+		if str == "" {
 			continue
 		}
-		if cap(text)-len(text) < len(str) {
-			text = make([]byte, 0, slabText)
-		}
-		l := len(text)
-		text = append(text, str...)
-		str = unsafe.String(&text[l], len(str))
+		str = blocks.copyStr(str)
 		s.strs[v] = str
 		s.idx[str] = sym(v)
 	}
