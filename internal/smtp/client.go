@@ -131,6 +131,8 @@ type Client struct {
 	// nil drops them.
 	Warn func(format string, args ...any)
 
+	texts sync.Pool // *bufio.Reader over message texts (writeData), kept from one message to the next
+
 	mu     sync.Mutex
 	idle   map[string][]*session
 	closed bool

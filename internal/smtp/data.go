@@ -4,30 +4,35 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"sync"
 )
 
 // writeBuffer is the size of a session's write buffer: a message of up
 // to about this size goes to the server in one write, with its final dot.
 const writeBuffer = 32 << 10
 
-// textReaders are writeData's buffers over message texts, kept from one
-// message to the next.
-var textReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+// textReader is a buffer over the message text src, from those the
+// client kept (Client.texts); give it back with doneReading.
+func (c *Client) textReader(src io.Reader) *bufio.Reader {
+	br, _ := c.texts.Get().(*bufio.Reader)
+	if br == nil {
+		return bufio.NewReaderSize(src, 32<<10)
+	}
+	br.Reset(src)
+	return br
+}
 
-// writeData copies the message text src (LF line ends) to w as the body
+func (c *Client) doneReading(br *bufio.Reader) {
+	br.Reset(nil)
+	c.texts.Put(br)
+}
+
+// writeData copies the message text br reads (LF line ends) to w as the body
 // of DATA: CRLF line ends, a dot doubled at the start of a line (RFC 5321
 // §4.5.2), lines longer than lineLimit folded with CRLF SPACE as Postfix's
 // smtp_line_length_limit does, a final CRLF if the text lacks one, and the
 // terminating ".\r\n". It returns the error reading src and the error
 // writing w separately: the caller handles them differently.
-func writeData(w *bufio.Writer, src io.Reader) (readErr, writeErr error) {
-	br := textReaders.Get().(*bufio.Reader)
-	br.Reset(src)
-	defer func() {
-		br.Reset(nil)
-		textReaders.Put(br)
-	}()
+func writeData(w *bufio.Writer, br *bufio.Reader) (readErr, writeErr error) {
 	col := 0 // bytes on the current output line
 	for {
 		chunk, err := br.ReadSlice('\n')

@@ -227,7 +227,9 @@ func (d *delivery) transaction(s *session, probe bool) (stale bool) {
 		d.fail(accepted, s.replyFailure(rep, inReplyData))
 		return false
 	}
-	if rerr, werr := writeData(s.w, body); rerr != nil || werr != nil {
+	text := s.c.textReader(body)
+	defer s.c.doneReading(text)
+	if rerr, werr := writeData(s.w, text); rerr != nil || werr != nil {
 		s.broken = true
 		if rerr != nil {
 			// The text could not be read: leave the server without
