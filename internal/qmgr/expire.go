@@ -200,6 +200,12 @@ func (m *Manager) remove(msg *message) {
 			m.log.Warn("qmgr", "%s: remove %s log: %v", id, l, err)
 		}
 	}
+	// A message new from cleanup is small (its image is the file); its
+	// file is kept for the next one (spool.Recycle).
+	if msg.image != nil && m.sp.Recycle(spool.Active, id, int64(len(msg.image))) {
+		m.publish(&evt.Deleted{ID: id, Queue: spool.Active, Time: m.clk.Now(), Service: "qmgr"})
+		return
+	}
 	if err := os.Remove(m.sp.Path(spool.Active, id)); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			m.log.Warn("qmgr", "%s: remove: %v", id, err)

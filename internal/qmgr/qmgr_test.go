@@ -296,11 +296,15 @@ func TestDeliverAllAndRemove(t *testing.T) {
 }
 
 // TestNewMessageFromImage: a message cleanup announced with the file's
-// bytes is taken and delivered from them; an image that is not the
-// file's (its size differs) is not used. Either way the memory they held
-// is counted back once the message is gone.
+// bytes is taken and delivered from them, and its file is kept for the
+// next new message (spool.Recycle); an image that is not the file's (its
+// size differs) is not used. Either way the memory they held is counted
+// back once the message is gone.
 func TestNewMessageFromImage(t *testing.T) {
 	h := newHarness(t, nil)
+	if err := h.sp.EnableRecycling(); err != nil {
+		t.Fatal(err)
+	}
 	h.start()
 	// A first message, so that the scan at start is over: it would
 	// take the next ones from their files before they are announced.
@@ -323,6 +327,10 @@ func TestNewMessageFromImage(t *testing.T) {
 		h.del.mu.Unlock()
 		if good && !strings.HasPrefix(text, "Subject: ") {
 			t.Errorf("delivery text from the image: %q", text)
+		}
+		kept, _ := os.ReadDir(filepath.Join(h.sp.Root, spool.Recycle))
+		if good && len(kept) != 1 {
+			t.Errorf("%d files kept after a new message was delivered, want 1", len(kept))
 		}
 		if !good && text != "" {
 			t.Errorf("an image not the file's was delivered from: %q", text)

@@ -206,6 +206,10 @@ func start(opt Options) (_ *Server, err error) {
 	s.subscribeLive()
 	s.events.Subscribe(s.model)
 	s.removeOrphans(s.clk.Now())
+	if err := s.sp.EnableRecycling(); err != nil {
+		// Files are then made and removed one each, as before.
+		s.log.Warn("master", "%v", err)
+	}
 	s.log.Log("master", "daemon started -- version %s, configuration %s", Version, opt.Config.Dir)
 	s.logBuf.Flush() // the master's lines are few and worth seeing at once
 

@@ -34,9 +34,10 @@ type DirPerm struct {
 	Recursive bool
 }
 
-// Layout is the spool's directories in the order they are made. history
-// and pid/pickup are sluice's own: the per-message attempt records and
-// pickup's hand-over journal, both written by the daemon as mail_owner.
+// Layout is the spool's directories in the order they are made. history,
+// recycle and pid/pickup are sluice's own: the per-message attempt
+// records, the files kept for new messages and pickup's hand-over
+// journal, all written by the daemon as mail_owner.
 var Layout = []DirPerm{
 	{Name: "", Owner: 'r', Group: 'r', Mode: 0o755},
 	{Name: Active, Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
@@ -54,6 +55,7 @@ var Layout = []DirPerm{
 	{Name: Saved, Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
 	{Name: Trace, Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
 	{Name: History, Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
+	{Name: Recycle, Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
 	{Name: "pid/pickup", Owner: 'm', Group: 'r', Mode: 0o700, Recursive: true},
 }
 
@@ -76,7 +78,7 @@ func (s *Spool) CreateOwned(o Owners) (fixed int, err error) {
 // StartupDirs are the directories whose files the daemon touches as soon
 // as it starts: the recovery moves active/ back to incoming/, and pickup
 // reads its journal.
-var StartupDirs = []string{Active, Incoming, "pid/pickup"}
+var StartupDirs = []string{Active, Incoming, Recycle, "pid/pickup"}
 
 // GiveLeftovers gives mail_owner the files below the queue directories
 // that CreateOwned did not walk. A root master runs it beside the daemon:

@@ -63,6 +63,12 @@ type Spool struct {
 
 	tmpSeq  atomic.Uint64 // makes temporary file names unique in this process
 	buffers sync.Pool     // *[]byte: new queue files' buffers, reused across files
+	recycle struct {      // files kept for new messages (recycle.go)
+		mu    sync.Mutex
+		on    bool
+		names []string
+		seq   uint64
+	}
 
 	rootMu   sync.Mutex
 	root     int  // the spool directory's descriptor, for syncfs
@@ -118,7 +124,7 @@ func (s *Spool) RelPath(queue, id string) string { return s.Dir(queue, id) + "/"
 func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Root, s.RelPath(queue, id)) }
 
 // AllDirs are the directories a sluice spool has.
-var AllDirs = []string{Maildrop, Incoming, Active, Deferred, Hold, Corrupt, Defer, Bounce, Trace, Flush, Saved, History, "pid", "private", "public"}
+var AllDirs = []string{Maildrop, Incoming, Active, Deferred, Hold, Corrupt, Defer, Bounce, Trace, Flush, Saved, History, Recycle, "pid", "private", "public"}
 
 // Create makes the queue directories that are missing.
 func (s *Spool) Create() error {

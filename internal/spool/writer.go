@@ -55,6 +55,9 @@ type File struct {
 	// spilled: some of the file was written before Commit, so buf does
 	// not hold it whole.
 	spilled bool
+	// recycled: the file held another message (recycle.go), whose
+	// bytes past this one's end Commit cuts off.
+	recycled bool
 	// KeepImage asks Commit to keep a copy of the whole file, for Image,
 	// when it is small enough to have been written in one piece.
 	KeepImage bool
@@ -69,7 +72,7 @@ const spillAt = 64 << 10
 // NewFile creates an embryonic queue file in queue and names it by its
 // queue ID. The caller writes the envelope and content and then commits.
 func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
-	f, id, err := s.CreateNamed(queue, now, ModeEmbryonic)
+	f, id, recycled, err := s.createNamed(queue, now, ModeEmbryonic, true)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +81,7 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 		b := make([]byte, 0, spillAt+4<<10)
 		buf = &b
 	}
-	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, buf: buf}, nil
+	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, buf: buf, recycled: recycled}, nil
 }
 
 // CreateNamed creates a new file in queue with mode perm and names it by
@@ -92,18 +95,36 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 // temporary name made, linked, removed), on the path of every message.
 // Elsewhere it gets a temporary name, as Postfix's files do.
 func (s *Spool) CreateNamed(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
+	f, id, _, err := s.createNamed(queue, now, perm, false)
+	return f, id, err
+}
+
+// createNamed is CreateNamed; with reuse, a file kept in recycle/ is
+// taken when there is one (recycled), and must be cut to its new length
+// before it is made ready.
+func (s *Spool) createNamed(queue string, now time.Time, perm fs.FileMode, reuse bool) (f *os.File, id string, recycled bool, err error) {
+	if reuse && perm == ModeEmbryonic {
+		if f, link, ok := s.reuse(); ok {
+			id, err := s.name(f, queue, now, link)
+			if err == nil {
+				return f, id, true, nil
+			}
+			f.Close()
+		}
+	}
 	dir := filepath.Join(s.Root, queue)
 	if f, link, ok := createUnnamed(dir, perm); ok {
 		id, err := s.name(f, queue, now, link)
 		if err == nil {
-			return f, id, nil
+			return f, id, false, nil
 		}
 		f.Close()
 		if !errors.Is(err, errNoUnnamed) {
-			return nil, "", err
+			return nil, "", false, err
 		}
 	}
-	return s.createTemp(queue, now, perm)
+	f, id, err = s.createTemp(queue, now, perm)
+	return f, id, false, err
 }
 
 // createTemp is CreateNamed through a named temporary file.
@@ -331,6 +352,11 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 	}
 	if !whole {
 		if _, err := q.f.WriteAt(hdr, 0); err != nil {
+			return q.fail(err)
+		}
+	}
+	if q.recycled {
+		if err := q.f.Truncate(q.off); err != nil {
 			return q.fail(err)
 		}
 	}

@@ -1,0 +1,144 @@
+package spool
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// newMessage writes and commits a queue file of lines lines in queue.
+func newMessage(t *testing.T, s *Spool, lines int) *File {
+	t.Helper()
+	f, err := s.NewFile(Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteEnvelope(&NewEnvelope{Arrival: time.Now(), Sender: "a@b.test", Recipients: []NewRecipient{{Address: "c@d.test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < lines; i++ {
+		f.WriteLine([]byte(strings.Repeat("m", 70)))
+	}
+	return f
+}
+
+func inodeAt(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// TestRecycle: a removed file kept in recycle/ is the next new message's,
+// embryonic until it is committed, cut to the new message's length, under
+// a new queue ID; a file that is too big, or a spool that does not
+// recycle (a tool's), is not kept; an aborted reused file is removed.
+func TestRecycle(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	big := newMessage(t, s, 300)
+	if err := big.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(big.Path)
+	if s.Recycle(Incoming, big.ID, fi.Size()) {
+		t.Fatal("recycled by a spool that does not recycle")
+	}
+	if err := s.EnableRecycling(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Recycle(Incoming, big.ID, recycleFileMax+1) {
+		t.Fatal("recycled a file past recycleFileMax")
+	}
+	ino := inodeAt(t, big.Path)
+	if !s.Recycle(Incoming, big.ID, fi.Size()) {
+		t.Fatal("not recycled")
+	}
+	if _, err := os.Stat(big.Path); !os.IsNotExist(err) {
+		t.Fatalf("the recycled file is still in its queue: %v", err)
+	}
+
+	small := newMessage(t, s, 3)
+	if got := inodeAt(t, small.Path); got != ino {
+		t.Fatalf("new file has inode %d, not the recycled %d", got, ino)
+	}
+	if small.ID == big.ID {
+		t.Fatal("the new message has the old one's queue ID")
+	}
+	if fi, _ := os.Stat(small.Path); IsReady(fi.Mode()) {
+		t.Fatalf("a reused file is ready before its commit: %v", fi.Mode())
+	}
+	small.KeepImage = true
+	if err := small.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	disk, err := os.ReadFile(small.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(disk) != string(small.Image()) {
+		t.Fatalf("the reused file holds %d bytes, the new message is %d", len(disk), len(small.Image()))
+	}
+	e, _, err := ReadFile(small.Path, ReadOptions{})
+	if err != nil || e.Size.MessageLen != int64(3*RecordSize(70)) {
+		t.Fatalf("reused file reads back %+v, %v", e, err)
+	}
+	if fi, _ := os.Stat(small.Path); !IsReady(fi.Mode()) {
+		t.Fatalf("committed file not ready: %v", fi.Mode())
+	}
+
+	// Reused and aborted: gone.
+	if !s.Recycle(Incoming, small.ID, int64(len(disk))) {
+		t.Fatal("not recycled")
+	}
+	again := newMessage(t, s, 1)
+	again.Abort()
+	if _, err := os.Stat(again.Path); !os.IsNotExist(err) {
+		t.Fatalf("an aborted reused file is still there: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root, Recycle)); len(ents) != 0 {
+		t.Fatalf("recycle/ holds %d files after its only one was taken", len(ents))
+	}
+}
+
+// TestRecycleLeftovers: files an earlier run left in recycle/ are taken
+// over up to recycleMax, and the rest removed; the keep is bounded.
+func TestRecycleLeftovers(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.Root, Recycle)
+	for i := 0; i < recycleMax+10; i++ {
+		if err := os.WriteFile(filepath.Join(dir, "left"+strconv.Itoa(i)), []byte("old"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.EnableRecycling(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != recycleMax {
+		t.Fatalf("recycle/ holds %d files, want %d", len(ents), recycleMax)
+	}
+	f := newMessage(t, s, 1)
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Recycle(Incoming, f.ID, 100) != true {
+		t.Fatal("a file was not kept with room for it") // one was taken by f
+	}
+	if s.Recycle(Incoming, "NOSUCHID", 100) {
+		t.Fatal("a missing file was kept")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != recycleMax {
+		t.Fatalf("recycle/ holds %d files, want %d", len(ents), recycleMax)
+	}
+}
