@@ -56,7 +56,10 @@
 //
 // Every move is a rename inside the spool followed by a sync of the
 // directories involved; nothing is copied. On start the queue manager
-// moves active/ back to incoming/.
+// moves active/ back to incoming/. The daemon "removes" a small message
+// delivered in its first round by moving its file to recycle/, where the
+// next new message is written into it (recycle.go): sluice's own
+// directory, which no tool lists.
 //
 // # Logs
 //
