@@ -44,7 +44,11 @@ const (
 // EnableRecycling makes s keep removed queue files for new ones (the
 // daemon's cleanup and queue manager do; a tool never does). The files
 // an earlier run left in recycle/ are taken over, up to recycleMax, and
-// the others removed.
+// the others removed. A file that has another name too is never taken
+// over, only its name here removed: a crash (on a file system without a
+// journal, where a rename's two directories reach the disk apart) can
+// leave a file both here and in a queue, and writing a new message into
+// it would change the queued one.
 func (s *Spool) EnableRecycling() error {
 	dir := filepath.Join(s.Root, Recycle)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -58,11 +62,14 @@ func (s *Spool) EnableRecycling() error {
 	defer s.recycle.mu.Unlock()
 	s.recycle.on = true
 	for _, e := range ents {
-		if len(s.recycle.names) < recycleMax && e.Type().IsRegular() {
+		path := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if len(s.recycle.names) < recycleMax && syscall.Lstat(path, &st) == nil &&
+			st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Nlink == 1 {
 			s.recycle.names = append(s.recycle.names, e.Name())
 			continue
 		}
-		os.Remove(filepath.Join(dir, e.Name()))
+		os.Remove(path)
 	}
 	return nil
 }

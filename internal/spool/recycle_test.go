@@ -110,7 +110,8 @@ func TestRecycle(t *testing.T) {
 }
 
 // TestRecycleLeftovers: files an earlier run left in recycle/ are taken
-// over up to recycleMax, and the rest removed; the keep is bounded.
+// over up to recycleMax, and the rest removed, as is the name of one that
+// a queue holds too; the keep is bounded.
 func TestRecycleLeftovers(t *testing.T) {
 	s := New(t.TempDir())
 	if err := s.Create(); err != nil {
@@ -122,11 +123,27 @@ func TestRecycleLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One left by a crash with a second name in a queue: its name here
+	// goes, the queued file stays as it is.
+	queued := newMessage(t, s, 2)
+	if err := queued.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(queued.Path)
+	if err := os.Link(queued.Path, filepath.Join(dir, "0doubly")); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.EnableRecycling(); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != recycleMax {
 		t.Fatalf("recycle/ holds %d files, want %d", len(ents), recycleMax)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "0doubly")); !os.IsNotExist(err) {
+		t.Errorf("a file linked in a queue too was kept: %v", err)
+	}
+	if after, err := os.ReadFile(queued.Path); err != nil || string(after) != string(before) {
+		t.Errorf("the queued file changed: %v", err)
 	}
 	f := newMessage(t, s, 1)
 	if err := f.Commit(); err != nil {
