@@ -30,14 +30,14 @@ const (
 // file system that must find a free inode and blocks for every message
 // and free them again after it (with discard, a TRIM of each freed block)
 // spends more on that than on the message; a relayed message costs
-// about a tenth less CPU so (bench/relay/README.md). The queue ID stays
+// about a sixth less CPU so (bench/relay/README.md). The queue ID stays
 // Postfix's: the time of naming and the inode, which a file system may
 // reuse at any time anyway.
 //
 // A kept file is never seen with its old contents under a queue ID: it
 // is made embryonic (mode 0600, which every reader skips) before it is
-// renamed into incoming/, and cut to its new length before it is made
-// ready. A crash leaves it either in recycle/ (taken again at the next
+// renamed into its new queue, and cut to its new length before it is
+// made ready. A crash leaves it either in recycle/ (taken again at the next
 // start) or embryonic in incoming/ (removed at the next start, as any
 // unfinished file).
 
