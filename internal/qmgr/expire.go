@@ -202,15 +202,14 @@ func (m *Manager) remove(msg *message) {
 	}
 	// A message new from cleanup is small (its image is the file); its
 	// file is kept for the next one (spool.Recycle).
-	if msg.image != nil && m.sp.Recycle(spool.Active, id, int64(len(msg.image))) {
-		m.publish(&evt.Deleted{ID: id, Queue: spool.Active, Time: m.clk.Now(), Service: "qmgr"})
-		return
-	}
-	if err := os.Remove(m.sp.Path(spool.Active, id)); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			m.log.Warn("qmgr", "%s: remove: %v", id, err)
+	kept := msg.image != nil && m.sp.Recycle(spool.Active, id, int64(len(msg.image)))
+	if !kept {
+		if err := os.Remove(m.sp.Path(spool.Active, id)); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				m.log.Warn("qmgr", "%s: remove: %v", id, err)
+			}
+			return
 		}
-		return
 	}
 	m.publish(&evt.Deleted{ID: id, Queue: spool.Active, Time: m.clk.Now(), Service: "qmgr"})
 }
