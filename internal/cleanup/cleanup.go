@@ -84,9 +84,9 @@ type Config struct {
 	Log              *maillog.Logger
 	// Notify is called with the queue ID of every message committed to
 	// incoming/, after the commit; the queue manager's "scan incoming".
-	// image is the file as written (spool.File.Image), or nil when it
-	// was too big to keep.
-	Notify func(queueID string, image []byte)
+	// kept is what the commit kept of the file (spool.File.Kept), or
+	// nil when it was too big to keep; Notify owns it from then on.
+	Notify func(queueID string, kept *spool.Kept)
 	// Events, when set, receives a Received for every queue file
 	// committed and synced, before Notify is called.
 	Events event.Observer
@@ -238,6 +238,10 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	}
 	f.KeepImage = queue == spool.Incoming && c.cfg.Notify != nil
 	id, hops, verdict, rcv, err := c.write(ctx, f, m, r, now, arrival)
+	// What the commit kept goes to Notify; on every other way out it is
+	// let go here.
+	kept := f.Kept()
+	defer func() { kept.Close() }()
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -271,7 +275,8 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 		return id, nil
 	}
 	if queue == spool.Incoming && c.cfg.Notify != nil {
-		c.cfg.Notify(id, f.Image())
+		c.cfg.Notify(id, kept)
+		kept = nil
 	}
 	return id, nil
 }

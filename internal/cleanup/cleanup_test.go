@@ -50,7 +50,12 @@ func newFixtureAt(t *testing.T, root string, mod func(*Config)) *fixture {
 	cfg := Config{
 		Spool: sp, MyHostname: "facts.test", MyOrigin: "facts.test", MessageSizeLimit: 10240000,
 		Now: func() time.Time { return testNow }, Log: lg,
-		Notify: func(id string, image []byte) {
+		Notify: func(id string, kept *spool.Kept) {
+			var image []byte
+			if kept != nil {
+				image = kept.Image
+				kept.Close()
+			}
 			fx.mu.Lock()
 			fx.notified, fx.images = append(fx.notified, id), append(fx.images, image)
 			fx.mu.Unlock()

@@ -20,9 +20,10 @@ type message struct {
 	env      *spool.Envelope
 	arrival  time.Time // T record: the delay in log lines counts from here
 	activeAt time.Time
-	// image is the file as cleanup wrote it, for the delivery to read
-	// the text from (NotifyNew); nil to read the file.
-	image     []byte
+	// kept is the file as cleanup wrote it, for the delivery to read
+	// the text from and mark recipients done in (NotifyNew); nil to
+	// reach the file by name.
+	kept      *spool.Kept
 	forced    bool             // g+x: forced expiry
 	past      bool             // may have logs from earlier attempts (see take)
 	pending   int              // recipients pending when it was taken
@@ -53,7 +54,7 @@ func (m *Manager) take(entries []spool.Entry) {
 		past    bool
 		oldLog  []spool.LogEntry
 		env     *spool.Envelope
-		image   []byte
+		kept    *spool.Kept
 	}
 	var got []moved
 	dirs := map[string]bool{}
@@ -75,13 +76,13 @@ func (m *Manager) take(entries []spool.Entry) {
 		if err != nil || !spool.IsReady(fi.Mode()) {
 			continue // gone (postsuper, a flush) or still being written
 		}
-		image := m.newImages[e.ID]
-		if image != nil {
+		kept := m.newImages[e.ID]
+		if kept != nil {
 			delete(m.newImages, e.ID)
-			if e.Queue != spool.Incoming || fi.Size() != int64(len(image)) {
+			if e.Queue != spool.Incoming || fi.Size() != int64(len(kept.Image)) {
 				// Not the file cleanup wrote.
-				m.imageBytes.Add(-int64(len(image)))
-				image = nil
+				m.dropKept(kept)
+				kept = nil
 			}
 		}
 		dst := m.sp.Path(spool.Active, e.ID)
@@ -89,13 +90,11 @@ func (m *Manager) take(entries []spool.Entry) {
 			if !errors.Is(err, fs.ErrNotExist) {
 				m.log.Warn("qmgr", "%s: move to active: %v", e.ID, err)
 			}
-			if image != nil {
-				m.imageBytes.Add(-int64(len(image)))
-			}
+			m.dropKept(kept)
 			continue
 		}
 		dirs[filepath.Dir(src)] = true
-		mv := moved{e: e, env: env, image: image, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
+		mv := moved{e: e, env: env, kept: kept, forced: spool.IsForcedExpire(fi.Mode()), unthrot: fi.Mode().Perm()&spool.ModeUnthrottle != 0}
 		// A message may have logs from earlier attempts unless it comes
 		// fresh from cleanup: in incoming/, not flushed back there from
 		// deferred/ (flushing sets the unthrottle bit), not recovered
@@ -127,29 +126,29 @@ func (m *Manager) take(entries []spool.Entry) {
 		m.syncLater(dirs)
 	}
 	for _, mv := range got {
-		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog, mv.env, mv.image)
+		m.activate(mv.e.ID, mv.e.Queue, mv.forced, mv.unthrot, mv.past, mv.oldLog, mv.env, mv.kept)
 	}
 }
 
 // activate reads a file that is now in active/ and queues its deliveries.
 // env is the envelope when take has read it already (renaming the file
-// changes nothing in it), else nil; image the file as cleanup wrote it,
-// else nil. The message owns the image's share of imageBytes.
-func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry, env *spool.Envelope, image []byte) {
+// changes nothing in it), else nil; kept what cleanup kept of the file,
+// else nil. The message owns kept and its image's share of imageBytes.
+func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLog []spool.LogEntry, env *spool.Envelope, kept *spool.Kept) {
 	path := m.sp.Path(spool.Active, id)
 	var err error
 	switch {
 	case env != nil:
-	case image != nil:
-		env, err = spool.ReadEnvelope(spool.NewBytesReader(image), spool.ReadOptions{SkipContent: true})
+	case kept != nil:
+		env, err = spool.ReadEnvelope(spool.NewBytesReader(kept.Image), spool.ReadOptions{SkipContent: true})
 	default:
 		env, _, err = spool.ReadFile(path, spool.ReadOptions{SkipContent: true})
 	}
 	if err == nil {
 		err = checkEnvelope(env)
 	}
-	if err != nil && image != nil {
-		m.imageBytes.Add(-int64(len(image)))
+	if err != nil {
+		m.dropKept(kept)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -165,7 +164,7 @@ func (m *Manager) activate(id, from string, forced, unthrottle, past bool, oldLo
 		return
 	}
 	now := m.clk.Now()
-	msg := &message{id: id, path: path, env: env, image: image, arrival: env.Arrival, activeAt: now, forced: forced, past: past, expireLog: oldLog}
+	msg := &message{id: id, path: path, env: env, kept: kept, arrival: env.Arrival, activeAt: now, forced: forced, past: past, expireLog: oldLog}
 	size := env.Size.ContentLen
 	if size == 0 {
 		size = env.Size.MessageLen
@@ -328,10 +327,8 @@ func lower(c byte) byte {
 // messageGone forgets a message that has left active/.
 func (m *Manager) messageGone(msg *message) {
 	m.wg.Done()
-	if msg.image != nil {
-		m.imageBytes.Add(-int64(len(msg.image)))
-		msg.image = nil
-	}
+	m.dropKept(msg.kept)
+	msg.kept = nil
 	for _, w := range msg.waiters {
 		close(w)
 	}
@@ -373,4 +370,12 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// imageBytes is the file as cleanup wrote it, nil when not kept.
+func (msg *message) imageBytes() []byte {
+	if msg.kept == nil {
+		return nil
+	}
+	return msg.kept.Image
 }

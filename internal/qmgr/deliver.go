@@ -136,7 +136,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 		}
 	} else {
 		results = m.cfg.Deliverer.Deliver(ctx, &Delivery{
-			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Transport: service, Envelope: msg.env, Recipients: j.rcpts, Image: msg.image,
+			QueueID: msg.id, Path: msg.path, Nexthop: j.dest.name, Transport: service, Envelope: msg.env, Recipients: j.rcpts, Image: msg.imageBytes(),
 		})
 	}
 	byOffset := make(map[int64]*Result, len(results))
@@ -233,7 +233,7 @@ func (m *Manager) deliver(ctx context.Context, j *job, handoff time.Time) {
 		}
 	}
 	for _, off := range done {
-		if err := spool.MarkDone(msg.path, off, false); err != nil {
+		if err := msg.kept.MarkDone(msg.path, off, false); err != nil {
 			m.log.Warn("qmgr", "%s: %v", msg.id, err)
 		}
 	}

@@ -202,7 +202,7 @@ func (m *Manager) remove(msg *message) {
 	}
 	// A message new from cleanup is small (its image is the file); its
 	// file is kept for the next one (spool.Recycle).
-	kept := msg.image != nil && m.sp.Recycle(spool.Active, id, int64(len(msg.image)))
+	kept := msg.kept != nil && m.sp.Recycle(spool.Active, id, int64(len(msg.kept.Image)), msg.kept)
 	if !kept {
 		if err := os.Remove(m.sp.Path(spool.Active, id)); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {

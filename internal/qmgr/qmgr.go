@@ -117,7 +117,7 @@ type Manager struct {
 	// images are new files as cleanup wrote them (NotifyNew), by ID,
 	// until the next take; imageBytes counts these and those of active
 	// messages, within imageBudget.
-	images     map[string][]byte
+	images     map[string]*spool.Kept
 	imageBytes atomic.Int64
 	scanIn     bool
 	scanDefer  bool
@@ -155,7 +155,7 @@ type Manager struct {
 	parked map[string]parked // held back by suspensions (suspend.go)
 	// newImages are the images of NotifyNew for the take that triggers
 	// runs; take moves each one it uses to its message.
-	newImages map[string][]byte
+	newImages map[string]*spool.Kept
 
 	// timesMu guards the backoff and lifetime limits in cfg, which
 	// finish reads off the loop and Reconfigure changes; every other
@@ -215,22 +215,37 @@ func (m *Manager) Notify(id string) {
 // them. Past it, new messages are read from their files, as before.
 const imageBudget = 32 << 20
 
-// NotifyNew is Notify with the file's bytes as cleanup wrote them
-// (spool.File.Image), nil when it kept none: taking the message then
+// NotifyNew is Notify with what cleanup kept of the file
+// (spool.File.Kept), nil when it kept nothing: taking the message then
 // reads its envelope, and the delivery its text, from memory rather
-// than opening the file twice.
-func (m *Manager) NotifyNew(id string, image []byte) {
-	if image != nil && m.imageBytes.Add(int64(len(image))) <= imageBudget {
+// than opening the file twice, and the file is marked and recycled
+// through the descriptor kept open. The manager owns kept from here.
+func (m *Manager) NotifyNew(id string, kept *spool.Kept) {
+	if kept != nil && m.imageBytes.Add(int64(len(kept.Image))) <= imageBudget {
 		m.trigMu.Lock()
 		if m.images == nil {
-			m.images = map[string][]byte{}
+			m.images = map[string]*spool.Kept{}
 		}
-		m.images[id] = image
+		if old := m.images[id]; old != nil {
+			m.dropKept(old)
+		}
+		m.images[id] = kept
 		m.trigMu.Unlock()
-	} else if image != nil {
-		m.imageBytes.Add(-int64(len(image)))
+	} else if kept != nil {
+		m.imageBytes.Add(-int64(len(kept.Image)))
+		kept.Close()
 	}
 	m.Notify(id)
+}
+
+// dropKept lets go of what cleanup kept of a file (nil: nothing): its
+// share of imageBytes and its descriptor.
+func (m *Manager) dropKept(k *spool.Kept) {
+	if k == nil {
+		return
+	}
+	m.imageBytes.Add(-int64(len(k.Image)))
+	k.Close()
 }
 
 // Wake asks for a scan of incoming/ (Postfix's I trigger).
@@ -377,8 +392,8 @@ func (m *Manager) triggers() {
 	}
 	// Images the take did not use (a message it could not take now) are
 	// let go: that message is read from its file when it is taken.
-	for _, img := range m.newImages {
-		m.imageBytes.Add(-int64(len(img)))
+	for _, k := range m.newImages {
+		m.dropKept(k)
 	}
 	m.newImages = nil
 	if scanDefer {

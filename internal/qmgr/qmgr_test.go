@@ -320,7 +320,7 @@ func TestNewMessageFromImage(t *testing.T) {
 		if !good {
 			image = image[:len(image)-1]
 		}
-		h.m.NotifyNew(id, image)
+		h.m.NotifyNew(id, &spool.Kept{Image: image})
 		h.settle("removal", func() bool { return h.gone(id) })
 		h.del.mu.Lock()
 		text := h.del.texts[len(h.del.texts)-1]

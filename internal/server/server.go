@@ -255,10 +255,12 @@ func (s *Server) newCleanup(set *settings) *cleanup.Cleanup {
 		MessageSizeLimit: set.sizeLimit, DelayWarningTime: set.delayWarning,
 		HopcountLimit: set.hopLimit, Notifier: notifier{s},
 		Now: s.clk.Now, Log: s.log, Events: s.events, CommitMethod: set.commit,
-		Notify: func(id string, image []byte) {
+		Notify: func(id string, kept *spool.Kept) {
 			if s.qm != nil {
-				s.qm.NotifyNew(id, image)
+				s.qm.NotifyNew(id, kept)
+				return
 			}
+			kept.Close()
 		},
 	})
 }

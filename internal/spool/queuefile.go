@@ -316,23 +316,41 @@ func MarkDone(path string, offset int64, sync bool) error {
 		}
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
-	switch b[0] {
+	return markDone(rawFD(fd), b[0], path, offset, sync)
+}
+
+// markDone rewrites the record at offset, whose type byte is typ, as a
+// done recipient through w; one already done is left alone.
+func markDone(w fileWriter, typ byte, path string, offset int64, sync bool) error {
+	switch typ {
 	case RecDone:
 		return nil
 	case RecRcpt:
 	default:
-		return fmt.Errorf("spool: mark done %s at %d: %w: record type %d is not a recipient", path, offset, ErrCorrupt, b[0])
+		return fmt.Errorf("spool: mark done %s at %d: %w: record type %d is not a recipient", path, offset, ErrCorrupt, typ)
 	}
-	if _, err := unix.Pwrite(fd, []byte{RecDone}, offset); err != nil {
+	if _, err := w.WriteAt([]byte{RecDone}, offset); err != nil {
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
 	if sync {
-		if err := unix.Fsync(fd); err != nil {
+		if err := w.Sync(); err != nil {
 			return fmt.Errorf("spool: mark done %s: sync: %w", path, err)
 		}
 	}
 	return nil
 }
+
+// fileWriter is what markDone needs of a file: an *os.File, or a rawFD.
+type fileWriter interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Sync() error
+}
+
+// rawFD is a plain descriptor as a fileWriter.
+type rawFD int
+
+func (fd rawFD) WriteAt(b []byte, off int64) (int, error) { return unix.Pwrite(int(fd), b, off) }
+func (fd rawFD) Sync() error                              { return unix.Fsync(int(fd)) }
 
 // UpdateWarnTime rewrites the fixed-width W record in place (-1 once the
 // delay warning is sent).

@@ -64,9 +64,9 @@ func (s *Spool) EnableRecycling() error {
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
 		var st syscall.Stat_t
-		if len(s.recycle.names) < recycleMax && syscall.Lstat(path, &st) == nil &&
+		if len(s.recycle.files) < recycleMax && syscall.Lstat(path, &st) == nil &&
 			st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Nlink == 1 {
-			s.recycle.names = append(s.recycle.names, e.Name())
+			s.recycle.files = append(s.recycle.files, recycled{name: e.Name(), size: -1})
 			continue
 		}
 		os.Remove(path)
@@ -74,15 +74,27 @@ func (s *Spool) EnableRecycling() error {
 	return nil
 }
 
+// recycled is a file kept in recycle/: its name there, and, when it
+// came with its descriptor open (Kept), that descriptor, the file's
+// FileInfo as first named, and its size; size is -1 when not known.
+type recycled struct {
+	name string
+	f    *os.File
+	fi   fs.FileInfo
+	size int64
+}
+
 // Recycle moves id's file, of size bytes, out of queue into recycle/ for
 // a new message, and reports whether it did; when it did not (recycling
 // is off or full, the file is too big, or the move failed), the caller
-// removes the file as before.
-func (s *Spool) Recycle(queue, id string, size int64) bool {
+// removes the file as before. k, when not nil, is the file's Kept: its
+// open descriptor goes with the file when it is moved (and the caller
+// still closes k either way).
+func (s *Spool) Recycle(queue, id string, size int64, k *Kept) bool {
 	r := &s.recycle
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.on || len(r.names) >= recycleMax || size > recycleFileMax {
+	if !r.on || len(r.files) >= recycleMax || size > recycleFileMax {
 		return false
 	}
 	r.seq++
@@ -90,29 +102,41 @@ func (s *Spool) Recycle(queue, id string, size int64) bool {
 	if err := syscall.Rename(s.Path(queue, id), filepath.Join(s.Root, Recycle, name)); err != nil {
 		return false
 	}
-	r.names = append(r.names, name)
+	e := recycled{name: name, size: -1}
+	if k != nil && k.f != nil && len(k.Image) == int(size) {
+		e.f, e.fi, e.size = k.f, k.fi, size
+		k.f = nil
+		s.kept.Add(-1)
+	}
+	r.files = append(r.files, e)
 	return true
 }
 
-// reuse opens a kept file for a new message, made embryonic,
-// with the function that names it; ok is false when none is kept.
-func (s *Spool) reuse() (f *os.File, link func(name string) error, ok bool) {
+// reuse takes a kept file for a new message, made embryonic, with the
+// function that names it; fi is the file's FileInfo and size its length
+// when known (nil and -1 when not); ok is false when none is kept.
+func (s *Spool) reuse() (f *os.File, fi fs.FileInfo, size int64, link func(name string) error, ok bool) {
 	r := &s.recycle
 	for {
 		r.mu.Lock()
-		n := len(r.names)
+		n := len(r.files)
 		if !r.on || n == 0 {
 			r.mu.Unlock()
-			return nil, nil, false
+			return nil, nil, -1, nil, false
 		}
-		name := r.names[n-1]
-		r.names = r.names[:n-1]
+		e := r.files[n-1]
+		r.files[n-1] = recycled{}
+		r.files = r.files[:n-1]
 		r.mu.Unlock()
-		path := filepath.Join(s.Root, Recycle, name)
-		f, err := OpenFile(path, os.O_RDWR, 0)
+		path := filepath.Join(s.Root, Recycle, e.name)
+		f, fi, size := e.f, e.fi, e.size
+		var err error
+		if f == nil {
+			f, err = OpenFile(path, os.O_RDWR, 0)
+		}
 		if err == nil {
 			if err = f.Chmod(ModeEmbryonic); err == nil {
-				return f, func(to string) error { return renameNoReplace(path, to) }, true
+				return f, fi, size, func(to string) error { return renameNoReplace(path, to) }, true
 			}
 			f.Close()
 		}

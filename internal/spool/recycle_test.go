@@ -49,17 +49,17 @@ func TestRecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, _ := os.Stat(big.Path)
-	if s.Recycle(Incoming, big.ID, fi.Size()) {
+	if s.Recycle(Incoming, big.ID, fi.Size(), nil) {
 		t.Fatal("recycled by a spool that does not recycle")
 	}
 	if err := s.EnableRecycling(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Recycle(Incoming, big.ID, recycleFileMax+1) {
+	if s.Recycle(Incoming, big.ID, recycleFileMax+1, nil) {
 		t.Fatal("recycled a file past recycleFileMax")
 	}
 	ino := inodeAt(t, big.Path)
-	if !s.Recycle(Incoming, big.ID, fi.Size()) {
+	if !s.Recycle(Incoming, big.ID, fi.Size(), nil) {
 		t.Fatal("not recycled")
 	}
 	if _, err := os.Stat(big.Path); !os.IsNotExist(err) {
@@ -96,7 +96,7 @@ func TestRecycle(t *testing.T) {
 	}
 
 	// Reused and aborted: gone.
-	if !s.Recycle(Incoming, small.ID, int64(len(disk))) {
+	if !s.Recycle(Incoming, small.ID, int64(len(disk)), nil) {
 		t.Fatal("not recycled")
 	}
 	again := newMessage(t, s, 1)
@@ -149,13 +149,94 @@ func TestRecycleLeftovers(t *testing.T) {
 	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Recycle(Incoming, f.ID, 100) != true {
+	if s.Recycle(Incoming, f.ID, 100, nil) != true {
 		t.Fatal("a file was not kept with room for it") // one was taken by f
 	}
-	if s.Recycle(Incoming, "NOSUCHID", 100) {
+	if s.Recycle(Incoming, "NOSUCHID", 100, nil) {
 		t.Fatal("a missing file was kept")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != recycleMax {
 		t.Fatalf("recycle/ holds %d files, want %d", len(ents), recycleMax)
+	}
+}
+
+// TestRecycleKept: a file recycled with its descriptor still open (Kept)
+// is the next new message's without being opened again: the same inode,
+// written from its start whatever the descriptor's position, cut only
+// when the new message is shorter, marked done through the descriptor;
+// past keptMax a Kept holds the image but no descriptor.
+func TestRecycleKept(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnableRecycling(); err != nil {
+		t.Fatal(err)
+	}
+	commit := func(lines int) (*File, *Kept) {
+		t.Helper()
+		f := newMessage(t, s, lines)
+		f.KeepImage = true
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		k := f.Kept()
+		if k == nil || !k.Open() {
+			t.Fatalf("commit kept %+v", k)
+		}
+		return f, k
+	}
+	prev, k := commit(5)
+	for i, lines := range []int{3, 8, 8, 1} {
+		ino := inodeAt(t, prev.Path)
+		if !s.Recycle(Incoming, prev.ID, int64(len(k.Image)), k) {
+			t.Fatal("not recycled")
+		}
+		k.Close()
+		if s.kept.Load() != 0 {
+			t.Fatalf("%d descriptors counted as kept after the recycling", s.kept.Load())
+		}
+		next, nk := commit(lines)
+		if got := inodeAt(t, next.Path); got != ino {
+			t.Fatalf("message %d: inode %d, not the recycled %d", i, got, ino)
+		}
+		disk, err := os.ReadFile(next.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(disk) != string(nk.Image) {
+			t.Fatalf("message %d: the reused file holds %d bytes, the message is %d", i, len(disk), len(nk.Image))
+		}
+		e, _, err := ReadFile(next.Path, ReadOptions{})
+		if err != nil || len(e.Recipients) != 1 {
+			t.Fatalf("message %d reads back %+v, %v", i, e, err)
+		}
+		if err := nk.MarkDone(next.Path, e.Recipients[0].Offset, false); err != nil {
+			t.Fatal(err)
+		}
+		if e, _, _ := ReadFile(next.Path, ReadOptions{}); len(e.Pending()) != 0 {
+			t.Fatalf("message %d: marked done through the descriptor, still pending: %+v", i, e.Pending())
+		}
+		prev, k = next, nk
+	}
+	k.Close()
+
+	var ks []*Kept
+	for i := 0; i < keptMax+1; i++ {
+		f := newMessage(t, s, 1)
+		f.KeepImage = true
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		ks = append(ks, f.Kept())
+	}
+	if last := ks[keptMax]; last == nil || last.Open() || last.Image == nil {
+		t.Fatalf("past keptMax: %+v", last)
+	}
+	for _, k := range ks {
+		k.Close()
+	}
+	if s.kept.Load() != 0 {
+		t.Fatalf("%d descriptors counted as kept after closing all", s.kept.Load())
 	}
 }

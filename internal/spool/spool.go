@@ -66,9 +66,10 @@ type Spool struct {
 	recycle struct {      // files kept for new messages (recycle.go)
 		mu    sync.Mutex
 		on    bool
-		names []string
+		files []recycled
 		seq   uint64
 	}
+	kept atomic.Int64 // descriptors open in Kepts (kept.go)
 
 	rootMu   sync.Mutex
 	root     int  // the spool directory's descriptor, for syncfs

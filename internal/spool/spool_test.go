@@ -223,7 +223,10 @@ func TestCreateNamedBothWays(t *testing.T) {
 	now := time.Unix(1795964910, 322038000)
 	ways := map[string]func() (*os.File, string, error){
 		"CreateNamed": func() (*os.File, string, error) { return s.CreateNamed(Incoming, now, 0o640) },
-		"createTemp":  func() (*os.File, string, error) { return s.createTemp(Incoming, now, 0o640) },
+		"createTemp": func() (*os.File, string, error) {
+			f, id, _, err := s.createTemp(Incoming, now, 0o640)
+			return f, id, err
+		},
 	}
 	for name, create := range ways {
 		t.Run(name, func(t *testing.T) {

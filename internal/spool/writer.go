@@ -55,13 +55,18 @@ type File struct {
 	// spilled: some of the file was written before Commit, so buf does
 	// not hold it whole.
 	spilled bool
-	// recycled: the file held another message (recycle.go), whose
-	// bytes past this one's end Commit cuts off.
+	// recycled: the file held another message (recycle.go), of oldSize
+	// bytes (-1: not known), whose bytes past this one's end Commit cuts
+	// off.
 	recycled bool
+	oldSize  int64
+	fi       fs.FileInfo // as named
 	// KeepImage asks Commit to keep a copy of the whole file, for Image,
-	// when it is small enough to have been written in one piece.
+	// when it is small enough to have been written in one piece, and
+	// its descriptor open with it, for Kept.
 	KeepImage bool
 	image     []byte
+	kept      *Kept
 }
 
 // spillAt is how much of a new queue file is kept in memory before it is
@@ -72,7 +77,7 @@ const spillAt = 64 << 10
 // NewFile creates an embryonic queue file in queue and names it by its
 // queue ID. The caller writes the envelope and content and then commits.
 func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
-	f, id, recycled, err := s.createNamed(queue, now, ModeEmbryonic, true)
+	n, err := s.createNamed(queue, now, ModeEmbryonic, true)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +86,7 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 		b := make([]byte, 0, spillAt+4<<10)
 		buf = &b
 	}
-	return &File{ID: id, Queue: queue, Path: s.Path(queue, id), sp: s, f: f, buf: buf, recycled: recycled}, nil
+	return &File{ID: n.id, Queue: queue, Path: s.Path(queue, n.id), sp: s, f: n.f, buf: buf, recycled: n.recycled, oldSize: n.oldSize, fi: n.fi}, nil
 }
 
 // CreateNamed creates a new file in queue with mode perm and names it by
@@ -95,65 +100,84 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 // temporary name made, linked, removed), on the path of every message.
 // Elsewhere it gets a temporary name, as Postfix's files do.
 func (s *Spool) CreateNamed(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
-	f, id, _, err := s.createNamed(queue, now, perm, false)
-	return f, id, err
+	n, err := s.createNamed(queue, now, perm, false)
+	return n.f, n.id, err
+}
+
+// named is a new file createNamed made: open, named id in its queue.
+// recycled says it was taken from recycle/ (reuse), and must be cut to
+// its new length before it is made ready when it is longer than that:
+// oldSize bytes, -1 when not known.
+type named struct {
+	f        *os.File
+	id       string
+	fi       fs.FileInfo
+	recycled bool
+	oldSize  int64
 }
 
 // createNamed is CreateNamed; with reuse, a file kept in recycle/ is
-// taken when there is one (recycled), and must be cut to its new length
-// before it is made ready.
-func (s *Spool) createNamed(queue string, now time.Time, perm fs.FileMode, reuse bool) (f *os.File, id string, recycled bool, err error) {
+// taken when there is one.
+func (s *Spool) createNamed(queue string, now time.Time, perm fs.FileMode, reuse bool) (named, error) {
 	if reuse && perm == ModeEmbryonic {
-		if f, link, ok := s.reuse(); ok {
-			id, err := s.name(f, queue, now, link)
+		if f, fi, size, link, ok := s.reuse(); ok {
+			id, fi, err := s.name(f, fi, queue, now, link)
 			if err == nil {
-				return f, id, true, nil
+				if size < 0 {
+					size = fi.Size()
+				}
+				return named{f: f, id: id, fi: fi, recycled: true, oldSize: size}, nil
 			}
 			f.Close()
 		}
 	}
 	dir := filepath.Join(s.Root, queue)
 	if f, link, ok := createUnnamed(dir, perm); ok {
-		id, err := s.name(f, queue, now, link)
+		id, fi, err := s.name(f, nil, queue, now, link)
 		if err == nil {
-			return f, id, false, nil
+			return named{f: f, id: id, fi: fi}, nil
 		}
 		f.Close()
 		if !errors.Is(err, errNoUnnamed) {
-			return nil, "", false, err
+			return named{}, err
 		}
 	}
-	f, id, err = s.createTemp(queue, now, perm)
-	return f, id, false, err
+	f, id, fi, err := s.createTemp(queue, now, perm)
+	return named{f: f, id: id, fi: fi}, err
 }
 
 // createTemp is CreateNamed through a named temporary file.
-func (s *Spool) createTemp(queue string, now time.Time, perm fs.FileMode) (*os.File, string, error) {
+func (s *Spool) createTemp(queue string, now time.Time, perm fs.FileMode) (*os.File, string, fs.FileInfo, error) {
 	dir := filepath.Join(s.Root, queue)
 	tmp := filepath.Join(dir, fmt.Sprintf("%d.%d.%d", now.UnixMicro(), os.Getpid(), s.tmpSeq.Add(1)))
 	f, err := OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return nil, "", fmt.Errorf("spool: create queue file in %s: %w", queue, err)
+		return nil, "", nil, fmt.Errorf("spool: create queue file in %s: %w", queue, err)
 	}
-	id, err := s.name(f, queue, now, func(name string) error { return os.Link(tmp, name) })
+	id, fi, err := s.name(f, nil, queue, now, func(name string) error { return os.Link(tmp, name) })
 	os.Remove(tmp)
 	if err != nil {
 		f.Close()
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	return f, id, nil
+	return f, id, fi, nil
 }
 
 // name links f, just created in queue, under its queue ID with link,
 // and returns the ID. The ID comes from the time of naming and the inode,
 // as Postfix's does; the inode is unique among live files, so the name is
 // free unless something outside sluice made it: then the next
-// microsecond is tried.
-func (s *Spool) name(f *os.File, queue string, now time.Time, link func(name string) error) (string, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("spool: stat new queue file: %w", err)
+// microsecond is tried. fi is f's FileInfo when known (a recycled file
+// as first named: its inode has not changed), else nil and f is
+// looked at; the FileInfo is returned.
+func (s *Spool) name(f *os.File, fi fs.FileInfo, queue string, now time.Time, link func(name string) error) (string, fs.FileInfo, error) {
+	if fi == nil {
+		var err error
+		if fi, err = f.Stat(); err != nil {
+			return "", nil, fmt.Errorf("spool: stat new queue file: %w", err)
+		}
 	}
+	var err error
 	var id string
 	for try := 0; ; try++ {
 		t := now.Add(time.Duration(try) * time.Microsecond)
@@ -169,11 +193,11 @@ func (s *Spool) name(f *os.File, queue string, now time.Time, link func(name str
 	}
 	if err != nil {
 		if errors.Is(err, errNoUnnamed) {
-			return "", err
+			return "", nil, err
 		}
-		return "", fmt.Errorf("spool: name new queue file: %w", err)
+		return "", nil, fmt.Errorf("spool: name new queue file: %w", err)
 	}
-	return id, nil
+	return id, fi, nil
 }
 
 // releaseBuffer gives the file's buffer back for the next new file.
@@ -198,7 +222,10 @@ func (q *File) appended(n int) {
 // spill writes out what the buffer holds.
 func (q *File) spill() {
 	if q.err == nil && len(*q.buf) > 0 {
-		_, q.err = q.f.Write(*q.buf)
+		// At its offset, not the descriptor's: a recycled file's
+		// descriptor may come open from its last message (Kept), its
+		// position at that one's end.
+		_, q.err = q.f.WriteAt(*q.buf, q.off-int64(len(*q.buf)))
 	}
 	q.spilled = true
 	*q.buf = (*q.buf)[:0]
@@ -355,7 +382,7 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 			return q.fail(err)
 		}
 	}
-	if q.recycled {
+	if q.recycled && (q.oldSize < 0 || q.oldSize > q.off) {
 		if err := q.f.Truncate(q.off); err != nil {
 			return q.fail(err)
 		}
@@ -368,11 +395,22 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 			return q.fail(err)
 		}
 	}
-	err := q.f.Close()
-	q.f = nil
-	if err != nil {
-		return q.fail(err)
+	if q.image != nil {
+		// Kept with its descriptor open, while not too many are.
+		q.kept = &Kept{Image: q.image, sp: q.sp, fi: q.fi}
+		if q.sp.kept.Add(1) <= keptMax {
+			q.kept.f = q.f
+		} else {
+			q.sp.kept.Add(-1)
+		}
 	}
+	if q.kept == nil || q.kept.f == nil {
+		if err := q.f.Close(); err != nil {
+			q.f = nil
+			return q.fail(err)
+		}
+	}
+	q.f = nil
 	if how == syncAll {
 		if err := q.sp.syncDir(filepath.Dir(q.Path)); err != nil {
 			return q.fail(err)
@@ -392,6 +430,15 @@ func (s *Spool) SyncQueueDir(queue string) error {
 // The queue manager reads a new message from it rather than from disk.
 func (q *File) Image() []byte { return q.image }
 
+// Kept is what Commit kept of the file for its reader (the image, and the
+// file left open), when KeepImage was set and the file was small enough;
+// else nil. The caller owns it from then on and must close it.
+func (q *File) Kept() *Kept {
+	k := q.kept
+	q.kept = nil
+	return k
+}
+
 func (q *File) fail(err error) error {
 	q.Abort()
 	return fmt.Errorf("spool: write queue file %s: %w", q.ID, err)
@@ -404,6 +451,8 @@ func (q *File) Abort() {
 	}
 	q.done = true
 	q.image = nil
+	q.kept.Close()
+	q.kept = nil
 	q.releaseBuffer()
 	if q.f != nil {
 		q.f.Close()
