@@ -34,7 +34,7 @@ func (d *smtpDeliverer) Deliver(ctx context.Context, req *qmgr.Delivery) []qmgr.
 		Ret:      env.DSNRet,
 		Open: func() (io.ReadCloser, error) {
 			if req.Image != nil {
-				return spool.ContentOf(req.Image)
+				return spool.ContentWith(req.Image, env)
 			}
 			return spool.OpenContent(req.Path)
 		},

@@ -74,6 +74,23 @@ func ContentOf(image []byte) (*Content, error) {
 	return c, nil
 }
 
+// ContentWith is ContentOf for an image whose envelope env was read
+// already (the queue manager reads it when it takes the message): the
+// envelope is not read again.
+func ContentWith(image []byte, env *Envelope) (*Content, error) {
+	if env == nil || env.ContentOffset < 0 || env.ContentOffset >= int64(len(image)) {
+		return ContentOf(image)
+	}
+	r := NewBytesReader(image)
+	size, err := measureContent(r, env.ContentOffset)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read content: %w", err)
+	}
+	r = NewBytesReader(image)
+	r.SeekTo(env.ContentOffset)
+	return &Content{Envelope: env, Size: size, r: r}, nil
+}
+
 func newContent(f *os.File) (*Content, error) {
 	fi, err := f.Stat()
 	if err != nil {

@@ -222,7 +222,12 @@ func TestContentFromWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*Content{fromFile, fromImage} {
+	// And with the envelope read already, as the queue manager has it.
+	withEnv, err := ContentWith(f.Image(), fromFile.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Content{fromFile, fromImage, withEnv} {
 		got, err := io.ReadAll(c)
 		if err != nil {
 			t.Fatal(err)
@@ -239,6 +244,11 @@ func TestContentFromWriter(t *testing.T) {
 	}
 	if _, err := ContentOf([]byte("garbage")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("content of a damaged image: %v", err)
+	}
+	// An image cut inside its text: no X record to end it.
+	cut := f.Image()[:fromFile.Envelope.ContentOffset+20]
+	if _, err := ContentWith(cut, fromFile.Envelope); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+		t.Errorf("content of a cut image: %v", err)
 	}
 }
 
