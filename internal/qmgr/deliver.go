@@ -109,10 +109,10 @@ func (m *Manager) start(j *job) {
 	m.wg.Add(1)
 	m.stats.deliveries.Add(1)
 	handoff := m.clk.Now()
-	go func() {
+	m.workers.Go(func() {
 		m.deliver(m.jobCtx, j, handoff)
 		m.done <- j
-	}()
+	})
 }
 
 // deliver runs on the worker goroutine: it asks the Deliverer, then

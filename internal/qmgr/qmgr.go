@@ -12,6 +12,7 @@ import (
 	"sluice/internal/bounce"
 	"sluice/internal/clock"
 	evt "sluice/internal/event"
+	"sluice/internal/gopool"
 	"sluice/internal/maillog"
 	"sluice/internal/spool"
 )
@@ -101,6 +102,10 @@ func (c *Config) defaults() {
 	c.SyncBeforeDefer = !c.NoSyncBeforeDefer && !c.Spool.NoSync
 }
 
+// deliveryWorkers bounds the goroutines kept waiting for the next
+// delivery (gopool).
+const deliveryWorkers = 64
+
 // Manager is the queue manager. Create it with New and run it with Run;
 // the trigger methods may be called from any goroutine.
 type Manager struct {
@@ -150,6 +155,7 @@ type Manager struct {
 	wg        sync.WaitGroup  // deliveries and finishers
 	blocked   bool            // the active limit stopped a scan; rescan when room is made
 	held      map[string]int  // IDs acquired by actions: not taken while held
+	workers   *gopool.Pool    // run the deliveries, on goroutines whose stacks have grown
 	recovered map[string]bool // moved back from active/ at start
 
 	parked map[string]parked // held back by suspensions (suspend.go)
@@ -192,6 +198,7 @@ func New(cfg Config) (*Manager, error) {
 		syncDirs:  map[string]bool{},
 		syncKick:  make(chan struct{}, 1),
 		dests:     map[string]*destination{},
+		workers:   gopool.New(deliveryWorkers),
 	}, nil
 }
 
@@ -323,6 +330,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	defer close(m.stopped)
 	defer m.running.Store(false)
+	defer m.workers.Close()
 	if err := m.recoverActive(); err != nil {
 		return err
 	}

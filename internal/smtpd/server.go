@@ -163,6 +163,7 @@ import (
 	"time"
 
 	"sluice/internal/cleanup"
+	"sluice/internal/gopool"
 	"sluice/internal/maillog"
 	"sluice/internal/milter"
 	"sluice/internal/rewrite"
@@ -294,7 +295,14 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	sessions  sync.WaitGroup
 	idle      chan struct{} // closed and replaced when sessions reach zero
+	// workers run the sessions: a goroutine kept from an earlier
+	// session has the stack a session needs grown already.
+	workers *gopool.Pool
 }
+
+// sessionWorkers bounds the goroutines kept waiting for the next
+// session (gopool).
+const sessionWorkers = 64
 
 // New checks cfg and returns a Server. It binds nothing yet.
 func New(cfg Config) (*Server, error) {
@@ -368,6 +376,7 @@ func New(cfg Config) (*Server, error) {
 		cancel:   cancel,
 		conns:    map[net.Conn]struct{}{},
 		idle:     make(chan struct{}),
+		workers:  gopool.New(sessionWorkers),
 	}
 	close(s.idle) // no sessions yet
 	s.listeners = append(s.listeners, cfg.Listeners...)
@@ -487,7 +496,7 @@ func (s *Server) acceptLoop(l net.Listener) error {
 			c.Close()
 			return nil
 		}
-		go s.serveConn(c, true)
+		s.workers.Go(func() { s.serveConn(c, true) })
 	}
 }
 
@@ -557,6 +566,7 @@ func (s *Server) closeListeners() {
 func (s *Server) Close() error {
 	s.closeListeners()
 	s.cancel()
+	s.workers.Close()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Close()
@@ -569,7 +579,11 @@ func (s *Server) Close() error {
 // end, or for ctx to be done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
-	return s.waitIdle(ctx)
+	err := s.waitIdle(ctx)
+	if err == nil {
+		s.workers.Close()
+	}
+	return err
 }
 
 func (s *Server) waitIdle(ctx context.Context) error {
