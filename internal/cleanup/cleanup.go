@@ -52,6 +52,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/event"
@@ -120,7 +121,15 @@ type Cleanup struct {
 	// readers holds *bufio.Reader for message content, reused across
 	// Submits.
 	readers sync.Pool
+	// writing counts the Submits writing a queue file that is not
+	// waiting for its sync yet: a sync about to start waits a little for
+	// them (syncGroup).
+	writing atomic.Int32
 }
+
+// commitBatchDelay is how long a sync about to start waits for messages
+// still being written (syncGroup).
+const commitBatchDelay = 500 * time.Microsecond
 
 // New returns a Cleanup for cfg.
 func New(cfg Config) *Cleanup {
@@ -136,11 +145,13 @@ func New(cfg Config) *Cleanup {
 	if cfg.CommitMethod == "" {
 		cfg.CommitMethod = CommitFsync
 	}
-	return &Cleanup{
-		cfg:    cfg,
-		groups: map[string]*syncGroup{spool.Incoming: newSyncGroup(), spool.Hold: newSyncGroup()},
-		syncFS: cfg.Spool.SyncFS,
+	c := &Cleanup{cfg: cfg, syncFS: cfg.Spool.SyncFS}
+	busy := func() bool { return c.writing.Load() > 0 }
+	c.groups = map[string]*syncGroup{
+		spool.Incoming: newSyncGroup(commitBatchDelay, busy),
+		spool.Hold:     newSyncGroup(commitBatchDelay, busy),
 	}
+	return c
 }
 
 // DSN NOTIFY flags as stored in queue files (RFC 3461 §4.1).
@@ -232,6 +243,14 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if arrival.IsZero() {
 		arrival = now
 	}
+	// Counted as writing until it waits for its sync, or gives up.
+	c.writing.Add(1)
+	writing := true
+	defer func() {
+		if writing {
+			c.writing.Add(-1)
+		}
+	}()
 	f, err := c.cfg.Spool.NewFile(queue, now)
 	if err != nil {
 		return "", fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
@@ -261,6 +280,8 @@ func (c *Cleanup) Submit(ctx context.Context, m *Message, r io.Reader) (string, 
 	if c.cfg.CommitMethod == CommitSyncFS {
 		group, syncDone = c.groups[spool.Incoming], c.syncFS
 	}
+	c.writing.Add(-1)
+	writing = false
 	if err := group.sync(syncDone); err != nil {
 		// The file is complete but its name may not be durable; it was
 		// not acknowledged, so remove it rather than deliver it.

@@ -819,7 +819,7 @@ func TestSyncFSBatch(t *testing.T) {
 }
 
 func TestSyncGroup(t *testing.T) {
-	g := newSyncGroup()
+	g := newSyncGroup(0, nil)
 	var calls atomic.Int32
 	var inSync atomic.Int32
 	slow := func() error {
@@ -843,7 +843,7 @@ func TestSyncGroup(t *testing.T) {
 	t.Logf("%d syncs for 100 callers", calls.Load())
 
 	// A caller that arrives while a sync runs waits for the next one.
-	g = newSyncGroup()
+	g = newSyncGroup(0, nil)
 	started, release := make(chan struct{}), make(chan struct{})
 	var order []string
 	var mu sync.Mutex
@@ -865,6 +865,66 @@ func TestSyncGroup(t *testing.T) {
 	if err := <-done; err == nil || strings.Join(order, ",") != "first,second" {
 		t.Errorf("err %v order %v", err, order)
 	}
+}
+
+// TestSyncGroupGathers: a sync about to start waits while other
+// messages are still being written, so that one sync covers them too;
+// with none being written it does not wait at all, and it never waits
+// longer than its delay.
+func TestSyncGroupGathers(t *testing.T) {
+	var writing atomic.Int32
+	busy := func() bool { return writing.Load() > 0 }
+	var calls atomic.Int32
+	do := func() error { calls.Add(1); return nil }
+
+	// Three writers; the first to finish finds two still writing. The
+	// delay is far longer than the test: only their arrival ends the
+	// wait.
+	g := newSyncGroup(time.Hour, busy)
+	writing.Store(3)
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 20 * time.Millisecond)
+			writing.Add(-1)
+			if err := g.sync(do); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c := calls.Load(); c != 1 {
+		t.Errorf("%d syncs for three messages written together, want 1", c)
+	}
+
+	// Alone: no wait, though the delay is an hour.
+	calls.Store(0)
+	done := make(chan error, 1)
+	go func() { done <- g.sync(do) }()
+	select {
+	case err := <-done:
+		if err != nil || calls.Load() != 1 {
+			t.Errorf("alone: %v, %d syncs", err, calls.Load())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lone message waited for others")
+	}
+
+	// A writer that never arrives holds the sync up for the delay only.
+	g = newSyncGroup(50*time.Millisecond, busy)
+	writing.Store(1)
+	go func() { done <- g.sync(do) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a sync waited past its delay for a writer that did not come")
+	}
+	writing.Store(0)
 }
 
 // postcatCheck runs Postfix's postcat, when installed, on a file cleanup
