@@ -34,26 +34,38 @@ type Buffer struct {
 	written int64 // bytes ever handed to w (or dropped by a failed write)
 
 	limit int
+	kick  chan struct{} // a line came into an empty buffer
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
 }
 
-// NewBuffer returns a Buffer that writes to w. Lines are written at the
-// latest every interval, when 64 KiB are waiting, on Flush and on Close.
-func NewBuffer(w io.Writer, every time.Duration) *Buffer {
-	b := &Buffer{w: w, limit: 64 << 10, stop: make(chan struct{}), done: make(chan struct{})}
-	go b.loop(every)
+// NewBuffer returns a Buffer that writes to w. A line is written at the
+// latest interval after it came, when 64 KiB are waiting, on Flush and on
+// Close. An idle Buffer does not wake up at all.
+func NewBuffer(w io.Writer, interval time.Duration) *Buffer {
+	b := &Buffer{w: w, limit: 64 << 10, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go b.loop(interval)
 	return b
 }
 
-func (b *Buffer) loop(every time.Duration) {
+// loop writes out, interval after a line came into an empty buffer,
+// what is waiting then.
+func (b *Buffer) loop(interval time.Duration) {
 	defer close(b.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	t := time.NewTimer(interval)
+	t.Stop()
 	for {
 		select {
 		case <-b.stop:
+			b.Flush()
+			return
+		case <-b.kick:
+		}
+		t.Reset(interval)
+		select {
+		case <-b.stop:
+			t.Stop()
 			b.Flush()
 			return
 		case <-t.C:
@@ -66,12 +78,18 @@ func (b *Buffer) loop(every time.Duration) {
 // never fails: the mail log must not stop mail.
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
+	first := len(b.buf) == 0
 	b.buf = append(b.buf, p...)
 	b.appended += int64(len(p))
 	full := len(b.buf) >= b.limit
 	b.mu.Unlock()
 	if full {
 		b.Flush()
+	} else if first {
+		select {
+		case b.kick <- struct{}{}:
+		default: // the loop has a kick waiting already
+		}
 	}
 	return len(p), nil
 }

@@ -137,3 +137,25 @@ func TestBufferSetOutput(t *testing.T) {
 		t.Errorf("old writer %q, new writer %q", a.String(), c.String())
 	}
 }
+
+// TestBufferAfterIdle: a line that comes after a long quiet time is
+// written within the interval, as one in a busy time is.
+func TestBufferAfterIdle(t *testing.T) {
+	var out countingWriter
+	b := NewBuffer(&out, 10*time.Millisecond)
+	defer b.Close()
+	for i, line := range []string{"one\n", "two\n", "three\n"} {
+		time.Sleep(30 * time.Millisecond)
+		b.Write([]byte(line))
+		deadline := time.Now().Add(5 * time.Second)
+		for out.count() != i+1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if out.count() != i+1 {
+			t.Fatalf("line %d: %d writes, want %d", i+1, out.count(), i+1)
+		}
+	}
+	if out.String() != "one\ntwo\nthree\n" {
+		t.Fatalf("out %q", out.String())
+	}
+}

@@ -583,9 +583,9 @@ func (s *Server) reopenLog() error {
 
 // logFlushInterval is how long a mail log line that precedes no
 // acknowledgement may wait in memory. A busy server writes its log in a
-// few large writes instead of one system call per line; tail -f sees
-// such lines at most this late.
-const logFlushInterval = 100 * time.Millisecond
+// few large writes instead of one system call per line (at most one per
+// interval); tail -f sees such lines at most this late.
+const logFlushInterval = 10 * time.Millisecond
 
 // close flushes and closes the mail log, then gives up the pid lock:
 // the last thing, so that a new daemon starts only after this one's last
