@@ -34,7 +34,21 @@ var base52Value = func() [256]int8 {
 
 // ShortID returns the short queue ID for a file renamed at t with inode ino.
 func ShortID(t time.Time, ino uint64) string {
-	return fmt.Sprintf("%05X%X", t.Nanosecond()/1000, ino)
+	const hex = "0123456789ABCDEF"
+	var b [5 + 16]byte
+	us := t.Nanosecond() / 1000
+	for i := 4; i >= 0; i-- {
+		b[i] = hex[us&0xF]
+		us >>= 4
+	}
+	n := 5
+	for shift := 60; shift >= 0; shift -= 4 {
+		if d := (ino >> uint(shift)) & 0xF; d != 0 || n > 5 || shift == 0 {
+			b[n] = hex[d]
+			n++
+		}
+	}
+	return string(b[:n])
 }
 
 // LongID returns the long queue ID for a file renamed at t with inode ino.

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -357,6 +358,19 @@ func TestImage(t *testing.T) {
 		}
 		if want := int64(RecordSize(14) + RecordSize(0) + lines*RecordSize(500)); e.Size.MessageLen != want {
 			t.Errorf("%d lines: size record says %d content bytes, want %d", lines, e.Size.MessageLen, want)
+		}
+	}
+}
+
+// TestShortIDFormat: ShortID is %05X of the microseconds and %X of the
+// inode, for every length of each.
+func TestShortIDFormat(t *testing.T) {
+	for _, us := range []int{0, 1, 0xF, 0xABCDE, 999999} {
+		for _, ino := range []uint64{0, 1, 0xF, 0x10, 761928, 0xFFFFFFFF, 1 << 40, ^uint64(0)} {
+			tm := time.Unix(1795964910, int64(us)*1000)
+			if got, want := ShortID(tm, ino), fmt.Sprintf("%05X%X", us, ino); got != want {
+				t.Errorf("ShortID(%d µs, inode %d) = %s, want %s", us, ino, got, want)
+			}
 		}
 	}
 }
