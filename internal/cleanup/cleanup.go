@@ -392,13 +392,13 @@ func (c *Cleanup) write(ctx context.Context, f *spool.File, m *Message, r io.Rea
 	if err := ctx.Err(); err != nil {
 		return "", false, verdict, nil, fmt.Errorf("cleanup: %w", err)
 	}
-	if verdict.Action == FilterHold && f.Path == c.cfg.Spool.Path(spool.Incoming, f.ID) {
-		// Quarantined: the embryonic file (mode 0600, which the queue
-		// manager ignores) moves to hold/ before it is made ready.
-		if err := c.cfg.Spool.Move(f.ID, spool.Incoming, spool.Hold); err != nil {
+	if verdict.Action == FilterHold && f.Queue == spool.Incoming {
+		// Quarantined: the unfinished file (embryonic, mode 0600, which
+		// the queue manager ignores, or not in a queue yet) goes to
+		// hold/ before it is made ready.
+		if err := f.MoveTo(spool.Hold); err != nil {
 			return "", false, verdict, nil, fmt.Errorf("cleanup: %w: %w", ErrQueueWrite, err)
 		}
-		f.Path, f.Queue = c.cfg.Spool.Path(spool.Hold, f.ID), spool.Hold
 	}
 	rcv = &event.Received{ID: f.ID, Arrival: arrival, Size: f.ContentLen(), Sender: env.Sender,
 		Recipients: make([]event.Recipient, 0, len(env.Recipients)+len(extracted))}

@@ -34,12 +34,13 @@ const (
 // Postfix's: the time of naming and the inode, which a file system may
 // reuse at any time anyway.
 //
-// A kept file is never seen with its old contents under a queue ID: it
-// is made embryonic (mode 0600, which every reader skips) before it is
-// renamed into its new queue, and cut to its new length before it is
-// made ready. A crash leaves it either in recycle/ (taken again at the next
-// start) or embryonic in incoming/ (removed at the next start, as any
-// unfinished file).
+// A kept file is never seen with its old contents under a queue ID: the
+// new message is written into it while it is still in recycle/, where no
+// reader looks, and it is renamed into its queue only when complete, cut
+// to its new length and ready (its queue ID, made from the time and its
+// inode, is known from the start, for the logs and the Received: header).
+// A crash leaves it in recycle/, taken again at the next start, or
+// complete in its queue.
 
 // EnableRecycling makes s keep removed queue files for new ones (the
 // daemon's cleanup and queue manager do; a tool never does). The files
@@ -82,6 +83,7 @@ type recycled struct {
 	f    *os.File
 	fi   fs.FileInfo
 	size int64
+	mode fs.FileMode // its permissions, when f is set
 }
 
 // Recycle moves id's file, of size bytes, out of queue into recycle/ for
@@ -104,7 +106,7 @@ func (s *Spool) Recycle(queue, id string, size int64, k *Kept) bool {
 	}
 	e := recycled{name: name, size: -1}
 	if k != nil && k.f != nil && len(k.Image) == int(size) {
-		e.f, e.fi, e.size = k.f, k.fi, size
+		e.f, e.fi, e.size, e.mode = k.f, k.fi, size, ModeReady
 		k.f = nil
 		s.kept.Add(-1)
 	}
@@ -112,31 +114,32 @@ func (s *Spool) Recycle(queue, id string, size int64, k *Kept) bool {
 	return true
 }
 
-// reuse takes a kept file for a new message, made embryonic, with the
-// function that names it; fi is the file's FileInfo and size its length
-// when known (nil and -1 when not); ok is false when none is kept.
-func (s *Spool) reuse() (f *os.File, fi fs.FileInfo, size int64, link func(name string) error, ok bool) {
+// reuse takes a kept file for a new message, left where it is, with its
+// path in recycle/; e's fi, size and mode are filled in when they were
+// not known; ok is false when none is kept.
+func (s *Spool) reuse() (e recycled, path string, ok bool) {
 	r := &s.recycle
 	for {
 		r.mu.Lock()
 		n := len(r.files)
 		if !r.on || n == 0 {
 			r.mu.Unlock()
-			return nil, nil, -1, nil, false
+			return recycled{}, "", false
 		}
-		e := r.files[n-1]
+		e = r.files[n-1]
 		r.files[n-1] = recycled{}
 		r.files = r.files[:n-1]
 		r.mu.Unlock()
-		path := filepath.Join(s.Root, Recycle, e.name)
-		f, fi, size := e.f, e.fi, e.size
-		var err error
-		if f == nil {
-			f, err = OpenFile(path, os.O_RDWR, 0)
+		path = filepath.Join(s.Root, Recycle, e.name)
+		if e.f != nil {
+			return e, path, true
 		}
+		f, err := OpenFile(path, os.O_RDWR, 0)
 		if err == nil {
-			if err = f.Chmod(ModeEmbryonic); err == nil {
-				return f, fi, size, func(to string) error { return renameNoReplace(path, to) }, true
+			fi, err := f.Stat()
+			if err == nil && fi.Mode().IsRegular() {
+				e.f, e.fi, e.size, e.mode = f, fi, fi.Size(), fi.Mode().Perm()
+				return e, path, true
 			}
 			f.Close()
 		}

@@ -67,18 +67,21 @@ func TestRecycle(t *testing.T) {
 	}
 
 	small := newMessage(t, s, 3)
-	if got := inodeAt(t, small.Path); got != ino {
-		t.Fatalf("new file has inode %d, not the recycled %d", got, ino)
-	}
 	if small.ID == big.ID {
 		t.Fatal("the new message has the old one's queue ID")
 	}
-	if fi, _ := os.Stat(small.Path); IsReady(fi.Mode()) {
-		t.Fatalf("a reused file is ready before its commit: %v", fi.Mode())
+	if _, err := os.Lstat(small.Path); !os.IsNotExist(err) {
+		t.Fatalf("a reused file is in its queue before its commit: %v", err)
 	}
 	small.KeepImage = true
 	if err := small.Commit(); err != nil {
 		t.Fatal(err)
+	}
+	if got := inodeAt(t, small.Path); got != ino {
+		t.Fatalf("new file has inode %d, not the recycled %d", got, ino)
+	}
+	if want := ShortID(time.Unix(0, 0), ino)[5:]; !strings.HasSuffix(small.ID, want) {
+		t.Fatalf("queue ID %s is not named by the inode (%s)", small.ID, want)
 	}
 	disk, err := os.ReadFile(small.Path)
 	if err != nil {
@@ -103,6 +106,32 @@ func TestRecycle(t *testing.T) {
 	again.Abort()
 	if _, err := os.Stat(again.Path); !os.IsNotExist(err) {
 		t.Fatalf("an aborted reused file is still there: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root, Incoming)); len(ents) != 0 {
+		t.Fatalf("incoming/ holds %d files after the abort", len(ents))
+	}
+
+	// Reused, sent to hold/ before its commit (a milter's HOLD): it is
+	// named there, and nowhere else.
+	spare := newMessage(t, s, 1)
+	if err := spare.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Recycle(Incoming, spare.ID, 200, nil) {
+		t.Fatal("not recycled")
+	}
+	held := newMessage(t, s, 2)
+	if err := held.MoveTo(Hold); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(s.Path(Hold, held.ID)); err != nil || !IsReady(fi.Mode()) {
+		t.Fatalf("held message: %v", err)
+	}
+	if _, err := os.Lstat(s.Path(Incoming, held.ID)); !os.IsNotExist(err) {
+		t.Fatalf("held message in incoming/ too: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(s.Root, Recycle)); len(ents) != 0 {
 		t.Fatalf("recycle/ holds %d files after its only one was taken", len(ents))

@@ -56,10 +56,13 @@ type File struct {
 	// not hold it whole.
 	spilled bool
 	// recycled: the file held another message (recycle.go), of oldSize
-	// bytes (-1: not known), whose bytes past this one's end Commit cuts
-	// off.
+	// bytes, whose bytes past this one's end Commit cuts off. It is
+	// written where it was kept, at spare, and renamed to Path by Commit
+	// (while spare is not ""), with mode its permissions until then.
 	recycled bool
 	oldSize  int64
+	spare    string
+	mode     fs.FileMode
 	fi       fs.FileInfo // as named
 	// KeepImage asks Commit to keep a copy of the whole file, for Image,
 	// when it is small enough to have been written in one piece, and
@@ -86,7 +89,8 @@ func (s *Spool) NewFile(queue string, now time.Time) (*File, error) {
 		b := make([]byte, 0, spillAt+4<<10)
 		buf = &b
 	}
-	return &File{ID: n.id, Queue: queue, Path: s.Path(queue, n.id), sp: s, f: n.f, buf: buf, recycled: n.recycled, oldSize: n.oldSize, fi: n.fi}, nil
+	return &File{ID: n.id, Queue: queue, Path: s.Path(queue, n.id), sp: s, f: n.f, buf: buf,
+		recycled: n.recycled, oldSize: n.oldSize, spare: n.spare, mode: n.mode, fi: n.fi}, nil
 }
 
 // CreateNamed creates a new file in queue with mode perm and names it by
@@ -105,30 +109,27 @@ func (s *Spool) CreateNamed(queue string, now time.Time, perm fs.FileMode) (*os.
 }
 
 // named is a new file createNamed made: open, named id in its queue.
-// recycled says it was taken from recycle/ (reuse), and must be cut to
-// its new length before it is made ready when it is longer than that:
-// oldSize bytes, -1 when not known.
+// recycled says it was taken from recycle/ (reuse): it is still there,
+// at spare, with permissions mode, to be renamed to its queue ID when it
+// is complete, and cut to its new length if it is longer than oldSize.
 type named struct {
 	f        *os.File
 	id       string
 	fi       fs.FileInfo
 	recycled bool
 	oldSize  int64
+	spare    string
+	mode     fs.FileMode
 }
 
 // createNamed is CreateNamed; with reuse, a file kept in recycle/ is
 // taken when there is one.
 func (s *Spool) createNamed(queue string, now time.Time, perm fs.FileMode, reuse bool) (named, error) {
 	if reuse && perm == ModeEmbryonic {
-		if f, fi, size, link, ok := s.reuse(); ok {
-			id, fi, err := s.name(f, fi, queue, now, link)
-			if err == nil {
-				if size < 0 {
-					size = fi.Size()
-				}
-				return named{f: f, id: id, fi: fi, recycled: true, oldSize: size}, nil
-			}
-			f.Close()
+		if e, path, ok := s.reuse(); ok {
+			// Named by its inode and the time now, as any new file;
+			// no live file has its inode, so no other has its name.
+			return named{f: e.f, id: s.idFor(now, e.fi), fi: e.fi, recycled: true, oldSize: e.size, spare: path, mode: e.mode}, nil
 		}
 	}
 	dir := filepath.Join(s.Root, queue)
@@ -180,12 +181,7 @@ func (s *Spool) name(f *os.File, fi fs.FileInfo, queue string, now time.Time, li
 	var err error
 	var id string
 	for try := 0; ; try++ {
-		t := now.Add(time.Duration(try) * time.Microsecond)
-		if s.LongIDs {
-			id = LongID(t, s.inodeOf(fi))
-		} else {
-			id = ShortID(t, s.inodeOf(fi))
-		}
+		id = s.idFor(now.Add(time.Duration(try)*time.Microsecond), fi)
 		err = link(s.Path(queue, id))
 		if err == nil || !errors.Is(err, fs.ErrExist) || try > 10 {
 			break
@@ -198,6 +194,30 @@ func (s *Spool) name(f *os.File, fi fs.FileInfo, queue string, now time.Time, li
 		return "", nil, fmt.Errorf("spool: name new queue file: %w", err)
 	}
 	return id, fi, nil
+}
+
+// idFor is the queue ID of a file with fi's inode named at t.
+func (s *Spool) idFor(t time.Time, fi fs.FileInfo) string {
+	if s.LongIDs {
+		return LongID(t, s.inodeOf(fi))
+	}
+	return ShortID(t, s.inodeOf(fi))
+}
+
+// MoveTo makes queue the uncommitted file's queue: a file not in a queue
+// yet (a recycled one) is renamed into queue by Commit; one in its queue
+// already is moved now, embryonic.
+func (q *File) MoveTo(queue string) error {
+	if q.done {
+		return errors.New("spool: queue file already committed or aborted")
+	}
+	if q.spare == "" {
+		if err := q.sp.Move(q.ID, q.Queue, queue); err != nil {
+			return err
+		}
+	}
+	q.Queue, q.Path = queue, q.sp.Path(queue, q.ID)
+	return nil
 }
 
 // releaseBuffer gives the file's buffer back for the next new file.
@@ -387,8 +407,17 @@ func (q *File) commit(extracted []NewRecipient, how int) error {
 			return q.fail(err)
 		}
 	}
-	if err := q.f.Chmod(ModeReady); err != nil {
-		return q.fail(err)
+	if q.spare == "" || q.mode != ModeReady {
+		if err := q.f.Chmod(ModeReady); err != nil {
+			return q.fail(err)
+		}
+	}
+	if q.spare != "" {
+		// Complete and ready: now it may have its name in its queue.
+		if err := renameNoReplace(q.spare, q.Path); err != nil {
+			return q.fail(err)
+		}
+		q.spare = ""
 	}
 	if !q.sp.NoSync && how != syncNone {
 		if err := q.f.Sync(); err != nil {
@@ -456,6 +485,11 @@ func (q *File) Abort() {
 	q.releaseBuffer()
 	if q.f != nil {
 		q.f.Close()
+	}
+	if q.spare != "" {
+		// Never named: what is left is the kept file, half rewritten.
+		os.Remove(q.spare)
+		return
 	}
 	os.Remove(q.Path)
 }
