@@ -11,7 +11,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // timedConn sets a deadline before every read and every write: the read
@@ -211,20 +214,38 @@ func (ss *session) run(limited bool) {
 }
 
 // checkPregreet notes a client that talks before the greeting (as
-// Postfix, "improper command pipelining after CONNECT"). It waits at
-// most a millisecond for input already on its way.
+// Postfix, "improper command pipelining after CONNECT"). Like Postfix's
+// smtpd it looks at what has come by the time of the greeting, without
+// waiting for more: a wait, however short, would delay every session.
 func (ss *session) checkPregreet() {
-	ss.tc.limit = time.Now().Add(time.Millisecond)
-	_, err := ss.br.Peek(1)
-	ss.tc.limit = time.Time{}
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return // nothing yet: as it should be
+	if ss.br.Buffered() == 0 {
+		if !inputWaiting(ss.raw) {
+			return
 		}
-		return // EOF and errors show up at the first read
+		ss.br.Peek(1) // there: for the log line
 	}
 	ss.improperPipelining()
+}
+
+// inputWaiting reports whether c has bytes to read now, without waiting
+// (false for a connection it cannot look into).
+func inputWaiting(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	waiting := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		waiting = err == nil && n > 0
+		return true // done, whatever it found: never wait
+	})
+	return waiting
 }
 
 // readFailed ends the session after a failed read; what names the data
