@@ -29,20 +29,29 @@ type timedConn struct {
 	mu       sync.Mutex
 	deadline time.Time // the bound context's deadline, zero if none
 	stopped  bool      // the bound context is done
+	set      time.Time // the deadline set last by arm (zero: none)
 }
 
+// arm sets the connection's deadline: the timeout from now, or the bound
+// context's deadline if that is sooner. It is moved only when it would
+// move later by more than a 32nd of the timeout, not at every read and
+// write: moving it costs a timer update each time.
 func (c *timedConn) arm() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
 		c.Conn.SetDeadline(time.Unix(1, 0))
+		c.set = time.Time{}
 		return
 	}
 	t := time.Now().Add(c.timeout)
 	if !c.deadline.IsZero() && c.deadline.Before(t) {
 		t = c.deadline
 	}
-	c.Conn.SetDeadline(t)
+	if c.set.IsZero() || c.set.After(t) || t.Sub(c.set) > c.timeout/32 {
+		c.Conn.SetDeadline(t)
+		c.set = t
+	}
 }
 
 func (c *timedConn) Read(p []byte) (int, error) {
@@ -89,6 +98,7 @@ func (s *session) bind(ctx context.Context) func() {
 		s.raw.mu.Lock()
 		s.raw.stopped = true
 		s.raw.Conn.SetDeadline(time.Unix(1, 0))
+		s.raw.set = time.Time{}
 		s.raw.mu.Unlock()
 	})
 	return func() {

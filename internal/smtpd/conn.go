@@ -21,10 +21,16 @@ import (
 // deadline is Timeout from now, and never later than limit, the end of
 // the current request; so neither a silent client nor one that trickles
 // a byte at a time holds a session longer than the limits allow.
+//
+// A deadline is moved only when it would move later by more than a
+// 32nd of the timeout (so a 300 s timeout may end up to 9 s early), not
+// at every read and write: moving it costs a timer update each time.
 type timedConn struct {
 	net.Conn
 	timeout time.Duration
 	limit   time.Time // zero: no request limit
+
+	read, write time.Time // the deadlines set last
 }
 
 func (c *timedConn) Read(p []byte) (int, error) {
@@ -32,15 +38,27 @@ func (c *timedConn) Read(p []byte) (int, error) {
 	if !c.limit.IsZero() && c.limit.Before(d) {
 		d = c.limit
 	}
-	// A connection that takes no deadlines (sendmail -bs's standard
-	// input) simply blocks; its other end is a local user.
-	_ = c.Conn.SetReadDeadline(d)
+	if c.stale(c.read, d) {
+		// A connection that takes no deadlines (sendmail -bs's
+		// standard input) simply blocks; its other end is a local user.
+		_ = c.Conn.SetReadDeadline(d)
+		c.read = d
+	}
 	return c.Conn.Read(p)
 }
 
 func (c *timedConn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if d := time.Now().Add(c.timeout); c.stale(c.write, d) {
+		_ = c.Conn.SetWriteDeadline(d)
+		c.write = d
+	}
 	return c.Conn.Write(p)
+}
+
+// stale reports whether the deadline set, set, must move to want: it
+// is later than want, or earlier by more than the slack.
+func (c *timedConn) stale(set, want time.Time) bool {
+	return set.IsZero() || set.After(want) || want.Sub(set) > c.timeout/32
 }
 
 // Commands counted in the disconnect line, in the order Postfix's smtpd
