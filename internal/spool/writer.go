@@ -134,7 +134,7 @@ func (s *Spool) createNamed(queue string, now time.Time, perm fs.FileMode, reuse
 	}
 	dir := filepath.Join(s.Root, queue)
 	if f, link, ok := createUnnamed(dir, perm); ok {
-		id, fi, err := s.name(f, nil, queue, now, link)
+		id, fi, err := s.name(f, queue, now, link)
 		if err == nil {
 			return named{f: f, id: id, fi: fi}, nil
 		}
@@ -155,7 +155,7 @@ func (s *Spool) createTemp(queue string, now time.Time, perm fs.FileMode) (*os.F
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("spool: create queue file in %s: %w", queue, err)
 	}
-	id, fi, err := s.name(f, nil, queue, now, func(name string) error { return os.Link(tmp, name) })
+	id, fi, err := s.name(f, queue, now, func(name string) error { return os.Link(tmp, name) })
 	os.Remove(tmp)
 	if err != nil {
 		f.Close()
@@ -168,17 +168,12 @@ func (s *Spool) createTemp(queue string, now time.Time, perm fs.FileMode) (*os.F
 // and returns the ID. The ID comes from the time of naming and the inode,
 // as Postfix's does; the inode is unique among live files, so the name is
 // free unless something outside sluice made it: then the next
-// microsecond is tried. fi is f's FileInfo when known (a recycled file
-// as first named: its inode has not changed), else nil and f is
-// looked at; the FileInfo is returned.
-func (s *Spool) name(f *os.File, fi fs.FileInfo, queue string, now time.Time, link func(name string) error) (string, fs.FileInfo, error) {
-	if fi == nil {
-		var err error
-		if fi, err = f.Stat(); err != nil {
-			return "", nil, fmt.Errorf("spool: stat new queue file: %w", err)
-		}
+// microsecond is tried. f's FileInfo is returned too.
+func (s *Spool) name(f *os.File, queue string, now time.Time, link func(name string) error) (string, fs.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return "", nil, fmt.Errorf("spool: stat new queue file: %w", err)
 	}
-	var err error
 	var id string
 	for try := 0; ; try++ {
 		id = s.idFor(now.Add(time.Duration(try)*time.Microsecond), fi)
