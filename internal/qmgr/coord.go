@@ -116,6 +116,9 @@ func (m *Manager) release(id string) {
 	}
 	delete(m.held, id)
 	if msg := m.active[id]; msg != nil && msg.acquired && msg.jobs == 0 && !msg.finishing {
+		// The action had the file: what cleanup kept of it is stale.
+		m.dropKept(msg.kept)
+		msg.kept = nil
 		delete(m.active, id)
 		m.stats.active.Store(int64(len(m.active)))
 	}

@@ -750,6 +750,63 @@ func TestAcquireWaitsForDeliveryInFlight(t *testing.T) {
 	h.settle("release", func() bool { return h.in(spool.Hold, id) })
 }
 
+// TestAcquireLetsGoOfKept: a message taken from what cleanup kept of
+// its file, acquired by an action during its delivery and released to
+// it, lets go of what was kept (the action had the file).
+func TestAcquireLetsGoOfKept(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	// A first message, so that the scan at start is over.
+	first := h.queue(spool.Incoming, "alice@src.example", "x@b.example")
+	h.m.Notify(first)
+	h.settle("removal", func() bool { return h.gone(first) })
+	block := make(chan struct{})
+	h.del.mu.Lock()
+	h.del.block = block
+	h.del.mu.Unlock()
+	id := h.queue(spool.Incoming, "alice@src.example", "x@b.example")
+	image, err := os.ReadFile(h.sp.Path(spool.Incoming, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.NotifyNew(id, &spool.Kept{Image: image})
+	for deadline := time.Now().Add(5 * time.Second); len(h.del.callList()) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery")
+		}
+	}
+	if h.m.imageBytes.Load() == 0 {
+		t.Fatal("the message was not taken from its image")
+	}
+	got := make(chan func(), 1)
+	go func() {
+		release, err := h.m.Acquire(context.Background(), id)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- release
+	}()
+	// Until Acquire has the message, the delivery must not end.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		acquired := make(chan bool, 1)
+		h.m.onLoop(context.Background(), func() { acquired <- h.m.active[id] != nil && h.m.active[id].acquired })
+		if <-acquired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Acquire did not take the message")
+		}
+	}
+	close(block)
+	release := <-got
+	if err := h.sp.Move(id, spool.Active, spool.Hold); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	h.settle("release", func() bool { return h.in(spool.Hold, id) })
+	h.settle("the image let go", func() bool { return h.m.imageBytes.Load() == 0 })
+}
+
 func TestAcquireKeepsSchedulerOff(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
