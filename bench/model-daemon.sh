@@ -5,7 +5,12 @@
 # start, how long the queue model takes to load, the daemon's RSS
 # (now and peak), the time of a summary and a qshape answered from the
 # model over the control socket, and of two mailq listings (the first
-# after a start reads every file), with the peak after them. Run as root (serve drops to
+# after a start reads every file), with the peak after them. Then it
+# stops the daemon, which writes its model's snapshot, empties the page
+# cache (as after a reboot) and starts it again: how long the stop took,
+# and how soon the model is loaded from the snapshot, each message
+# checked against its files' inode, size and change time (see
+# internal/model/snapshot.go). Run as root (serve drops to
 # mail_owner, postfix). Environment: BENCH_DIR (default
 # /tmp/sluice-bench-model), GOMEMLIMIT (passed on to the daemon).
 set -euo pipefail
@@ -94,4 +99,38 @@ for run in first second; do
 done
 echo "daemon after the listings: $(grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 q "http://sluice/api/v1/summary?by=reason" | head -c 600; echo
+q http://sluice/v1/model/summary; echo
+
+# A clean stop writes the model's snapshot; the next start, from a cold
+# page cache, loads it.
+t0=$(now_ms)
+kill -TERM "$SERVE"
+wait "$SERVE" 2>/dev/null || true
+echo "stop (with the snapshot written): $(( $(now_ms) - t0 )) ms; snapshot $(stat -c %s "$SPOOL/private/sluice-model-snapshot" 2>/dev/null || echo none) bytes"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+start=$(now_ms)
+"$S" serve -c "$ETC" >>"$WORK/log/model-serve.out" 2>&1 &
+SERVE=$!
+smtp=""
+for _ in $(seq 2000); do
+	if banner=$(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 3 <&3" 2>/dev/null) && [ "$banner" = 220 ]; then
+		smtp=$(($(now_ms) - start))
+		break
+	fi
+	sleep 0.01
+done
+echo "restart, cold page cache: SMTP answered 220 after ${smtp:-?} ms"
+loaded=""
+for _ in $(seq 6000); do
+	if [ -S "$SOCK" ] && q http://sluice/v1/model/summary | grep -q '"loading":false'; then
+		loaded=$(($(now_ms) - start))
+		break
+	fi
+	sleep 0.1
+done
+echo "restart, cold page cache: model loaded after ${loaded:-?} ms"
+DAEMON=$(ps --ppid "$SERVE" -o pid= | head -1 | tr -d " ")
+[ -n "$DAEMON" ] || DAEMON=$SERVE
+echo "restart: $(grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 q http://sluice/v1/model/summary; echo

@@ -72,6 +72,10 @@ type Config struct {
 	Log   *maillog.Logger  // drift warnings; nil discards
 	// Workers reading files in a scan; 0 means one per CPU.
 	Workers int
+	// Snapshot is the file the model is written to at a clean shutdown
+	// (WriteSnapshot) and read from by the next first Build; "" for
+	// none (snapshot.go).
+	Snapshot string
 }
 
 // Model is the live model. Its methods are safe for concurrent use.
@@ -104,6 +108,9 @@ type Model struct {
 	loaded  chan struct{}
 	drift   atomic.Int64
 	events  atomic.Int64
+	// snapHits is how many messages the first Build took from the
+	// snapshot as they were, -1 when it started from none.
+	snapHits atomic.Int64
 }
 
 // msg is one queue file. Strings that repeat across messages (senders,
@@ -160,6 +167,7 @@ func New(cfg Config) *Model {
 	m.syms.init()
 	m.agg.init()
 	m.loading.Store(true)
+	m.snapHits.Store(-1)
 	return m
 }
 
@@ -168,6 +176,10 @@ func (m *Model) Loading() bool { return m.loading.Load() }
 
 // Loaded is closed when the first Build has finished.
 func (m *Model) Loaded() <-chan struct{} { return m.loaded }
+
+// SnapshotHits is how many messages the first Build took from a
+// snapshot without reading their files; -1 when it started without one.
+func (m *Model) SnapshotHits() int64 { return m.snapHits.Load() }
 
 // Drift is how many differences between the model and the files
 // reconcile passes have found and fixed.

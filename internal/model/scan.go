@@ -238,6 +238,49 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 		m.mu.Unlock()
 	}()
 	var suspects []string
+	emit := func(e spool.Entry, s scanned) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if old := m.msgs.get(e.ID); old != nil {
+			old.epoch = epoch
+		}
+		if m.touched[e.ID] {
+			return nil
+		}
+		x := m.toMsg(e.ID, &s)
+		x.epoch = epoch
+		if !report {
+			m.put(e.ID, x)
+			return nil
+		}
+		if m.diff(m.msgs.get(e.ID), x) != "" {
+			suspects = append(suspects, e.ID)
+		} else {
+			m.keepOffsets(e.ID, x)
+		}
+		m.drop(x)
+		return nil
+	}
+	// The first build starts from the snapshot when there is one; the
+	// queues are then listed for the files it does not have.
+	fromSnap := false
+	if !report {
+		if sr, done := m.openSnapshot(); sr != nil {
+			hits, err := m.loadSnapshot(ctx, sr, workers, emit)
+			done()
+			if err != nil {
+				return 0, fmt.Errorf("model: snapshot: %w", err)
+			}
+			m.snapHits.Store(hits)
+			fromSnap = true
+		}
+	}
+	seen := func(id string) bool {
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		x := m.msgs.get(id)
+		return x != nil && x.epoch == epoch
+	}
 	// The queues are listed in parts (ListEach), so that a scan never
 	// holds the entries of a million files at once.
 	for _, q := range Queues {
@@ -246,33 +289,11 @@ func (m *Model) pass(ctx context.Context, report bool, workers int) (int, error)
 				return err
 			}
 			return scanEach(entries, workers, func(e spool.Entry) (scanned, bool) {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || fromSnap && seen(e.ID) {
 					return scanned{}, false
 				}
 				return m.read(e)
-			}, func(e spool.Entry, s scanned) error {
-				m.mu.Lock()
-				defer m.mu.Unlock()
-				if old := m.msgs.get(e.ID); old != nil {
-					old.epoch = epoch
-				}
-				if m.touched[e.ID] {
-					return nil
-				}
-				x := m.toMsg(e.ID, &s)
-				x.epoch = epoch
-				if !report {
-					m.put(e.ID, x)
-					return nil
-				}
-				if m.diff(m.msgs.get(e.ID), x) != "" {
-					suspects = append(suspects, e.ID)
-				} else {
-					m.keepOffsets(e.ID, x)
-				}
-				m.drop(x)
-				return nil
-			})
+			}, emit)
 		})
 		if err == nil {
 			err = ctx.Err() // a read skipped for it is not a file gone
@@ -477,6 +498,13 @@ func (m *Model) diff(a, b *msg) string {
 func (m *Model) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		return
+	}
+	if m.snapHits.Load() > 0 {
+		// Messages came from a snapshot: it vouched for what the model
+		// held when the daemon stopped, drift included.
+		if _, err := m.Reconcile(ctx, 1); err != nil && ctx.Err() == nil {
+			m.cfg.Log.Warn("model", "reconcile: %v", err)
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

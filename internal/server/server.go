@@ -202,7 +202,8 @@ func start(opt Options) (_ *Server, err error) {
 	}
 	s.events = &event.Bus{}
 	s.events.Subscribe(s.log)
-	s.model = model.New(model.Config{Spool: s.sp, Now: s.clk.Now, Log: s.log})
+	s.model = model.New(model.Config{Spool: s.sp, Now: s.clk.Now, Log: s.log,
+		Snapshot: filepath.Join(s.sp.Root, "private", modelSnapshotName)})
 	s.subscribeLive()
 	s.events.Subscribe(s.model)
 	s.removeOrphans(s.clk.Now())
@@ -340,6 +341,13 @@ func (s *Server) run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		qerr = s.stop(stopQ, qdone)
+		if qerr == nil {
+			// Nothing changes the spool any more: the model is what
+			// the next start loads first (model/snapshot.go).
+			if err := s.model.WriteSnapshot(); err != nil {
+				s.log.Warn("master", "%v", err)
+			}
+		}
 	case qerr = <-qdone:
 		qdone <- qerr
 		s.stop(stopQ, qdone)
@@ -348,6 +356,9 @@ func (s *Server) run(ctx context.Context) error {
 	s.log.Log("master", "terminating on signal 15")
 	return qerr
 }
+
+// modelSnapshotName is the model's snapshot in private/.
+const modelSnapshotName = "sluice-model-snapshot"
 
 // stop closes the sockets and pickup, gives SMTP sessions and deliveries
 // in flight the grace time together, then cuts what is left.
