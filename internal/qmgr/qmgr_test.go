@@ -713,6 +713,20 @@ func TestShutdownLeavesInFlightInActive(t *testing.T) {
 	}
 }
 
+// acquireAsync calls Acquire for id in a goroutine; the channel gets its
+// release function.
+func (h *harness) acquireAsync(id string) <-chan func() {
+	got := make(chan func(), 1)
+	go func() {
+		release, err := h.m.Acquire(context.Background(), id)
+		if err != nil {
+			h.t.Error(err)
+		}
+		got <- release
+	}()
+	return got
+}
+
 func TestAcquireWaitsForDeliveryInFlight(t *testing.T) {
 	h := newHarness(t, nil)
 	h.del.block = make(chan struct{})
@@ -723,14 +737,7 @@ func TestAcquireWaitsForDeliveryInFlight(t *testing.T) {
 	for time.Now().Before(deadline) && h.m.Stats().Deliveries == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	got := make(chan func(), 1)
-	go func() {
-		release, err := h.m.Acquire(context.Background(), id)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- release
-	}()
+	got := h.acquireAsync(id)
 	select {
 	case <-got:
 		t.Fatal("Acquire returned while a delivery was in flight")
@@ -778,14 +785,7 @@ func TestAcquireLetsGoOfKept(t *testing.T) {
 	if h.m.imageBytes.Load() == 0 {
 		t.Fatal("the message was not taken from its image")
 	}
-	got := make(chan func(), 1)
-	go func() {
-		release, err := h.m.Acquire(context.Background(), id)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- release
-	}()
+	got := h.acquireAsync(id)
 	// Until Acquire has the message, the delivery must not end.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		acquired := make(chan bool, 1)
