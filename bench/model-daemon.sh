@@ -44,37 +44,45 @@ maillog_file = $WORK/log/model-maillog
 sluice_http_listen =
 CF
 now_ms() { date +%s%3N; }
-start=$(now_ms)
-"$S" serve -c "$ETC" >"$WORK/log/model-serve.out" 2>&1 &
-SERVE=$!
-trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
-smtp=""
-for _ in $(seq 2000); do
-	if banner=$(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 3 <&3" 2>/dev/null) && [ "$banner" = 220 ]; then
-		smtp=$(($(now_ms) - start))
-		break
-	fi
-	sleep 0.01
-done
-echo "SMTP answered 220 after ${smtp:-?} ms"
 SOCK=$SPOOL/public/sluice-control
 q() { curl -s --unix-socket "$SOCK" "$@"; }
-loaded=""
-for _ in $(seq 6000); do
-	if [ -S "$SOCK" ] && q http://sluice/v1/model/summary | grep -q '"loading":false'; then
-		loaded=$(($(now_ms) - start))
-		break
-	fi
-	sleep 0.1
-done
+# start_serve starts the daemon (SERVE, and DAEMON, its working process)
+# and waits for SMTP's greeting and for the model to load, setting smtp
+# and loaded, in ms from the start.
+start_serve() {
+	local start
+	start=$(now_ms)
+	"$S" serve -c "$ETC" >>"$WORK/log/model-serve.out" 2>&1 &
+	SERVE=$!
+	smtp=""
+	for _ in $(seq 2000); do
+		if banner=$(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 3 <&3" 2>/dev/null) && [ "$banner" = 220 ]; then
+			smtp=$(($(now_ms) - start))
+			break
+		fi
+		sleep 0.01
+	done
+	loaded=""
+	for _ in $(seq 6000); do
+		if [ -S "$SOCK" ] && q http://sluice/v1/model/summary | grep -q '"loading":false'; then
+			loaded=$(($(now_ms) - start))
+			break
+		fi
+		sleep 0.1
+	done
+	# As root, serve's first process only waits; the daemon is its child.
+	DAEMON=$(ps --ppid "$SERVE" -o pid= | head -1 | tr -d " ")
+	[ -n "$DAEMON" ] || DAEMON=$SERVE
+}
+: >"$WORK/log/model-serve.out"
+trap 'kill $SERVE 2>/dev/null; wait $SERVE 2>/dev/null' EXIT
+start_serve
+echo "SMTP answered 220 after ${smtp:-?} ms"
 # The touch and chown above changed every file, so a snapshot left by a
 # run before vouches for none: this start reads every file, from what
 # the page cache holds (after a run before, nothing: it ends with a cold
 # restart).
 echo "model loaded after ${loaded:-?} ms (a scan of every file)"
-# As root, serve's first process only waits; the daemon is its child.
-DAEMON=$(ps --ppid "$SERVE" -o pid= | head -1 | tr -d " ")
-[ -n "$DAEMON" ] || DAEMON=$SERVE
 grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' '
 sleep 5
 echo "5 s later: $(grep -E 'VmRSS' "/proc/$DAEMON/status" | tr -s ' \t' ' ')"
@@ -113,28 +121,8 @@ wait "$SERVE" 2>/dev/null || true
 echo "stop (with the snapshot written): $(( $(now_ms) - t0 )) ms; snapshot $(stat -c %s "$SPOOL/private/sluice-model-snapshot" 2>/dev/null || echo none) bytes"
 sync
 echo 3 >/proc/sys/vm/drop_caches
-start=$(now_ms)
-"$S" serve -c "$ETC" >>"$WORK/log/model-serve.out" 2>&1 &
-SERVE=$!
-smtp=""
-for _ in $(seq 2000); do
-	if banner=$(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 3 <&3" 2>/dev/null) && [ "$banner" = 220 ]; then
-		smtp=$(($(now_ms) - start))
-		break
-	fi
-	sleep 0.01
-done
+start_serve
 echo "restart, cold page cache: SMTP answered 220 after ${smtp:-?} ms"
-loaded=""
-for _ in $(seq 6000); do
-	if [ -S "$SOCK" ] && q http://sluice/v1/model/summary | grep -q '"loading":false'; then
-		loaded=$(($(now_ms) - start))
-		break
-	fi
-	sleep 0.1
-done
 echo "restart, cold page cache: model loaded after ${loaded:-?} ms"
-DAEMON=$(ps --ppid "$SERVE" -o pid= | head -1 | tr -d " ")
-[ -n "$DAEMON" ] || DAEMON=$SERVE
 echo "restart: $(grep -E 'VmRSS|VmHWM' "/proc/$DAEMON/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 q http://sluice/v1/model/summary; echo
