@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"sluice/internal/spool"
@@ -390,7 +391,7 @@ func (m *Model) loadSnapshot(ctx context.Context, sr *snapReader, workers int, e
 			byID[r.id] = r
 			entries = append(entries, spool.Entry{Queue: q, ID: r.id, Rel: m.cfg.Spool.RelPath(q, r.id)})
 		}
-		var hit sync.Map
+		var hit atomic.Int64
 		err := scanEach(entries, workers, func(e spool.Entry) (scanned, bool) {
 			if ctx.Err() != nil {
 				return scanned{}, false
@@ -400,7 +401,7 @@ func (m *Model) loadSnapshot(ctx context.Context, sr *snapReader, workers int, e
 				return m.read(e)
 			}
 			if st, ok := m.stampsOf(r.s.queue, r.id); ok && st == r.st {
-				hit.Store(e.ID, true)
+				hit.Add(1)
 				return r.s, true
 			}
 			return m.read(e)
@@ -408,7 +409,7 @@ func (m *Model) loadSnapshot(ctx context.Context, sr *snapReader, workers int, e
 		if err != nil {
 			return hits, err
 		}
-		hit.Range(func(any, any) bool { hits++; return true })
+		hits += hit.Load()
 		if err := ctx.Err(); err != nil {
 			return hits, err
 		}

@@ -1,8 +1,6 @@
 package spool
 
 import (
-	"fmt"
-	"io"
 	"io/fs"
 	"os"
 )
@@ -35,14 +33,7 @@ func (k *Kept) MarkDone(path string, offset int64, sync bool) error {
 	if k == nil || k.f == nil {
 		return MarkDone(path, offset, sync)
 	}
-	var b [1]byte
-	if n, err := k.f.ReadAt(b[:], offset); err != nil || n != 1 {
-		if err == nil {
-			err = io.EOF
-		}
-		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
-	}
-	return markDone(k.f, b[0], path, offset, sync)
+	return markDone(k.f, path, offset, sync)
 }
 
 // Close lets go of the kept file's descriptor, if any; k may be nil.

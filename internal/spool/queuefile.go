@@ -309,46 +309,48 @@ func MarkDone(path string, offset int64, sync bool) error {
 		return fmt.Errorf("spool: mark done: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer unix.Close(fd)
+	return markDone(rawFD(fd), path, offset, sync)
+}
+
+// markDone rewrites the record at offset in f (the file at path) as a
+// done recipient; one already done is left alone.
+func markDone(f recordFile, path string, offset int64, sync bool) error {
 	var b [1]byte
-	if n, err := unix.Pread(fd, b[:], offset); err != nil || n != 1 {
+	if n, err := f.ReadAt(b[:], offset); err != nil || n != 1 {
 		if err == nil {
 			err = io.EOF
 		}
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
-	return markDone(rawFD(fd), b[0], path, offset, sync)
-}
-
-// markDone rewrites the record at offset, whose type byte is typ, as a
-// done recipient through w; one already done is left alone.
-func markDone(w fileWriter, typ byte, path string, offset int64, sync bool) error {
-	switch typ {
+	switch typ := b[0]; typ {
 	case RecDone:
 		return nil
 	case RecRcpt:
 	default:
 		return fmt.Errorf("spool: mark done %s at %d: %w: record type %d is not a recipient", path, offset, ErrCorrupt, typ)
 	}
-	if _, err := w.WriteAt([]byte{RecDone}, offset); err != nil {
+	if _, err := f.WriteAt([]byte{RecDone}, offset); err != nil {
 		return fmt.Errorf("spool: mark done %s at %d: %w", path, offset, err)
 	}
 	if sync {
-		if err := w.Sync(); err != nil {
+		if err := f.Sync(); err != nil {
 			return fmt.Errorf("spool: mark done %s: sync: %w", path, err)
 		}
 	}
 	return nil
 }
 
-// fileWriter is what markDone needs of a file: an *os.File, or a rawFD.
-type fileWriter interface {
+// recordFile is what markDone needs of a file: an *os.File, or a rawFD.
+type recordFile interface {
+	ReadAt(b []byte, off int64) (int, error)
 	WriteAt(b []byte, off int64) (int, error)
 	Sync() error
 }
 
-// rawFD is a plain descriptor as a fileWriter.
+// rawFD is a plain descriptor as a recordFile.
 type rawFD int
 
+func (fd rawFD) ReadAt(b []byte, off int64) (int, error)  { return unix.Pread(int(fd), b, off) }
 func (fd rawFD) WriteAt(b []byte, off int64) (int, error) { return unix.Pwrite(int(fd), b, off) }
 func (fd rawFD) Sync() error                              { return unix.Fsync(int(fd)) }
 
