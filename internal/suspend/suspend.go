@@ -310,10 +310,14 @@ func (s *Store) Suspended(now time.Time, id string, env *spool.Envelope, rcpt st
 func (s *Store) Run(ctx context.Context) {
 	t := s.cfg.Clock.NewTimer(time.Hour)
 	t.Stop()
+	// armed is the end the timer is set for; a kick that leaves the
+	// earliest end where it was does not move the timer.
+	var armed time.Time
 	for {
-		if next, ok := s.nextEnd(); ok {
+		if next, ok := s.nextEnd(); ok && !next.Equal(armed) {
 			t.Stop()
 			t.Reset(max(next.Sub(s.cfg.Clock.Now()), 0))
+			armed = next
 		}
 		select {
 		case <-ctx.Done():
@@ -321,6 +325,7 @@ func (s *Store) Run(ctx context.Context) {
 			return
 		case <-s.kick:
 		case <-t.C():
+			armed = time.Time{}
 			s.mu.Lock()
 			ended := s.endDue()
 			var err error
