@@ -582,7 +582,7 @@ func TestConcurrencyAndRecipientLimits(t *testing.T) {
 		ids = append(ids, h.queue(spool.Incoming, "s@src.example", "a@a.example", "b@a.example", "c@a.example"))
 	}
 	h.m.Wake()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && h.m.Stats().Deliveries < 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -697,7 +697,7 @@ func TestShutdownLeavesInFlightInActive(t *testing.T) {
 	h.start()
 	id := h.queue(spool.Incoming, "s@src.example", "x@a.example")
 	h.m.Notify(id)
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && h.m.Stats().Deliveries == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -733,7 +733,7 @@ func TestAcquireWaitsForDeliveryInFlight(t *testing.T) {
 	h.start()
 	id := h.queue(spool.Incoming, "s@src.example", "x@a.example")
 	h.m.Notify(id)
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && h.m.Stats().Deliveries == 0 {
 		time.Sleep(time.Millisecond)
 	}

@@ -205,7 +205,7 @@ func TestSmtpSinkConnectionReuse(t *testing.T) {
 			t.Errorf("delivery %d: %+v", i, res[0])
 		}
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for len(dumps(t, dir)) < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
