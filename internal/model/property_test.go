@@ -315,7 +315,7 @@ func (w *world) snapshotRestart(rnd *rand.Rand) {
 	// Changes made within a clock tick of their stamp would not show
 	// (racyWindow); an operator comes later than that.
 	time.Sleep(60 * time.Millisecond)
-	if err := w.live.WriteSnapshot(); err != nil {
+	if _, err := w.live.WriteSnapshot(); err != nil {
 		w.t.Fatal(err)
 	}
 	if id := w.pick(rnd, spool.Deferred); id != "" && rnd.Intn(2) == 0 {

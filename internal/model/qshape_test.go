@@ -172,13 +172,12 @@ func TestHist(t *testing.T) {
 	}
 }
 
-// TestSymbolsFreedAndCapped checks that the strings of messages that
-// have gone are freed, and that past the cap reasons are read from the
-// defer log instead of kept.
-func TestSymbolsFreedAndCapped(t *testing.T) {
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	sp := randomSpool(t, 60, now, 3)
-	ids := 0
+// deferEach appends a deferral to the defer log of every pending
+// recipient of every message in sp, the i-th message of each queue
+// with reason(i); it returns how many messages there are.
+func deferEach(t *testing.T, sp *spool.Spool, reason func(i int) string) int {
+	t.Helper()
+	n := 0
 	for _, q := range []string{spool.Deferred, spool.Hold, spool.Incoming} {
 		entries, _ := sp.List(q)
 		for i, e := range entries {
@@ -187,15 +186,24 @@ func TestSymbolsFreedAndCapped(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range env.Pending() {
-				le := spool.LogEntry{Recipient: r.Address, Offset: r.Offset, Status: "4.4.1", Action: "delayed",
-					Reason: fmt.Sprintf("connect to mx[192.0.2.%d]:25: Connection refused", i)}
+				le := spool.LogEntry{Recipient: r.Address, Offset: r.Offset, Status: "4.4.1", Action: "delayed", Reason: reason(i)}
 				if err := sp.AppendLog(spool.Defer, e.ID, le); err != nil {
 					t.Fatal(err)
 				}
 			}
-			ids++
+			n++
 		}
 	}
+	return n
+}
+
+// TestSymbolsFreedAndCapped checks that the strings of messages that
+// have gone are freed, and that past the cap reasons are read from the
+// defer log instead of kept.
+func TestSymbolsFreedAndCapped(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sp := randomSpool(t, 60, now, 3)
+	ids := deferEach(t, sp, func(i int) string { return fmt.Sprintf("connect to mx[192.0.2.%d]:25: Connection refused", i) })
 	m := New(Config{Spool: sp, Now: func() time.Time { return now }})
 	m.syms.limit = 5
 	if err := m.Build(context.Background()); err != nil {

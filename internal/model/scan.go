@@ -37,6 +37,7 @@ type scannedRcpt struct {
 	offset      int64
 	done        bool
 	reason, dsn string
+	onDisk      bool // the reason is in the defer log only (a snapshot's refOnDisk)
 	class       string
 	attempts    int
 	last        int64
@@ -146,9 +147,12 @@ func (m *Model) toMsg(id string, s *scanned) *msg {
 			addr = m.slab.copyStr(addr)
 		}
 		x.rs()[i] = m.newRcpt(addr, r.offset, r.done)
-		if r.reason != "" || r.dsn != "" {
+		if r.reason != "" || r.dsn != "" || r.onDisk {
 			x.rs()[i].class = classIndex(r.class)
 			x.rs()[i].reason, x.rs()[i].dsn = m.syms.getCapped(r.reason), m.syms.get(r.dsn)
+			if r.onDisk {
+				x.rs()[i].reason = onDisk
+			}
 		}
 		x.rs()[i].attempts = uint16(min(r.attempts, 1<<16-1))
 		x.rs()[i].last = clampSeconds(r.last)

@@ -42,7 +42,7 @@ import (
 // once by a reconcile pass (Run), which finds that drift as it would
 // have, had the daemon not stopped.
 
-const snapMagic = "sluice model snapshot 1\n"
+const snapMagic = "sluice model snapshot 2\n"
 
 // racyWindow is how much older than the snapshot a file's change time
 // must be for its record to be trusted; far more than a clock tick.
@@ -90,18 +90,19 @@ func (m *Model) stampsOf(queue uint8, id string) (s stamps, ok bool) {
 // next start. Call it after everything that changes the spool has
 // stopped; it writes nothing while the model is loading. Messages whose
 // files cannot be looked at are left out (the next start reads them).
-func (m *Model) WriteSnapshot() error {
+// It returns how many messages it wrote.
+func (m *Model) WriteSnapshot() (int, error) {
 	path := m.cfg.Snapshot
 	if path == "" || m.Loading() {
-		return nil
+		return 0, nil
 	}
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("model: snapshot: %w", err)
+		return 0, fmt.Errorf("model: snapshot: %w", err)
 	}
 	w := bufio.NewWriterSize(f, 256<<10)
-	err = m.encodeSnapshot(w)
+	n, err := m.encodeSnapshot(w)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -116,18 +117,19 @@ func (m *Model) WriteSnapshot() error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("model: snapshot: %w", err)
+		return 0, fmt.Errorf("model: snapshot: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
-func (m *Model) encodeSnapshot(w *bufio.Writer) error {
+func (m *Model) encodeSnapshot(w *bufio.Writer) (n int, err error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	all := make([]*msg, 0, m.msgs.len())
 	m.msgs.each(func(x *msg) { all = append(all, x) })
 	w.WriteString(snapMagic)
 	var buf []byte
+	d := snapDict{bySym: make([]uint32, len(m.syms.strs)), byStr: map[string]uint32{}}
 	const batch = 512
 	st := make([]stamps, batch)
 	ok := make([]bool, batch)
@@ -154,18 +156,20 @@ func (m *Model) encodeSnapshot(w *bufio.Writer) error {
 			if !ok[i] {
 				continue
 			}
-			buf = m.appendRecord(buf[:0], x, &st[i])
+			buf = m.appendRecord(buf[:0], x, &st[i], &d)
 			if _, err := w.Write(buf); err != nil {
-				return err
+				return n, err
 			}
+			n++
 		}
 	}
-	return w.WriteByte(snapEnd)
+	return n, w.WriteByte(snapEnd)
 }
 
 // appendRecord appends x as a snapshot record: its queue and ID, its
-// files' stamps, and what a scan would read of it (scanned).
-func (m *Model) appendRecord(b []byte, x *msg, st *stamps) []byte {
+// files' stamps, and what a scan would read of it (scanned). Texts that
+// messages share (senders, reasons, DSN codes, classes) go through d.
+func (m *Model) appendRecord(b []byte, x *msg, st *stamps, d *snapDict) []byte {
 	b = append(b, x.queue)
 	b = appendStr(b, x.id)
 	for _, s := range st {
@@ -184,7 +188,7 @@ func (m *Model) appendRecord(b []byte, x *msg, st *stamps) []byte {
 	if x.bare {
 		return b
 	}
-	b = appendStr(b, m.syms.str(x.sender))
+	b = d.appendSym(b, x.sender, &m.syms)
 	b = binary.AppendVarint(b, int64(x.size))
 	b = binary.AppendVarint(b, int64(x.arrival))
 	b = binary.AppendVarint(b, int64(x.next))
@@ -197,9 +201,9 @@ func (m *Model) appendRecord(b []byte, x *msg, st *stamps) []byte {
 		} else {
 			b = append(b, 0)
 		}
-		b = appendStr(b, m.syms.str(r.reason))
-		b = appendStr(b, m.syms.str(r.dsn))
-		b = appendStr(b, classNames[r.class])
+		b = d.appendSym(b, r.reason, &m.syms)
+		b = d.appendSym(b, r.dsn, &m.syms)
+		b = d.appendStr(b, classNames[r.class])
 		b = binary.AppendUvarint(b, uint64(r.attempts))
 		b = binary.AppendVarint(b, int64(r.last))
 	}
@@ -209,6 +213,53 @@ func (m *Model) appendRecord(b []byte, x *msg, st *stamps) []byte {
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// A shared text is written as a reference: refEmpty, refOnDisk (a
+// reason the model left in the defer log), refNew followed by the text
+// (which becomes the next entry of the snapshot's dictionary), or
+// refFirst+i for the dictionary's i-th entry. A million messages that
+// share a few reasons then carry a few bytes each for them, not the
+// texts.
+const (
+	refEmpty = iota
+	refNew
+	refOnDisk
+	refFirst
+)
+
+// snapDict is the writer's dictionary: each text's entry number plus 1,
+// by symbol and, for texts that are not symbols, by text.
+type snapDict struct {
+	bySym []uint32
+	byStr map[string]uint32
+	n     uint32
+}
+
+func (d *snapDict) appendSym(b []byte, v sym, syms *symbols) []byte {
+	switch {
+	case v == 0:
+		return append(b, refEmpty)
+	case v == onDisk:
+		return append(b, refOnDisk)
+	case d.bySym[v] != 0:
+		return binary.AppendUvarint(b, uint64(refFirst+d.bySym[v]-1))
+	}
+	d.n++
+	d.bySym[v] = d.n
+	return appendStr(append(b, refNew), syms.str(v))
+}
+
+func (d *snapDict) appendStr(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, refEmpty)
+	}
+	if i := d.byStr[s]; i != 0 {
+		return binary.AppendUvarint(b, uint64(refFirst+i-1))
+	}
+	d.n++
+	d.byStr[s] = d.n
+	return appendStr(append(b, refNew), s)
 }
 
 // snapRecord is one message of a snapshot.
@@ -225,6 +276,7 @@ type snapReader struct {
 	// racy: a record with a file changed at or after it (ns) is not
 	// trusted (racyWindow).
 	racy int64
+	dict []string // the shared texts read so far (refNew)
 }
 
 // next reads the next record; false at the end or at the first damage.
@@ -252,7 +304,7 @@ func (sr *snapReader) next(rec *snapRecord) bool {
 	flags := sr.byte()
 	rec.s.bare, rec.s.forced = flags&1 != 0, flags&2 != 0
 	if !rec.s.bare {
-		rec.s.sender = sr.str()
+		rec.s.sender, _ = sr.ref(false)
 		rec.s.size, rec.s.arrival, rec.s.next = sr.varint(), sr.varint(), sr.varint()
 		n := sr.uvarint()
 		if n > 1<<20 {
@@ -265,7 +317,9 @@ func (sr *snapReader) next(rec *snapRecord) bool {
 			r.addr = sr.str()
 			r.offset = sr.varint()
 			r.done = sr.byte() != 0
-			r.reason, r.dsn, r.class = sr.str(), sr.str(), sr.str()
+			r.reason, r.onDisk = sr.ref(true)
+			r.dsn, _ = sr.ref(false)
+			r.class, _ = sr.ref(false)
 			r.attempts = int(sr.uvarint())
 			r.last = sr.varint()
 		}
@@ -313,6 +367,31 @@ func (sr *snapReader) str() string {
 	_, err := io.ReadFull(sr.r, b)
 	sr.fail(err)
 	return string(b)
+}
+
+// ref reads a shared text (refNew and the others); onDisk only where
+// the caller allows it (a reason).
+func (sr *snapReader) ref(allowOnDisk bool) (s string, onDisk bool) {
+	v := sr.uvarint()
+	if sr.err != nil {
+		return "", false
+	}
+	switch {
+	case v == refEmpty:
+		return "", false
+	case v == refOnDisk && allowOnDisk:
+		return "", true
+	case v == refNew:
+		s = sr.str()
+		if sr.err == nil {
+			sr.dict = append(sr.dict, s)
+		}
+		return s, false
+	case v >= refFirst && v-refFirst < uint64(len(sr.dict)):
+		return sr.dict[v-refFirst], false
+	}
+	sr.err = errors.New("bad text reference")
+	return "", false
 }
 
 func (sr *snapReader) fail(err error) {

@@ -1,9 +1,13 @@
 package model
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +38,7 @@ func TestSnapshotDamaged(t *testing.T) {
 	w.check("retries")
 	w.stopQ()
 	time.Sleep(60 * time.Millisecond) // past racyWindow
-	if err := w.live.WriteSnapshot(); err != nil {
+	if _, err := w.live.WriteSnapshot(); err != nil {
 		t.Fatal(err)
 	}
 	whole, err := os.ReadFile(w.snapshotPath())
@@ -106,7 +110,7 @@ func TestSnapshotDriftReconciled(t *testing.T) {
 	}
 	w.stopQ()
 	time.Sleep(60 * time.Millisecond) // past racyWindow
-	if err := w.live.WriteSnapshot(); err != nil {
+	if _, err := w.live.WriteSnapshot(); err != nil {
 		t.Fatal(err)
 	}
 	w.start()
@@ -127,5 +131,79 @@ func TestSnapshotDriftReconciled(t *testing.T) {
 	w.check("reconcile after a start from a snapshot")
 	if !strings.Contains(w.log.String(), id+": drift:") {
 		t.Errorf("the drift is not in the log:\n%s", w.log.String())
+	}
+}
+
+// snapshotRoundTrip builds a model of sp with at most limit reasons in
+// memory, writes its snapshot, and builds another from that snapshot;
+// it returns both and the snapshot's bytes.
+func snapshotRoundTrip(t *testing.T, sp *spool.Spool, now time.Time, limit int) (scan, loaded *Model, snap []byte) {
+	t.Helper()
+	cfg := Config{Spool: sp, Now: func() time.Time { return now }, Snapshot: filepath.Join(sp.Root, "private", "model-snapshot")}
+	build := func() *Model {
+		m := New(cfg)
+		m.syms.limit = limit
+		if err := m.Build(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	scan = build()
+	time.Sleep(60 * time.Millisecond) // past racyWindow
+	if _, err := scan.WriteSnapshot(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := os.ReadFile(cfg.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded = build()
+	if h, n := loaded.SnapshotHits(), len(scan.Messages()); h != int64(n) {
+		t.Fatalf("%d of %d messages taken from the snapshot", h, n)
+	}
+	return scan, loaded, snap
+}
+
+// TestSnapshotReasonsOnDisk: reasons past the model's cap are left in
+// the defer logs (onDisk); a model started from a snapshot still shows
+// them, read from there, and does not take them for no reason at all.
+func TestSnapshotReasonsOnDisk(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sp := randomSpool(t, 60, now, 3)
+	deferEach(t, sp, func(i int) string { return fmt.Sprintf("connect to mx[192.0.2.%d]:25: Connection refused", i) })
+	scan, loaded, _ := snapshotRoundTrip(t, sp, now, 5)
+	if scan.syms.reasons != 5 {
+		t.Fatalf("%d reasons kept, want the cap of 5", scan.syms.reasons)
+	}
+	a, b := scan.Messages(), loaded.Messages()
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("from the snapshot: %s", describe(b, a))
+	}
+	onDisk := 0
+	for _, m := range loaded.MessagesInMemory() {
+		for _, r := range m.Recipients {
+			if !r.Done && r.Reason == "" {
+				onDisk++
+			}
+		}
+	}
+	if onDisk == 0 {
+		t.Error("no reason was left on disk: the test does not test the cap")
+	}
+}
+
+// TestSnapshotStringsOnce: a text that many messages share (a sender,
+// a reason) is written to the snapshot once and referred to after.
+func TestSnapshotStringsOnce(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sp := randomSpool(t, 60, now, 4)
+	const reason = "connect to mx.shared.example[192.0.2.1]:25: Connection refused"
+	n := deferEach(t, sp, func(int) string { return reason })
+	scan, loaded, snap := snapshotRoundTrip(t, sp, now, maxReasons)
+	if c := bytes.Count(snap, []byte(reason)); c != 1 {
+		t.Errorf("the reason of %d messages is in the snapshot %d times", n, c)
+	}
+	if a, b := scan.Messages(), loaded.Messages(); !reflect.DeepEqual(a, b) {
+		t.Fatalf("from the snapshot: %s", describe(b, a))
 	}
 }

@@ -344,7 +344,7 @@ func (s *Server) run(ctx context.Context) error {
 		if qerr == nil {
 			// Nothing changes the spool any more: the model is what
 			// the next start loads first (model/snapshot.go).
-			if err := s.model.WriteSnapshot(); err != nil {
+			if _, err := s.model.WriteSnapshot(); err != nil {
 				s.log.Warn("master", "%v", err)
 			}
 		}
