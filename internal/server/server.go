@@ -344,8 +344,11 @@ func (s *Server) run(ctx context.Context) error {
 		if qerr == nil {
 			// Nothing changes the spool any more: the model is what
 			// the next start loads first (model/snapshot.go).
-			if _, err := s.model.WriteSnapshot(); err != nil {
+			start := time.Now()
+			if n, err := s.model.WriteSnapshot(); err != nil {
 				s.log.Warn("master", "%v", err)
+			} else if n > 0 {
+				s.log.Log("master", "model snapshot: %d messages written in %d ms", n, time.Since(start).Milliseconds())
 			}
 		}
 	case qerr = <-qdone:
@@ -632,12 +635,22 @@ const modelReconcileEvery = time.Hour
 // runModel builds the model, then reconciles it periodically until ctx
 // ends.
 func (s *Server) runModel(ctx context.Context) {
+	start := time.Now()
 	if err := s.model.Build(ctx); err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("master", "queue model: %v", err)
 		}
 		return
 	}
+	var n int64
+	for _, q := range s.model.Summary().Queues {
+		n += q.Messages
+	}
+	how := "by a scan"
+	if h := s.model.SnapshotHits(); h >= 0 {
+		how = fmt.Sprintf("%d of them from the snapshot", h)
+	}
+	s.log.Log("master", "queue model loaded: %d messages in %d ms, %s", n, time.Since(start).Milliseconds(), how)
 	// The scan's garbage made the heap grow to twice what the model
 	// keeps; give it back now rather than whenever the scavenger does.
 	debug.FreeOSMemory()

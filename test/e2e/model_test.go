@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -125,5 +127,62 @@ func TestModelFollowsActions(t *testing.T) {
 	}
 	if r, err := c.ModelReconcile(ctx); err != nil || r.Drift != 0 {
 		t.Errorf("reconcile after the actions: %+v %v, want no drift", r, err)
+	}
+}
+
+// TestModelSnapshotAcrossRestart: a clean stop writes the model's
+// snapshot; the next start takes from it the messages whose files did
+// not change while the daemon was down, reads the one that did (put on
+// hold meanwhile, as postsuper -h would), and logs both.
+func TestModelSnapshotAcrossRestart(t *testing.T) {
+	m := newMTA(t)
+	m.start()
+	for _, rcpt := range []string{"a@down.test", "b@down.test", "c@down.test"} {
+		m.send("alice@src.test", []string{rcpt}, "to nowhere")
+	}
+	held := m.queueID("b@down.test")
+	m.waitFor("deferrals", func() bool { return len(m.queued(spool.Deferred)) == 3 && m.idle() })
+	summary := func() model.Summary {
+		c, err := control.Dial(m.spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var s model.Summary
+		m.waitFor("the model to load", func() bool {
+			s, err = c.ModelSummary(ctx)
+			return err == nil && !s.Loading
+		})
+		return s
+	}
+	if s := summary(); s.Queues[2].Messages != 3 {
+		t.Fatalf("before the stop: %+v", s.Queues)
+	}
+	time.Sleep(100 * time.Millisecond) // the files' change times, past the snapshot's racy window
+	m.stop()
+	snap := filepath.Join(m.spool, "private", "sluice-model-snapshot")
+	if fi, err := os.Stat(snap); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("after a clean stop, the snapshot: %v %v", fi, err)
+	}
+	if !m.logHas("model snapshot: 3 messages written in ") {
+		t.Errorf("the stop did not log the snapshot:\n%s", m.logbuf)
+	}
+	sp := spool.New(m.spool)
+	if err := sp.Move(held, spool.Deferred, spool.Hold); err != nil {
+		t.Fatal(err)
+	}
+
+	m.start()
+	s := summary()
+	if s.Queues[2].Messages != 2 || s.Queues[3].Queue != spool.Hold || s.Queues[3].Messages != 1 {
+		t.Errorf("after the restart: %+v", s.Queues)
+	}
+	if !m.logHas("queue model loaded: 3 messages in ") || !m.logHas(" ms, 2 of them from the snapshot") {
+		t.Errorf("the start did not log the load from the snapshot:\n%s", m.logbuf)
+	}
+	if _, err := os.Stat(snap); !os.IsNotExist(err) {
+		t.Errorf("the snapshot is still there after it was read: %v", err)
 	}
 }
