@@ -23,16 +23,11 @@ func TestModelThroughDaemon(t *testing.T) {
 	id := m.queueID("x@down.test")
 	m.waitFor("deferral", func() bool { q := m.queued(spool.Deferred); return len(q) == 1 && q[0] == id })
 
-	c, err := control.Dial(m.spool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m.waitFor("the model to load", func() bool {
+	c, ctx, done := m.modelClient()
+	defer done()
+	m.waitFor("the deferral in the model", func() bool {
 		s, err := c.ModelSummary(ctx)
-		return err == nil && !s.Loading && s.Queues[2].Messages == 1
+		return err == nil && s.Queues[2].Messages == 1
 	})
 	s, err := c.ModelSummary(ctx)
 	if err != nil {
@@ -96,17 +91,8 @@ func TestModelFollowsActions(t *testing.T) {
 	m.send("alice@src.test", []string{"x@down.test"}, "to nowhere")
 	id := m.queueID("x@down.test")
 	m.waitFor("deferral", func() bool { q := m.queued(spool.Deferred); return len(q) == 1 && q[0] == id })
-	c, err := control.Dial(m.spool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m.waitFor("the model to load", func() bool {
-		s, err := c.ModelSummary(ctx)
-		return err == nil && !s.Loading
-	})
+	c, ctx, done := m.modelClient()
+	defer done()
 	queueOf := func() string {
 		msg, err := c.ModelMessage(ctx, id)
 		if err != nil {
@@ -143,18 +129,12 @@ func TestModelSnapshotAcrossRestart(t *testing.T) {
 	held := m.queueID("b@down.test")
 	m.waitFor("deferrals", func() bool { return len(m.queued(spool.Deferred)) == 3 && m.idle() })
 	summary := func() model.Summary {
-		c, err := control.Dial(m.spool)
+		c, ctx, done := m.modelClient()
+		defer done()
+		s, err := c.ModelSummary(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var s model.Summary
-		m.waitFor("the model to load", func() bool {
-			s, err = c.ModelSummary(ctx)
-			return err == nil && !s.Loading
-		})
 		return s
 	}
 	if s := summary(); s.Queues[2].Messages != 3 {
@@ -185,4 +165,20 @@ func TestModelSnapshotAcrossRestart(t *testing.T) {
 	if _, err := os.Stat(snap); !os.IsNotExist(err) {
 		t.Errorf("the snapshot is still there after it was read: %v", err)
 	}
+}
+
+// modelClient dials the daemon's control socket and waits until its
+// model has loaded; done closes the client.
+func (m *mta) modelClient() (c *control.Client, ctx context.Context, done func()) {
+	m.t.Helper()
+	c, err := control.Dial(m.spool)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	m.waitFor("the model to load", func() bool {
+		s, err := c.ModelSummary(ctx)
+		return err == nil && !s.Loading
+	})
+	return c, ctx, func() { cancel(); c.Close() }
 }
