@@ -348,7 +348,7 @@ func (s *Server) run(ctx context.Context) error {
 			if n, err := s.model.WriteSnapshot(); err != nil {
 				s.log.Warn("master", "%v", err)
 			} else if n > 0 {
-				s.log.Log("master", "model snapshot: %d messages written in %d ms", n, time.Since(start).Milliseconds())
+				s.log.Log("master", "wrote the queue model's snapshot of %d messages in %d ms", n, time.Since(start).Milliseconds())
 			}
 		}
 	case qerr = <-qdone:
@@ -638,7 +638,7 @@ func (s *Server) runModel(ctx context.Context) {
 	start := time.Now()
 	if err := s.model.Build(ctx); err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("master", "queue model: %v", err)
+			s.log.Warn("master", "%v", err)
 		}
 		return
 	}
@@ -646,11 +646,13 @@ func (s *Server) runModel(ctx context.Context) {
 	for _, q := range s.model.Summary().Queues {
 		n += q.Messages
 	}
+	// No "word: " before the figures: log readers such as pflogsumm
+	// take that for a queue ID and cut it off.
 	how := "by a scan"
 	if h := s.model.SnapshotHits(); h >= 0 {
 		how = fmt.Sprintf("%d of them from the snapshot", h)
 	}
-	s.log.Log("master", "queue model loaded: %d messages in %d ms, %s", n, time.Since(start).Milliseconds(), how)
+	s.log.Log("master", "loaded the queue model of %d messages in %d ms, %s", n, time.Since(start).Milliseconds(), how)
 	// The scan's garbage made the heap grow to twice what the model
 	// keeps; give it back now rather than whenever the scavenger does.
 	debug.FreeOSMemory()

@@ -146,7 +146,7 @@ func TestModelSnapshotAcrossRestart(t *testing.T) {
 	if fi, err := os.Stat(snap); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("after a clean stop, the snapshot: %v %v", fi, err)
 	}
-	if !m.logHas("model snapshot: 3 messages written in ") {
+	if !m.logHas("wrote the queue model's snapshot of 3 messages in ") {
 		t.Errorf("the stop did not log the snapshot:\n%s", m.logbuf)
 	}
 	sp := spool.New(m.spool)
@@ -159,7 +159,7 @@ func TestModelSnapshotAcrossRestart(t *testing.T) {
 	if s.Queues[2].Messages != 2 || s.Queues[3].Queue != spool.Hold || s.Queues[3].Messages != 1 {
 		t.Errorf("after the restart: %+v", s.Queues)
 	}
-	if !m.logHas("queue model loaded: 3 messages in ") || !m.logHas(" ms, 2 of them from the snapshot") {
+	if !m.logHas("loaded the queue model of 3 messages in ") || !m.logHas(" ms, 2 of them from the snapshot") {
 		t.Errorf("the start did not log the load from the snapshot:\n%s", m.logbuf)
 	}
 	if _, err := os.Stat(snap); !os.IsNotExist(err) {
