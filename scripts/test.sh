@@ -45,6 +45,7 @@ wanted=(postfix=postfix postconf=postfix postqueue=postfix postcat=postfix posts
 	user:postfix=postfix swaks=swaks
 	doveadm=dovecot-core file:/usr/share/doc/libnet-ssleay-perl/copyright=libnet-ssleay-perl # AUTH tests: Dovecot, swaks --tls
 	python3=python3 bsd-mailx=bsd-mailx # read back local mailboxes as real readers do
+	pflogsumm=pflogsumm # Postfix's log summarizer reads our mail log (test/e2e)
 	gcc=gcc file:/usr/include/stdio.h=libc6-dev # go test -race needs cgo
 	file:/etc/ssl/certs/ca-certificates.crt=ca-certificates # go mod download over HTTPS
 	opendkim=opendkim opendkim-genkey=opendkim-tools # the milter test's DKIM signer

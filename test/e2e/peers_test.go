@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -84,6 +85,25 @@ func TestSmtpSourceIntoSluiceIntoSmtpSink(t *testing.T) {
 	if code := d.term(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
+	// Postfix's log reader counts what the log says.
+	sum := pflogsumm(t, d)
+	for _, want := range []string{fmt.Sprintf(`(?m)^ +%d +received$`, n), fmt.Sprintf(`(?m)^ +%d +delivered$`, n),
+		`(?m)^ +0 +deferred`, `(?m)^ +0 +bounced$`, `(?m)^ +0 +rejected`, `(?m)^Warnings: none$`,
+		`(?m)^ +1 +daemon started -- version `, `(?m)^ +1 +loaded the queue model of `} {
+		if countLines(sum, want) != 1 {
+			t.Errorf("pflogsumm's report lacks %s:\n%s", want, sum)
+		}
+	}
+}
+
+// pflogsumm runs Postfix's log summarizer on d's mail log.
+func pflogsumm(t *testing.T, d *daemon) string {
+	t.Helper()
+	out, err := exec.Command(needTool(t, "pflogsumm"), filepath.Join(d.dir, "mail.log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pflogsumm: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func TestSmtpSinkSoftAndHardReject(t *testing.T) {
@@ -118,6 +138,14 @@ func TestSmtpSinkSoftAndHardReject(t *testing.T) {
 				if !strings.Contains(log, "sender non-delivery notification: ") || !strings.Contains(log, "undeliverable mail from the null sender") {
 					t.Errorf("bounce handling missing:\n%s", log)
 				}
+			}
+			sum := pflogsumm(t, d)
+			want := `(?m)^ +1 +deferred +\(1 +deferrals?\)$`
+			if c.name == "hard" {
+				want = `(?m)^ +2 +bounced$` // the message, and its DSN
+			}
+			if countLines(sum, want) != 1 {
+				t.Errorf("pflogsumm's report lacks %s:\n%s", want, sum)
 			}
 		})
 	}
